@@ -1,0 +1,39 @@
+# The only commands a newcomer needs: make run, make test.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PARAMS ?= params.yaml
+ARGS   ?=
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test data setup clean
+
+## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
+run: setup data
+	$(PY) -m fashion_search.pipeline --params $(PARAMS) $(ARGS)
+
+## test: the test suite (unit tests and one tiny end-to-end papermill run)
+test: setup
+	$(PY) -m pytest -q tests
+
+## setup: virtual environment with the pinned requirements, the package and its Jupyter kernel
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name fashion-search --display-name "Python (fashion-search)"
+	touch $@
+
+## data: the embedded default catalogue, Fashion-MNIST, from Debian's package where apt-get can install it
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null; \
+	else echo "note: /usr/share/datasets/fashion-mnist is missing and apt-get needs root;" \
+		"run 'sudo apt-get install dataset-fashion-mnist', or the pipeline downloads it with keras"; fi
+
+clean:
+	rm -rf outputs/*/ $(VENV)

@@ -1,0 +1,345 @@
+"""Load and validate ``params.yaml`` into typed dataclasses, before any work starts.
+
+Every error names the offending key (``finetune.frozen_epochs``) and what is allowed, so a
+typo is caught in a second rather than after an hour of training.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fashion_search.backbones import BACKBONES, WEIGHT_CHOICES
+
+DATA_SOURCES = ("fashion_mnist",)
+DISTANCES = ("euclidean", "cosine")
+
+
+class ConfigError(ValueError):
+    """A parameter file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class PerClass:
+    """How many images of each class go into each split (``null``: all of them)."""
+
+    train: int | None = 100
+    validation: int | None = 20
+    test: int | None = 50
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "fashion_mnist"
+    path: str | None = None
+    per_class: PerClass = field(default_factory=PerClass)
+
+
+@dataclass(frozen=True)
+class BackboneParams:
+    name: str
+    weights: str = "imagenet"
+    image_size: int | None = None
+
+    @property
+    def input_size(self) -> int:
+        """The side in pixels images are resized to for this backbone."""
+        return self.image_size or BACKBONES[self.name].default_size
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    enabled: bool = True
+    batch_size: int = 32
+    frozen_epochs: int = 2
+    unfrozen_epochs: int = 3
+    learning_rate: float = 1e-3
+    unfrozen_learning_rate: float = 1e-4
+    unfreeze_fraction: float = 0.2
+    patience: int = 2
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    batch_size: int = 32
+    chunk_size: int = 1024
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    ks: tuple[int, ...] = (1, 5, 10)
+    distances: tuple[str, ...] = DISTANCES
+    query_batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class VisualiseParams:
+    n_queries: int = 4
+    top_k: int = 10
+
+
+@dataclass(frozen=True)
+class Params:
+    run: str = "default"
+    seed: int = 42
+    data: DataParams = field(default_factory=DataParams)
+    backbones: tuple[BackboneParams, ...] = ()
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    features: FeaturesParams = field(default_factory=FeaturesParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    visualise: VisualiseParams = field(default_factory=VisualiseParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, not tuples), as it would be written to YAML."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def fingerprint(self) -> str:
+        """A short hash of every parameter, to tell whether a finished stage is stale."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- parsing
+def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{_join(where, unknown[0])}'; allowed keys here: {', '.join(sorted(allowed))}"
+        )
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _mapping(value: Any, key: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"'{key}' must be a mapping of keys to values, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, key: str, minimum: int | None = None, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"'{key}' must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(value: Any, key: str, low: float, high: float) -> float:
+    """A number in [low, high]; ``low`` itself is refused when it is 0 for rates."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"'{key}' must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"'{key}' must be between {low} and {high}, got {value}")
+    return float(value)
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"'{key}' must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+# Allowed ranges of the scalar fields that are not simply "a positive integer".
+_RANGES: dict[str, tuple[float, float]] = {
+    "finetune.frozen_epochs": (0, 10_000),
+    "finetune.unfrozen_epochs": (0, 10_000),
+    "finetune.learning_rate": (1e-9, 1.0),
+    "finetune.unfrozen_learning_rate": (1e-9, 1.0),
+    "finetune.unfreeze_fraction": (0.0, 1.0),
+    "finetune.dropout": (0.0, 0.95),
+}
+
+
+def _simple_block(cls: type, raw: Any, where: str) -> Any:
+    """Build a dataclass of scalar fields, type-checked against its defaults."""
+    raw = _mapping(raw, where)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    _check_keys(raw, fields, where)
+    defaults = cls()
+    values = {}
+    for name, value in raw.items():
+        key, default = _join(where, name), getattr(defaults, name)
+        low, high = _RANGES.get(key, (1, float("inf")))
+        if isinstance(default, bool):
+            values[name] = _bool(value, key)
+        elif isinstance(default, int):
+            values[name] = _int(value, key, minimum=int(low))
+        else:
+            values[name] = _float(value, key, low, high)
+    return cls(**values)
+
+
+def _parse_per_class(raw: Any) -> PerClass:
+    raw = _mapping(raw, "data.per_class")
+    _check_keys(raw, {"train", "validation", "test"}, "data.per_class")
+    return PerClass(**{k: _int(v, f"data.per_class.{k}", 1, allow_none=True) for k, v in raw.items()})
+
+
+def _parse_data(raw: Any) -> DataParams:
+    raw = _mapping(raw, "data")
+    _check_keys(raw, {"source", "path", "per_class"}, "data")
+    source = _choice(raw.get("source", "fashion_mnist"), "data.source", DATA_SOURCES)
+    path = raw.get("path")
+    if path is not None:
+        if not isinstance(path, str):
+            raise ConfigError(f"'data.path' must be a folder path or null, got {path!r}")
+        if not Path(path).expanduser().is_dir():
+            raise ConfigError(
+                f"'data.path' is '{path}', which is not an existing folder; point it at the "
+                "catalogue, or set it to null to use the default location"
+            )
+    return DataParams(source=source, path=path, per_class=_parse_per_class(raw.get("per_class")))
+
+
+def _parse_backbone(raw: Any, key: str) -> BackboneParams:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    raw = _mapping(raw, key)
+    _check_keys(raw, {"name", "weights", "image_size"}, key)
+    if "name" not in raw:
+        raise ConfigError(f"'{key}.name' is required; one of {', '.join(BACKBONES)}")
+    name = _choice(raw["name"], f"{key}.name", tuple(BACKBONES))
+    spec = BACKBONES[name]
+    weights = _choice(raw.get("weights", "imagenet"), f"{key}.weights", WEIGHT_CHOICES)
+    size = _int(raw.get("image_size"), f"{key}.image_size", allow_none=True)
+    if size is not None:
+        if size < spec.min_size:
+            raise ConfigError(f"'{key}.image_size' must be at least {spec.min_size} for {name}, got {size}")
+        if weights == "imagenet" and spec.fixed_size and size != spec.default_size:
+            raise ConfigError(
+                f"'{key}.image_size' must be {spec.default_size} (or null) for {name} with "
+                f"ImageNet weights: its fully connected layers fix the input size; got {size}"
+            )
+    return BackboneParams(name=name, weights=weights, image_size=size)
+
+
+def _parse_backbones(raw: Any) -> tuple[BackboneParams, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("'backbones' must be a non-empty list, e.g. [{name: resnet50, weights: imagenet}]")
+    parsed = tuple(_parse_backbone(item, f"backbones[{i}]") for i, item in enumerate(raw))
+    names = [b.name for b in parsed]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"'backbones' lists a backbone twice: {names}")
+    return parsed
+
+
+def _parse_evaluate(raw: Any) -> EvaluateParams:
+    raw = _mapping(raw, "evaluate")
+    _check_keys(raw, {"ks", "distances", "query_batch_size"}, "evaluate")
+    ks = raw.get("ks", [1, 5, 10])
+    if not isinstance(ks, list) or not ks:
+        raise ConfigError(f"'evaluate.ks' must be a non-empty list of integers, got {ks!r}")
+    ks = tuple(sorted({_int(k, "evaluate.ks", minimum=1) for k in ks}))
+    distances = raw.get("distances", list(DISTANCES))
+    if not isinstance(distances, list) or not distances:
+        raise ConfigError(f"'evaluate.distances' must be a non-empty list, got {distances!r}")
+    distances = tuple(_choice(d, "evaluate.distances", DISTANCES) for d in distances)
+    batch = _int(raw.get("query_batch_size", 1024), "evaluate.query_batch_size", minimum=1)
+    return EvaluateParams(ks=ks, distances=distances, query_batch_size=batch)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a nested dict (as read from YAML) into :class:`Params`."""
+    raw = _mapping(raw, "params.yaml")
+    allowed = {f.name for f in dataclasses.fields(Params)}
+    _check_keys(raw, allowed, "")
+    run = raw.get("run", "default")
+    if not isinstance(run, str) or not run or not run.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"'run' must be a name of letters, digits, '-' and '_', got {run!r}")
+    params = Params(
+        run=run,
+        seed=_int(raw.get("seed", 42), "seed", minimum=0),
+        data=_parse_data(raw.get("data")),
+        backbones=_parse_backbones(raw.get("backbones")),
+        finetune=_simple_block(FinetuneParams, raw.get("finetune"), "finetune"),
+        features=_simple_block(FeaturesParams, raw.get("features"), "features"),
+        evaluate=_parse_evaluate(raw.get("evaluate")),
+        visualise=_simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
+    )
+    if params.finetune.enabled and params.finetune.frozen_epochs + params.finetune.unfrozen_epochs == 0:
+        raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
+                          "'finetune.enabled' is true; train at least one epoch or set enabled: false")
+    if params.visualise.top_k > max(params.evaluate.ks):
+        raise ConfigError(
+            f"'visualise.top_k' ({params.visualise.top_k}) must not exceed the largest of "
+            f"'evaluate.ks' ({max(params.evaluate.ks)}): only that many neighbours are kept"
+        )
+    return params
+
+
+# ----------------------------------------------------------------------------- overrides
+def apply_override(raw: dict, assignment: str) -> dict:
+    """Return a copy of ``raw`` with ``key.sub=value`` applied (value parsed as YAML).
+
+    List items are addressed by index: ``backbones.0.weights=none``.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}' must look like key.sub=value")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    value = yaml.safe_load(text)
+    result = copy.deepcopy(raw)
+    node: Any = result
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override '{key}': '{part}' is not an index of that list")
+            index: Any = int(part)
+        elif isinstance(node, dict):
+            index = part
+            if not last:
+                node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override '{key}': '{'.'.join(parts[:depth])}' is not a mapping")
+        if last:
+            node[index] = value
+        else:
+            node = node[index]
+    return result
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML file into a dict, turning I/O and syntax problems into ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file '{path}' does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"'{path}' is not valid YAML: {err}") from err
+    return _mapping(raw, str(path))
+
+
+def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
+    """Read, override and validate a parameter file."""
+    raw = read_yaml(path)
+    for assignment in overrides or []:
+        raw = apply_override(raw, assignment)
+    return parse_params(raw)
+
+
+def save_params(params: Params, path: str | Path) -> None:
+    """Write the resolved parameters as YAML (atomically)."""
+    from fashion_search.io import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(params.to_dict(), sort_keys=False))

@@ -1,0 +1,147 @@
+"""Figures for the notebooks and reports; each function returns a matplotlib Figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from fashion_search.catalog import Catalog
+from fashion_search.io import atomic_path
+
+RELEVANT, IRRELEVANT = "#2e7d32", "#c62828"
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (atomically) and return the path."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    return Path(path)
+
+
+def _show(ax: plt.Axes, image: np.ndarray) -> None:
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_catalog_samples(catalog: Catalog, per_class: int = 8, seed: int = 0) -> Figure:
+    """A grid with ``per_class`` random images of each category, one row per category."""
+    rng = np.random.default_rng(seed)
+    names = catalog.class_names
+    fig, axes = plt.subplots(len(names), per_class, figsize=(per_class * 0.9, len(names) * 0.95), squeeze=False)
+    for row, name in enumerate(names):
+        rows = np.flatnonzero(catalog.items[catalog.label_column].to_numpy() == name)
+        picks = rng.choice(rows, size=min(per_class, len(rows)), replace=False)
+        for col, ax in enumerate(axes[row]):
+            if col < len(picks):
+                _show(ax, catalog.images[picks[col]])
+            else:
+                ax.axis("off")
+        axes[row][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("Sample images per category")
+    return fig
+
+
+def plot_split_counts(catalog: Catalog) -> Figure:
+    """Items per category and split, as grouped horizontal bars."""
+    counts = catalog.items.groupby([catalog.label_column, "split"]).size().unstack(fill_value=0)
+    counts = counts.reindex(catalog.class_names)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(counts) + 1))
+    counts.plot.barh(ax=ax)
+    ax.set_xlabel("items")
+    ax.set_ylabel("")
+    ax.set_title("Items per category and split")
+    return fig
+
+
+def plot_learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
+    """Loss and accuracy per epoch (train and validation), one column per backbone."""
+    fig, axes = plt.subplots(2, max(len(histories), 1), figsize=(4.2 * max(len(histories), 1), 6), squeeze=False)
+    for col, (name, history) in enumerate(histories.items()):
+        epochs = history["epoch"] + 1
+        for row, metric in enumerate(("loss", "accuracy")):
+            ax = axes[row][col]
+            ax.plot(epochs, history[metric], "o-", label="train")
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+            unfrozen = history.loc[history["phase"] == "unfrozen", "epoch"]
+            if len(unfrozen):
+                ax.axvline(unfrozen.iloc[0] + 0.5, color="grey", ls="--", lw=1, label="backbone unfrozen")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.set_title(name if row == 0 else "")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int], top_k: int,
+                       title: str = "") -> Figure:
+    """Each row: a query, then its ``top_k`` results; green frames are relevant, red are not."""
+    labels = test.items[test.label_column].to_numpy()
+    fig, axes = plt.subplots(len(queries), top_k + 1, figsize=(1.25 * (top_k + 1), 1.55 * len(queries)),
+                             squeeze=False)
+    for row, query in enumerate(queries):
+        _show(axes[row][0], test.images[query])
+        axes[row][0].set_title(f"query\n{labels[query]}", fontsize=7, fontweight="bold")
+        for rank, item in enumerate(neighbours[query, :top_k], start=1):
+            ax = axes[row][rank]
+            _show(ax, test.images[item])
+            colour = RELEVANT if labels[item] == labels[query] else IRRELEVANT
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(3)
+            ax.set_title(f"{rank}. {labels[item]}", fontsize=6, color=colour)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_map_bars(summary: pd.DataFrame, column: str = "map_report", distance: str = "euclidean") -> Figure:
+    """mAP@k per backbone, grouped by k."""
+    rows = summary[summary["distance"] == distance]
+    table = rows.pivot(index="k", columns="backbone", values=column)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    table.plot.bar(ax=ax, rot=0)
+    ax.set_xticklabels([f"Top {k}" for k in table.index])
+    ax.set_xlabel("")
+    ax.set_ylabel(column.replace("_", " "))
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{column.replace('_', ' ')} per backbone ({distance} distance)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def per_category_table(per_query: dict[str, pd.DataFrame], label_column: str, column: str) -> pd.DataFrame:
+    """Mean of ``column`` per category (rows) and backbone (columns)."""
+    return pd.DataFrame({name: frame.groupby(label_column)[column].mean() for name, frame in per_query.items()})
+
+
+def pick_queries(test: Catalog, n: int, seed: int) -> list[int]:
+    """``n`` fixed query rows: one from each of the first ``n`` categories (cycling if fewer)."""
+    rng = np.random.default_rng(seed)
+    labels = test.items[test.label_column].to_numpy()
+    names = [name for name in test.class_names if name in set(labels)]
+    return [int(rng.choice(np.flatnonzero(labels == names[i % len(names)]))) for i in range(n)]
+
+
+def plot_feature_projection(features: dict[str, np.ndarray], labels: np.ndarray) -> Figure:
+    """Each backbone's features projected on their first two principal components, coloured by category."""
+    fig, axes = plt.subplots(1, max(len(features), 1), figsize=(4.3 * max(len(features), 1), 4), squeeze=False)
+    categories = list(dict.fromkeys(labels))
+    for ax, (name, matrix) in zip(axes[0], features.items()):
+        centred = matrix - matrix.mean(axis=0)
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        points = centred @ components[:2].T
+        for category in categories:
+            mask = labels == category
+            ax.scatter(points[mask, 0], points[mask, 1], s=6, label=category)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle("Test features, first two principal components")
+    fig.tight_layout()
+    return fig

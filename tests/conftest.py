@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny synthetic Fashion-MNIST folder and a matching parameter dict."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fashion_search.catalog import FASHION_MNIST_FILES  # noqa: E402
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file (the MNIST format)."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """28×28 images whose stripe frequency and direction depend on the class, plus noise."""
+    y, x = np.mgrid[0:28, 0:28]
+    images = []
+    for label in labels:
+        wave = np.sin((x if label % 2 else y) * (0.3 + 0.25 * label))
+        image = 127 + 100 * wave + rng.normal(0, 20, (28, 28))
+        images.append(np.clip(image, 0, 255))
+    return np.array(images, np.uint8)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory) -> Path:
+    """A folder laid out like Debian's dataset-fashion-mnist, with 40 train and 12 test images per class."""
+    folder = tmp_path_factory.mktemp("fashion-mnist")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 40), ("test", 12)):
+        labels = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.uint8)
+        images_name, labels_name = FASHION_MNIST_FILES[split]
+        write_idx(folder / images_name, synthetic_images(labels, rng))
+        write_idx(folder / labels_name, labels)
+    return folder
+
+
+@pytest.fixture
+def raw_params(fashion_mnist_dir) -> dict:
+    """A small valid parameter dict (as read from YAML) over the synthetic folder."""
+    return {
+        "run": "test",
+        "seed": 1,
+        "data": {"source": "fashion_mnist", "path": str(fashion_mnist_dir),
+                 "per_class": {"train": 10, "validation": 4, "test": 8}},
+        "backbones": [{"name": "resnet50", "weights": "none", "image_size": 32}],
+        "finetune": {"frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 16},
+        "features": {"batch_size": 16, "chunk_size": 32},
+        "evaluate": {"ks": [1, 5, 10], "distances": ["euclidean", "cosine"]},
+        "visualise": {"n_queries": 2, "top_k": 5},
+    }
+
+
+@pytest.fixture
+def params_file(tmp_path, raw_params) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw_params))
+    return path

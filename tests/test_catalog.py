@@ -1,0 +1,62 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from fashion_search.catalog import (
+    DatasetNotFoundError, load_catalog, load_fashion_mnist, read_fashion_mnist, read_idx, save_catalog,
+)
+from fashion_search.config import parse_params
+
+
+def test_read_idx_round_trips(fashion_mnist_dir):
+    arrays = read_fashion_mnist(fashion_mnist_dir)
+    images, labels = arrays["train"]
+    assert images.shape == (400, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (400,) and set(labels) == set(range(10))
+
+
+def test_truncated_idx_file_is_refused(tmp_path):
+    path = tmp_path / "bad.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(b"\x00\x00\x08\x01" + (100).to_bytes(4, "big") + b"\x01" * 10)
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(path)
+
+
+def test_catalog_is_subsampled_per_class_and_split(raw_params):
+    params = parse_params(raw_params)
+    catalog = load_fashion_mnist(params.data, params.seed)
+    counts = catalog.items.groupby(["split", "label"]).size()
+    assert (counts["train"] == 10).all() and (counts["validation"] == 4).all() and (counts["test"] == 8).all()
+    assert catalog.images.shape == (220, 28, 28)  # stored at their own size, not upscaled
+    assert not set(catalog.subset("train").items["id"]) & set(catalog.subset("validation").items["id"])
+    assert catalog.class_names[0] == "T-shirt/top" and len(catalog.class_names) == 10
+
+
+def test_subsampling_is_reproducible_and_seeded(raw_params):
+    params = parse_params(raw_params)
+    a = load_fashion_mnist(params.data, 1).items["id"].tolist()
+    assert a == load_fashion_mnist(params.data, 1).items["id"].tolist()
+    assert a != load_fashion_mnist(params.data, 2).items["id"].tolist()
+
+
+def test_asking_for_more_than_a_class_holds_is_an_error(raw_params):
+    raw_params["data"]["per_class"]["train"] = 39  # 39 + 4 validation > 40 per class
+    params = parse_params(raw_params)
+    with pytest.raises(ValueError, match="fewer than"):
+        load_fashion_mnist(params.data, params.seed)
+
+
+def test_save_and_load_catalog(tmp_path, raw_params):
+    params = parse_params(raw_params)
+    catalog = load_fashion_mnist(params.data, params.seed)
+    save_catalog(catalog, tmp_path / "data")
+    loaded = load_catalog(tmp_path / "data")
+    assert loaded.items.equals(catalog.items)
+    np.testing.assert_array_equal(loaded.images, catalog.images)
+
+
+def test_missing_files_name_the_debian_package(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist"):
+        read_fashion_mnist(tmp_path)

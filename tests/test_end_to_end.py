@@ -1,0 +1,77 @@
+"""One real run of all five notebooks through papermill, on a tiny configuration."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from fashion_search.pipeline import STAGES
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, fashion_mnist_dir):
+    root = tmp_path_factory.mktemp("e2e")
+    params = {
+        "run": "tiny", "seed": 3,
+        "data": {"path": str(fashion_mnist_dir), "per_class": {"train": 10, "validation": 4, "test": 8}},
+        "backbones": [{"name": "resnet50", "weights": "none", "image_size": 32},
+                      {"name": "vgg16", "weights": "none", "image_size": 32}],
+        "finetune": {"frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 16},
+        "features": {"chunk_size": 50},
+        "visualise": {"n_queries": 2, "top_k": 5},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "fashion_search.pipeline", "--params", str(root / "params.yaml"),
+                               "--outputs", str(root / "outputs"), *extra],
+                              capture_output=True, text=True, timeout=900)
+
+    first = run()
+    return root / "outputs" / "tiny", first, run
+
+
+def test_the_whole_chain_runs_and_leaves_its_artefacts(tiny_run):
+    run_dir, first, _ = tiny_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    for stage in STAGES:
+        executed = json.loads((run_dir / "notebooks" / f"{stage}.ipynb").read_text())
+        assert executed["metadata"]["papermill"]["parameters"]["run_dir"] == str(run_dir)
+        assert (run_dir / "reports" / f"{stage}.html").stat().st_size > 10_000
+    figures = {p.name for p in (run_dir / "figures").glob("*.png")}
+    assert {"learning_curves.png", "queries_resnet50.png", "queries_vgg16.png", "map_per_backbone.png"} <= figures
+
+
+def test_map_table_has_the_report_layout_and_says_weights_are_random(tiny_run):
+    run_dir, _, _ = tiny_run
+    table = pd.read_csv(run_dir / "metrics" / "map_table.csv")
+    assert set(table["definition"]) == {"report", "standard"}
+    assert table["rank"].head(3).tolist() == ["Top 1", "Top 5", "Top 10"]
+    columns = [c for c in table.columns if c not in ("definition", "distance", "rank")]
+    assert len(columns) == 2 and all("random weights" in c for c in columns)
+    values = table[columns].astype(float).to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    markdown = (run_dir / "metrics" / "map_table.md").read_text()
+    assert "random weights" in markdown and "| Top 10 |" in markdown
+
+
+def test_a_second_run_skips_finished_stages(tiny_run):
+    _, _, run = tiny_run
+    again = run()
+    assert again.returncode == 0
+    assert again.stdout.count("[skip]") == len(STAGES)
+
+
+def test_a_failing_notebook_is_named_with_its_cell(tiny_run):
+    run_dir, _, run = tiny_run
+    shutil.rmtree(run_dir / "features")
+    failed = run("--only", "04", "--force")
+    assert failed.returncode == 1
+    assert "04_evaluate" in failed.stderr and "cell" in failed.stderr and "03" in failed.stderr
+    assert (run_dir / "reports" / "04_evaluate.html").exists()
+    rerun = run("--from", "03", "--force")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "[run ] 03_extract_features" in rerun.stdout and "[run ] 05_visualise" in rerun.stdout

@@ -1,0 +1,27 @@
+import numpy as np
+
+from fashion_search.backbones import get_spec
+from fashion_search.input_pipeline import make_dataset, to_model_input
+
+
+def test_grayscale_becomes_three_channels_at_the_backbone_size():
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    batch = to_model_input(images, 40, lambda x: x / 255.0).numpy()
+    assert batch.shape == (2, 40, 40, 3)
+    np.testing.assert_allclose(batch[..., 0], batch[..., 2])  # gray: all channels equal
+
+
+def test_backbone_preprocessing_is_applied():
+    images = np.full((1, 28, 28), 255, np.uint8)
+    # ResNet50's caffe preprocessing subtracts the ImageNet mean per BGR channel.
+    batch = to_model_input(images, 32, get_spec("resnet50").preprocess).numpy()
+    np.testing.assert_allclose(batch[0, 0, 0], [255 - 103.939, 255 - 116.779, 255 - 123.68], rtol=1e-5)
+
+
+def test_dataset_batches_images_and_labels_in_order():
+    images = np.zeros((5, 28, 28), np.uint8)
+    labels = np.arange(5)
+    batches = list(make_dataset(images, 32, lambda x: x, batch_size=2, labels=labels))
+    assert [len(y) for _, y in batches] == [2, 2, 1]
+    assert np.concatenate([y.numpy() for _, y in batches]).tolist() == [0, 1, 2, 3, 4]
+    assert batches[0][0].shape == (2, 32, 32, 3)
