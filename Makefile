@@ -6,7 +6,7 @@ PARAMS ?= params.yaml
 ARGS   ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test data setup clean
+.PHONY: run test bench data setup clean
 
 ## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
 run: setup data
@@ -15,6 +15,12 @@ run: setup data
 ## test: the test suite (unit tests and one tiny end-to-end papermill run)
 test: setup
 	$(PY) -m pytest -q tests
+
+## bench: feature-extraction throughput and frozen-feature retrieval on the dev photos (JSON + Markdown in benchmarks/results/)
+PHOTOS ?= ../shared/data/fashion-products-dev
+bench: setup
+	$(PY) benchmarks/throughput.py --photos $(PHOTOS)
+	$(PY) benchmarks/dev_photos_retrieval.py --photos $(PHOTOS)
 
 ## setup: virtual environment with the pinned requirements, the package and its Jupyter kernel
 setup: $(VENV)/.installed

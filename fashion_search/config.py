@@ -46,6 +46,7 @@ class BackboneParams:
     name: str
     weights: str = "imagenet"
     image_size: int | None = None
+    weights_path: str | None = None
 
     @property
     def input_size(self) -> int:
@@ -214,7 +215,7 @@ def _parse_backbone(raw: Any, key: str) -> BackboneParams:
     if isinstance(raw, str):
         raw = {"name": raw}
     raw = _mapping(raw, key)
-    _check_keys(raw, {"name", "weights", "image_size"}, key)
+    _check_keys(raw, {"name", "weights", "image_size", "weights_path"}, key)
     if "name" not in raw:
         raise ConfigError(f"'{key}.name' is required; one of {', '.join(BACKBONES)}")
     name = _choice(raw["name"], f"{key}.name", tuple(BACKBONES))
@@ -229,7 +230,13 @@ def _parse_backbone(raw: Any, key: str) -> BackboneParams:
                 f"'{key}.image_size' must be {spec.default_size} (or null) for {name} with "
                 f"ImageNet weights: its fully connected layers fix the input size; got {size}"
             )
-    return BackboneParams(name=name, weights=weights, image_size=size)
+    weights_path = raw.get("weights_path")
+    if weights_path is not None:
+        if weights != "imagenet":
+            raise ConfigError(f"'{key}.weights_path' is set, so '{key}.weights' must be imagenet, not {weights!r}")
+        if not isinstance(weights_path, str) or not Path(weights_path).expanduser().is_file():
+            raise ConfigError(f"'{key}.weights_path' is {weights_path!r}, which is not an existing file")
+    return BackboneParams(name=name, weights=weights, image_size=size, weights_path=weights_path)
 
 
 def _parse_backbones(raw: Any) -> tuple[BackboneParams, ...]:

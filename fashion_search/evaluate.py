@@ -104,7 +104,7 @@ def map_tables(summary: pd.DataFrame, manifests: list[dict], ks: tuple[int, ...]
             for manifest in manifests:
                 title = column_title(manifest)
                 if not manifest.get("available", True):
-                    table[title] = f"weights unavailable: {manifest.get('remedy', 'see the fine-tune report')}"
+                    table[title] = f"weights unavailable: {manifest.get('hint', 'see the notes')}"
                     continue
                 rows = summary[(summary["backbone"] == manifest["backbone"]) & (summary["distance"] == distance)]
                 values = rows.set_index("k").loc[list(ks), f"map_{definition}"].to_numpy()
@@ -146,6 +146,9 @@ def protocol_notes(test: Catalog, evaluations: list[Evaluation], manifests: list
         skipped = evaluations[0].skipped_queries
         notes.append(f"{len(test) - skipped} queries scored; {skipped} skipped because no other test item "
                      "shares their category.")
+    for manifest in manifests:
+        used = manifest.get("weights_used") or f"unavailable: {manifest.get('remedy', '')}"
+        notes.append(f"- {manifest['backbone']}: weights {used}")
     if any(m["weights"] == "none" for m in manifests):
         notes.append("**Columns marked 'random weights' use randomly initialised backbones (weights: none), "
                      "not ImageNet weights: their numbers say nothing about pretrained features.**")

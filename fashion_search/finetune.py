@@ -17,12 +17,13 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from fashion_search.backbones import WeightsUnavailableError, build_feature_extractor, get_spec
+from fashion_search.backbones import get_spec
 from fashion_search.catalog import Catalog
 from fashion_search.config import BackboneParams, FinetuneParams, Params
 from fashion_search.input_pipeline import make_dataset
 from fashion_search.io import atomic_path, read_json, write_json
 from fashion_search.layout import RunLayout
+from fashion_search.weights import WeightsUnavailableError, build_feature_extractor
 
 EMBEDDING_FILE = "embedding.keras"
 MANIFEST_FILE = "manifest.json"
@@ -143,17 +144,21 @@ def prepare_embedding_model(backbone: BackboneParams, catalog: Catalog, params: 
     folder.mkdir(parents=True, exist_ok=True)
     spec = get_spec(backbone.name)
     manifest = {"backbone": backbone.name, "weights": backbone.weights, "image_size": backbone.input_size,
-                "preprocessing": f"keras.applications.{spec.module}.preprocess_input",
+                "preprocessing": spec.preprocessing,
                 "feature_layer": spec.feature_layer, "feature_dim": spec.feature_dim,
                 "finetuned": params.enabled, "fingerprint": fingerprint}
     keras.utils.set_random_seed(seed)
     try:
-        extractor = build_feature_extractor(backbone.name, backbone.weights, backbone.input_size)
+        extractor, source = build_feature_extractor(backbone.name, backbone.weights, backbone.input_size,
+                                                    backbone.weights_path)
     except WeightsUnavailableError as err:
-        manifest.update(available=False, reason=str(err), remedy=err.remedy)
+        manifest.update(available=False, reason=str(err), remedy=err.remedy, hint=err.hint)
         write_json(folder / MANIFEST_FILE, manifest)
         (folder / EMBEDDING_FILE).unlink(missing_ok=True)
         return EmbeddingModel(backbone, manifest, None)
+    manifest.update(weights_source=source.kind, weights_file=source.path, weights_sha256=source.sha256,
+                    weights_loaded=source.load_path,
+                    weights_used=source.describe())
     if params.enabled:
         history = finetune_backbone(extractor, catalog, backbone.input_size, spec.preprocess, params, folder, seed)
         best = history.loc[history["val_accuracy"].idxmax()]

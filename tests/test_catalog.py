@@ -60,3 +60,20 @@ def test_save_and_load_catalog(tmp_path, raw_params):
 def test_missing_files_name_the_debian_package(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist"):
         read_fashion_mnist(tmp_path)
+
+
+def test_photo_folder_catalogue_reads_labels_and_paths(tmp_path):
+    from PIL import Image
+
+    from fashion_search.catalog import load_photo_folder
+
+    (tmp_path / "images").mkdir()
+    for product in ("11", "12", "13"):
+        Image.new("RGB", (8, 10), "white").save(tmp_path / "images" / f"{product}.jpg")
+    (tmp_path / "labels.csv").write_text("id,articleType\n11,Tshirts\n12,Shoes\n13,Tshirts\n14,Shoes\n")
+    catalog = load_photo_folder(tmp_path, "articleType")
+    assert catalog.items["id"].tolist() == ["11", "12", "13"]  # 14 has no photo
+    assert catalog.items["label"].tolist() == [1, 0, 1] and catalog.holds_paths
+    assert catalog.images[0].endswith("images/11.jpg")
+    with pytest.raises(ValueError, match="no column"):
+        load_photo_folder(tmp_path, "colour")

@@ -1,5 +1,6 @@
 """One real run of all five notebooks through papermill, on a tiny configuration."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,18 +18,20 @@ def tiny_run(tmp_path_factory, fashion_mnist_dir):
     params = {
         "run": "tiny", "seed": 3,
         "data": {"path": str(fashion_mnist_dir), "per_class": {"train": 10, "validation": 4, "test": 8}},
-        "backbones": [{"name": "resnet50", "weights": "none", "image_size": 32},
-                      {"name": "vgg16", "weights": "none", "image_size": 32}],
+        "backbones": [{"name": "vgg16", "weights": "none", "image_size": 32},
+                      {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 32}],
         "finetune": {"frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 16},
         "features": {"chunk_size": 50},
         "visualise": {"n_queries": 2, "top_k": 5},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
+    env = {**os.environ, "KERAS_HOME": str(root / "keras-home")}  # converted weights land here, not in ~
+
     def run(*extra):
         return subprocess.run([sys.executable, "-m", "fashion_search.pipeline", "--params", str(root / "params.yaml"),
                                "--outputs", str(root / "outputs"), *extra],
-                              capture_output=True, text=True, timeout=900)
+                              capture_output=True, text=True, timeout=900, env=env)
 
     first = run()
     return root / "outputs" / "tiny", first, run
@@ -42,20 +45,22 @@ def test_the_whole_chain_runs_and_leaves_its_artefacts(tiny_run):
         assert executed["metadata"]["papermill"]["parameters"]["run_dir"] == str(run_dir)
         assert (run_dir / "reports" / f"{stage}.html").stat().st_size > 10_000
     figures = {p.name for p in (run_dir / "figures").glob("*.png")}
-    assert {"learning_curves.png", "queries_resnet50.png", "queries_vgg16.png", "map_per_backbone.png"} <= figures
+    assert {"learning_curves.png", "queries_efficientnet_lite0.png", "queries_vgg16.png",
+            "map_per_backbone.png"} <= figures
 
 
-def test_map_table_has_the_report_layout_and_says_weights_are_random(tiny_run):
+def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_run):
     run_dir, _, _ = tiny_run
     table = pd.read_csv(run_dir / "metrics" / "map_table.csv")
     assert set(table["definition"]) == {"report", "standard"}
     assert table["rank"].head(3).tolist() == ["Top 1", "Top 5", "Top 10"]
     columns = [c for c in table.columns if c not in ("definition", "distance", "rank")]
-    assert len(columns) == 2 and all("random weights" in c for c in columns)
+    assert [c.split(" (")[1].split(",")[0] for c in columns] == ["random weights", "ImageNet weights"]
     values = table[columns].astype(float).to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
     markdown = (run_dir / "metrics" / "map_table.md").read_text()
-    assert "random weights" in markdown and "| Top 10 |" in markdown
+    assert "| Top 10 |" in markdown and "random initialisation" in markdown
+    assert "efficientnet_lite0: weights package:" in markdown and "sha256" in markdown
 
 
 def test_a_second_run_skips_finished_stages(tiny_run):

@@ -42,7 +42,7 @@ def test_table_keeps_a_column_for_unavailable_weights_and_marks_random_ones():
                             "map_report": [0.5, 0.6], "map_standard": [0.5, 0.4]})
     manifests = [{"backbone": "resnet50", "weights": "none", "image_size": 32, "finetuned": True},
                  {"backbone": "vgg16", "weights": "imagenet", "image_size": 224, "available": False,
-                  "remedy": "copy it into ~/.keras/models/"}]
+                  "hint": "copy it into ~/.keras/models/"}]
     table = map_tables(summary, manifests, (1, 5), ("euclidean",))
     assert table["rank"].tolist() == ["Top 1", "Top 5", "Top 1", "Top 5"]
     random_column = "resnet50 (random weights, fine-tuned, 32 px)"

@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_search import backbones
-from fashion_search.backbones import WeightsUnavailableError, build_feature_extractor
+from fashion_search.weights import WeightsUnavailableError, build_feature_extractor
 from fashion_search.catalog import load_fashion_mnist
 from fashion_search.config import BackboneParams, FinetuneParams, parse_params
 from fashion_search.finetune import build_classifier, load_embedding_model, prepare_embedding_model, unfreeze_top
@@ -35,19 +34,25 @@ def test_classifier_head_outputs_class_probabilities():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name, dim", [("vgg16", 4096), ("resnet50", 2048), ("inceptionv3", 2048)])
+@pytest.mark.parametrize("name, dim", [
+    ("vgg16", 4096), ("resnet50", 2048), ("inceptionv3", 2048), ("efficientnetv2_b0", 1280),
+    ("mobilenetv3_large", 960), ("convnext_tiny", 768),
+    ("efficientnet_lite0", 1280), ("efficientnet_lite1", 1280), ("efficientnet_lite2", 1280),
+])
 def test_registry_backbones_give_their_documented_feature_dimension(name, dim):
     size = 75 if name == "inceptionv3" else 32
-    model = build_feature_extractor(name, "none", size)
+    model, source = build_feature_extractor(name, "none", size)
     assert model.output_shape == (None, dim)
+    assert source.kind == "random"
 
 
 def test_unloadable_imagenet_weights_are_reported_not_raised(tmp_path, raw_params, monkeypatch):
-    def offline(**kwargs):
+    def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://example.invalid/resnet50.h5: no network")
 
-    monkeypatch.setattr(backbones.keras.applications, "ResNet50", offline)
-    with pytest.raises(WeightsUnavailableError, match="keras/models"):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(WeightsUnavailableError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         build_feature_extractor("resnet50", "imagenet", 32)
 
     params = parse_params(raw_params)
@@ -55,7 +60,7 @@ def test_unloadable_imagenet_weights_are_reported_not_raised(tmp_path, raw_param
     backbone = BackboneParams("resnet50", "imagenet", 32)
     result = prepare_embedding_model(backbone, catalog, FinetuneParams(), tmp_path, seed=0)
     assert not result.available
-    assert "URL fetch failure" in result.manifest["reason"] and result.manifest["remedy"]
+    assert "download failed" in result.manifest["reason"] and "empty-keras-home" in result.manifest["remedy"]
     assert not (tmp_path / "embedding.keras").exists()
     assert not load_embedding_model(tmp_path, backbone).available
 

@@ -25,3 +25,29 @@ def test_dataset_batches_images_and_labels_in_order():
     assert [len(y) for _, y in batches] == [2, 2, 1]
     assert np.concatenate([y.numpy() for _, y in batches]).tolist() == [0, 1, 2, 3, 4]
     assert batches[0][0].shape == (2, 32, 32, 3)
+
+
+def test_photo_is_padded_to_a_white_square_and_resized(tmp_path):
+    from PIL import Image
+
+    from fashion_search.input_pipeline import load_photo
+
+    path = tmp_path / "tall.png"
+    Image.new("RGB", (20, 40), (200, 0, 0)).save(path)  # 20 wide, 40 tall, red
+    square = load_photo(str(path), 32).numpy()
+    assert square.shape == (32, 32, 3)
+    assert (square[16, 0] >= 250).all() and (square[16, -1] >= 250).all()   # white side bands
+    np.testing.assert_allclose(square[16, 16], [200, 0, 0], atol=3)          # the photo in the middle
+
+
+def test_photo_paths_and_pixel_arrays_give_the_same_batches(tmp_path):
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 24, 24, 3), dtype=np.uint8)
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    from_files = next(iter(make_dataset(np.array(paths), 24, lambda x: x, batch_size=3))).numpy()
+    from_arrays = next(iter(make_dataset(pixels, 24, lambda x: x, batch_size=3))).numpy()
+    np.testing.assert_allclose(from_files, from_arrays, atol=1)
