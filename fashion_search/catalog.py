@@ -58,10 +58,6 @@ class Catalog:
         pairs = self.items[["label", self.label_column]].drop_duplicates().sort_values("label")
         return pairs[self.label_column].tolist()
 
-    @property
-    def holds_paths(self) -> bool:
-        return self.images.ndim == 1
-
     def subset(self, split: str) -> "Catalog":
         """The items of one split, in catalogue order."""
         mask = (self.items["split"] == split).to_numpy()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,11 +100,6 @@ class Params:
         """Plain nested dict (lists, not tuples), as it would be written to YAML."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def fingerprint(self) -> str:
-        """A short hash of every parameter, to tell whether a finished stage is stale."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 # ----------------------------------------------------------------------------- parsing
 def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
@@ -139,7 +133,7 @@ def _int(value: Any, key: str, minimum: int | None = None, allow_none: bool = Fa
 
 
 def _float(value: Any, key: str, low: float, high: float) -> float:
-    """A number in [low, high]; ``low`` itself is refused when it is 0 for rates."""
+    """A number in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"'{key}' must be a number, got {value!r}")
     if not low <= value <= high:

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported below
+
 from fashion_search.config import ConfigError, Params, load_params, save_params
 from fashion_search.layout import RunLayout
 
@@ -171,7 +173,6 @@ def preflight(params: Params) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fashion_search.catalog import DatasetNotFoundError
 
     try:
