@@ -43,7 +43,7 @@ def run(backbone: str, weights: str, photos, batch: int) -> tuple[pd.DataFrame, 
                                     description=f"{backbone} ({weights})")
     seconds = time.perf_counter() - started
     store = FeatureStore(features, photos.items["id"].tolist(), {"backbone": backbone})
-    result = evaluate_store(store, photos, (1, 5, 10), "cosine")
+    result = evaluate_store(store, photos, (1, 5, 10), "cosine", photos.label_column)
     summary = result.summary.assign(weights=weights)
     return summary, result.skipped_queries, seconds, source.describe()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.config import DataParams
+from fashion_search.config import DataParams, SplitFractions
 from fashion_search.io import read_json, save_npy, write_json, write_text_atomic
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -104,13 +104,21 @@ def read_fashion_mnist(folder: str | Path | None = None) -> dict[str, tuple[np.n
     }
 
 
-def check_source(data: DataParams) -> None:
-    """Raise :class:`DatasetNotFoundError` now if the catalogue's files cannot be had.
+def check_source(data: DataParams, columns: list[str]) -> None:
+    """Raise now if the catalogue's files cannot be had (:class:`DatasetNotFoundError`) or lack
+    one of ``columns`` (ValueError).
 
     Cheap where the files are local; without them, keras.datasets downloads (and caches) them.
     """
     if data.source == "fashion_mnist":
         read_fashion_mnist(data.path)
+        available = ["category"]
+    else:
+        available = list(_read_labels(Path(data.path)).columns)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise ValueError(f"the {data.source} catalogue has no column '{missing[0]}' (asked for by the "
+                         f"parameters); its columns: {', '.join(available)}")
 
 
 def _download_fashion_mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -167,19 +175,37 @@ def load_fashion_mnist(data: DataParams, seed: int) -> Catalog:
 
 
 # ----------------------------------------------------------------------------- photo folders
-def load_photo_folder(folder: str | Path, label_column: str, csv_name: str = "labels.csv",
-                      image_dir: str = "images") -> Catalog:
+LABELS_CSV = "labels.csv"
+IMAGE_DIR = "images"
+
+
+def _read_labels(folder: Path) -> pd.DataFrame:
+    path = folder / LABELS_CSV
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{folder} holds no {LABELS_CSV}; a photo folder needs {LABELS_CSV} "
+                                   f"(an 'id' column and label columns) and {IMAGE_DIR}/<id>.jpg")
+    table = pd.read_csv(path, dtype={"id": str})
+    if "id" not in table.columns:
+        raise ValueError(f"{path} has no 'id' column; its columns: {', '.join(table.columns)}")
+    return table
+
+
+def load_photo_folder(folder: str | Path, label_column: str) -> Catalog:
     """A folder holding ``labels.csv`` (an ``id`` column and label columns) and ``images/<id>.jpg``.
 
-    Every item lands in the ``test`` split; rows whose photo is missing are dropped.
+    Every item lands in the ``test`` split; rows whose photo is missing are dropped. Missing
+    label values read as "unknown".
     """
     folder = Path(folder)
-    table = pd.read_csv(folder / csv_name, dtype={"id": str})
+    table = _read_labels(folder)
     if label_column not in table.columns:
-        raise ValueError(f"{folder / csv_name} has no column '{label_column}'; columns: {', '.join(table.columns)}")
-    paths = np.array([str(folder / image_dir / f"{i}.jpg") for i in table["id"]])
+        raise ValueError(f"{folder / LABELS_CSV} has no column '{label_column}'; columns: {', '.join(table.columns)}")
+    paths = np.array([str(folder / IMAGE_DIR / f"{i}.jpg") for i in table["id"]])
     present = np.array([Path(p).is_file() for p in paths], bool)
     table = table[present].reset_index(drop=True)
+    for column in table.columns.drop("id"):
+        if table[column].dtype == object:
+            table[column] = table[column].fillna("unknown")
     table[label_column] = table[label_column].fillna("unknown").astype(str)
     names = sorted(table[label_column].unique())
     table.insert(1, "label", table[label_column].map({n: i for i, n in enumerate(names)}).astype(int))
@@ -187,11 +213,51 @@ def load_photo_folder(folder: str | Path, label_column: str, csv_name: str = "la
     return Catalog(table, paths[present], label_column)
 
 
+def stratified_split(labels: np.ndarray, fractions: SplitFractions, seed: int) -> np.ndarray:
+    """A split name per item, the same share of every class in each split.
+
+    Per class of n items: round(n·test) test items and round(n·validation) validation items, at
+    least one test item once n ≥ 2 and one validation item once n ≥ 3; the rest train. A class
+    of one item goes to train (it could never be a scored query).
+    """
+    rng = np.random.default_rng(seed)
+    split = np.full(len(labels), "train", dtype=object)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n = len(members)
+        n_test = max(int(round(n * fractions.test)), 1 if n >= 2 else 0)
+        n_val = max(int(round(n * fractions.validation)), 1 if n >= 3 and fractions.validation > 0 else 0)
+        n_val = min(n_val, n - n_test - 1) if n > n_test else 0
+        split[members[:n_test]] = "test"
+        split[members[n_test:n_test + n_val]] = "validation"
+    return split
+
+
+def load_photo_catalog(data: DataParams, seed: int) -> Catalog:
+    """A photo folder as a catalogue, split train / validation / test by ``data.label_column``."""
+    catalog = load_photo_folder(data.path, data.label_column)
+    catalog.items["split"] = stratified_split(catalog.items["label"].to_numpy(), data.split, seed)
+    return catalog
+
+
 def load_catalog_source(data: DataParams, seed: int) -> Catalog:
     """Load the catalogue that ``data.source`` names."""
     if data.source == "fashion_mnist":
         return load_fashion_mnist(data, seed)
+    if data.source == "photo_folder":
+        return load_photo_catalog(data, seed)
     raise ValueError(f"unknown data source {data.source!r}")
+
+
+def relevance_codes(items: pd.DataFrame, definition: str) -> np.ndarray:
+    """One integer per item, equal for items relevant to each other under ``definition``
+    (a column, or columns joined by '+' that must all match)."""
+    columns = definition.split("+")
+    missing = [c for c in columns if c not in items.columns]
+    if missing:
+        raise ValueError(f"relevance '{definition}': the catalogue has no column '{missing[0]}'")
+    keys = items[columns].astype(str).agg("\x1f".join, axis=1)
+    return pd.factorize(keys)[0]
 
 
 # ----------------------------------------------------------------------------- on disk

@@ -16,8 +16,13 @@ import yaml
 
 from fashion_search.backbones import BACKBONES, WEIGHT_CHOICES
 
-DATA_SOURCES = ("fashion_mnist",)
+DATA_SOURCES = ("fashion_mnist", "photo_folder")
 DISTANCES = ("euclidean", "cosine")
+# frozen: the pretrained backbone as is; softmax: the report's classification head;
+# cosface: an L2-normalised embedding trained with a margin softmax over cosines (CosFace);
+# multitask: the same embedding trained on several label columns at once.
+RECIPES = ("frozen", "softmax", "cosface", "multitask")
+DEFAULT_LABEL_COLUMN = {"fashion_mnist": "category", "photo_folder": "articleType"}
 
 
 class ConfigError(ValueError):
@@ -34,10 +39,20 @@ class PerClass:
 
 
 @dataclass(frozen=True)
+class SplitFractions:
+    """Shares of each class drawn, stratified, into validation and test (photo folders)."""
+
+    validation: float = 0.15
+    test: float = 0.2
+
+
+@dataclass(frozen=True)
 class DataParams:
     source: str = "fashion_mnist"
     path: str | None = None
+    label_column: str = "category"
     per_class: PerClass = field(default_factory=PerClass)
+    split: SplitFractions = field(default_factory=SplitFractions)
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,8 @@ class BackboneParams:
 
 @dataclass(frozen=True)
 class FinetuneParams:
-    enabled: bool = True
+    recipes: tuple[str, ...] = ("softmax",)
+    task_columns: tuple[str, ...] = ()
     batch_size: int = 32
     frozen_epochs: int = 2
     unfrozen_epochs: int = 3
@@ -64,6 +80,16 @@ class FinetuneParams:
     unfreeze_fraction: float = 0.2
     patience: int = 2
     dropout: float = 0.2
+    embedding_dim: int = 256
+    margin: float = 0.2
+    scale: float = 30.0
+    augment: bool = True
+    monitor_k: int = 10
+
+    @property
+    def trains(self) -> bool:
+        """Whether any recipe trains the backbone."""
+        return any(recipe != "frozen" for recipe in self.recipes)
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,7 @@ class FeaturesParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
+    relevance: tuple[str, ...] = ()
     ks: tuple[int, ...] = (1, 5, 10)
     distances: tuple[str, ...] = DISTANCES
     query_batch_size: int = 1024
@@ -161,6 +188,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "finetune.unfrozen_learning_rate": (1e-9, 1.0),
     "finetune.unfreeze_fraction": (0.0, 1.0),
     "finetune.dropout": (0.0, 0.95),
+    "finetune.margin": (0.0, 1.0),
+    "finetune.scale": (1.0, 128.0),
 }
 
 
@@ -189,11 +218,33 @@ def _parse_per_class(raw: Any) -> PerClass:
     return PerClass(**{k: _int(v, f"data.per_class.{k}", 1, allow_none=True) for k, v in raw.items()})
 
 
+def _parse_split(raw: Any) -> SplitFractions:
+    raw = _mapping(raw, "data.split")
+    _check_keys(raw, {"validation", "test"}, "data.split")
+    split = SplitFractions(**{k: _float(v, f"data.split.{k}", 0.0, 0.9) for k, v in raw.items()})
+    if split.test == 0 or split.validation + split.test >= 1:
+        raise ConfigError("'data.split' must give test a share above 0 and leave some items for training "
+                          f"(validation + test < 1); got validation {split.validation}, test {split.test}")
+    return split
+
+
+def _column_name(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value or "+" in value:
+        raise ConfigError(f"'{key}' must be a column name, got {value!r}")
+    return value
+
+
 def _parse_data(raw: Any) -> DataParams:
     raw = _mapping(raw, "data")
-    _check_keys(raw, {"source", "path", "per_class"}, "data")
+    _check_keys(raw, {"source", "path", "label_column", "per_class", "split"}, "data")
     source = _choice(raw.get("source", "fashion_mnist"), "data.source", DATA_SOURCES)
+    label_column = _column_name(raw.get("label_column", DEFAULT_LABEL_COLUMN[source]), "data.label_column")
+    if source == "fashion_mnist" and label_column != "category":
+        raise ConfigError(f"'data.label_column' must be category for fashion_mnist, got {label_column!r}")
     path = raw.get("path")
+    if source == "photo_folder" and path is None:
+        raise ConfigError("'data.path' must name the photo folder (labels.csv and images/) when "
+                          "'data.source' is photo_folder")
     if path is not None:
         if not isinstance(path, str):
             raise ConfigError(f"'data.path' must be a folder path or null, got {path!r}")
@@ -202,7 +253,9 @@ def _parse_data(raw: Any) -> DataParams:
                 f"'data.path' is '{path}', which is not an existing folder; point it at the "
                 "catalogue, or set it to null to use the default location"
             )
-    return DataParams(source=source, path=path, per_class=_parse_per_class(raw.get("per_class")))
+        path = str(Path(path).expanduser().resolve())  # notebooks run from another folder
+    return DataParams(source=source, path=path, label_column=label_column,
+                      per_class=_parse_per_class(raw.get("per_class")), split=_parse_split(raw.get("split")))
 
 
 def _parse_backbone(raw: Any, key: str) -> BackboneParams:
@@ -243,9 +296,47 @@ def _parse_backbones(raw: Any) -> tuple[BackboneParams, ...]:
     return parsed
 
 
-def _parse_evaluate(raw: Any) -> EvaluateParams:
+def _string_list(value: Any, key: str, example: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"'{key}' must be a non-empty list, e.g. {example}; got {value!r}")
+    return value
+
+
+def _parse_finetune(raw: Any) -> FinetuneParams:
+    raw = _mapping(raw, "finetune")
+    lists = {"recipes", "task_columns"}
+    params = _simple_block(FinetuneParams, {k: v for k, v in raw.items() if k not in lists}, "finetune")
+    recipes = _string_list(raw.get("recipes", ["softmax"]), "finetune.recipes", "[frozen, softmax]")
+    recipes = tuple(_choice(r, "finetune.recipes", RECIPES) for r in recipes)
+    if len(set(recipes)) != len(recipes):
+        raise ConfigError(f"'finetune.recipes' lists a recipe twice: {list(recipes)}")
+    columns = raw.get("task_columns") or []
+    if not isinstance(columns, list):
+        raise ConfigError(f"'finetune.task_columns' must be a list of column names, got {columns!r}")
+    columns = tuple(_column_name(c, "finetune.task_columns") for c in columns)
+    if "multitask" in recipes and len(set(columns)) < 2:
+        raise ConfigError("the multitask recipe needs 'finetune.task_columns' to list two or more label "
+                          f"columns, e.g. [articleType, baseColour]; got {list(columns)}")
+    trains = any(r != "frozen" for r in recipes)
+    if trains and params.frozen_epochs + params.unfrozen_epochs == 0:
+        raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
+                          "'finetune.recipes' trains; train at least one epoch or use recipes: [frozen]")
+    return dataclasses.replace(params, recipes=recipes, task_columns=columns)
+
+
+def _parse_relevance(value: Any, label_column: str) -> tuple[str, ...]:
+    """Relevance definitions: a column, or columns joined by '+' that must all match."""
+    value = _string_list(value if value is not None else [label_column], "evaluate.relevance",
+                         "[articleType, articleType+baseColour]")
+    for item in value:
+        if not isinstance(item, str) or not all(part.strip() for part in item.split("+")):
+            raise ConfigError(f"'evaluate.relevance' entries are column names joined by '+', got {item!r}")
+    return tuple(dict.fromkeys("+".join(p.strip() for p in item.split("+")) for item in value))
+
+
+def _parse_evaluate(raw: Any, label_column: str) -> EvaluateParams:
     raw = _mapping(raw, "evaluate")
-    _check_keys(raw, {"ks", "distances", "query_batch_size"}, "evaluate")
+    _check_keys(raw, {"relevance", "ks", "distances", "query_batch_size"}, "evaluate")
     ks = raw.get("ks", [1, 5, 10])
     if not isinstance(ks, list) or not ks:
         raise ConfigError(f"'evaluate.ks' must be a non-empty list of integers, got {ks!r}")
@@ -255,7 +346,8 @@ def _parse_evaluate(raw: Any) -> EvaluateParams:
         raise ConfigError(f"'evaluate.distances' must be a non-empty list, got {distances!r}")
     distances = tuple(_choice(d, "evaluate.distances", DISTANCES) for d in distances)
     batch = _int(raw.get("query_batch_size", 1024), "evaluate.query_batch_size", minimum=1)
-    return EvaluateParams(ks=ks, distances=distances, query_batch_size=batch)
+    return EvaluateParams(relevance=_parse_relevance(raw.get("relevance"), label_column), ks=ks,
+                          distances=distances, query_batch_size=batch)
 
 
 def parse_params(raw: Any) -> Params:
@@ -266,25 +358,30 @@ def parse_params(raw: Any) -> Params:
     run = raw.get("run", "default")
     if not isinstance(run, str) or not run or not run.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"'run' must be a name of letters, digits, '-' and '_', got {run!r}")
+    data = _parse_data(raw.get("data"))
     params = Params(
         run=run,
         seed=_int(raw.get("seed", 42), "seed", minimum=0),
-        data=_parse_data(raw.get("data")),
+        data=data,
         backbones=_parse_backbones(raw.get("backbones")),
-        finetune=_simple_block(FinetuneParams, raw.get("finetune"), "finetune"),
+        finetune=_parse_finetune(raw.get("finetune")),
         features=_simple_block(FeaturesParams, raw.get("features"), "features"),
-        evaluate=_parse_evaluate(raw.get("evaluate")),
+        evaluate=_parse_evaluate(raw.get("evaluate"), data.label_column),
         visualise=_simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
     )
-    if params.finetune.enabled and params.finetune.frozen_epochs + params.finetune.unfrozen_epochs == 0:
-        raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
-                          "'finetune.enabled' is true; train at least one epoch or set enabled: false")
     if params.visualise.top_k > max(params.evaluate.ks):
         raise ConfigError(
             f"'visualise.top_k' ({params.visualise.top_k}) must not exceed the largest of "
             f"'evaluate.ks' ({max(params.evaluate.ks)}): only that many neighbours are kept"
         )
     return params
+
+
+def label_columns_used(params: Params) -> list[str]:
+    """Every catalogue column the parameters train on or judge relevance by."""
+    columns = [params.data.label_column, *params.finetune.task_columns]
+    columns += [part for item in params.evaluate.relevance for part in item.split("+")]
+    return list(dict.fromkeys(columns))
 
 
 # ----------------------------------------------------------------------------- overrides

@@ -23,7 +23,7 @@ from fashion_search.config import Params
 from fashion_search.finetune import load_embedding_model
 from fashion_search.input_pipeline import make_dataset
 from fashion_search.io import read_json, save_npy, write_json
-from fashion_search.layout import RunLayout
+from fashion_search.layout import RunLayout, variant_name
 
 FEATURES_FILE = "features.npy"
 IDS_FILE = "ids.json"
@@ -96,31 +96,35 @@ def load_feature_store(folder: str | Path, expect: dict | None = None) -> Featur
 
 
 def extract_all(params: Params, test: Catalog, layout: RunLayout) -> dict[str, FeatureStore]:
-    """Extract the test split's features with every backbone's embedding model into its store."""
+    """Extract the test split's features with every embedding model (each backbone with each
+    recipe) into its store; keyed ``<backbone>-<recipe>``."""
     stores = {}
     for backbone in params.backbones:
-        embedding = load_embedding_model(layout.model(backbone.name), backbone)
-        manifest = {**embedding.manifest, "split": "test", "items": len(test)}
-        if not embedding.available:
-            print(f"{backbone.name}: no model ({embedding.manifest.get('reason')}); no features")
-            store = FeatureStore(np.zeros((0, 0), np.float32), [], manifest)
-        else:
-            started = time.perf_counter()
-            key = work_key(manifest["fingerprint"], str(len(test)), test.items["id"].iloc[0] if len(test) else "")
-            matrix = extract_features(embedding.model, test.images, backbone.input_size,
-                                      get_spec(backbone.name).preprocess, params.features.batch_size,
-                                      layout.features(backbone.name) / PARTS_DIR / key,
-                                      params.features.chunk_size, description=backbone.name)
-            seconds = time.perf_counter() - started
-            manifest.update(seconds=round(seconds, 2), dim=int(matrix.shape[1]))
-            store = FeatureStore(matrix, test.items["id"].tolist(), manifest)
-        save_feature_store(store, layout.features(backbone.name))
-        stores[backbone.name] = store
+        for recipe in params.finetune.recipes:
+            name = variant_name(backbone.name, recipe)
+            embedding = load_embedding_model(layout.model(backbone.name, recipe), backbone, recipe)
+            manifest = {**embedding.manifest, "split": "test", "items": len(test)}
+            folder = layout.features(backbone.name, recipe)
+            if not embedding.available:
+                print(f"{name}: no model ({embedding.manifest.get('reason')}); no features")
+                store = FeatureStore(np.zeros((0, 0), np.float32), [], manifest)
+            else:
+                started = time.perf_counter()
+                key = work_key(manifest["fingerprint"], str(len(test)), test.items["id"].iloc[0] if len(test) else "")
+                matrix = extract_features(embedding.model, test.images, backbone.input_size,
+                                          get_spec(backbone.name).preprocess, params.features.batch_size,
+                                          folder / PARTS_DIR / key, params.features.chunk_size, description=name)
+                seconds = time.perf_counter() - started
+                manifest.update(seconds=round(seconds, 2), dim=int(matrix.shape[1]))
+                store = FeatureStore(matrix, test.items["id"].tolist(), manifest)
+            save_feature_store(store, folder)
+            stores[name] = store
     return stores
 
 
 def load_all(params: Params, layout: RunLayout) -> dict[str, FeatureStore]:
-    """The feature store of every backbone in ``params``, checked against its parameters."""
-    return {b.name: load_feature_store(layout.features(b.name), {"backbone": b.name, "weights": b.weights,
-                                                                 "image_size": b.input_size})
-            for b in params.backbones}
+    """The feature store of every backbone and recipe in ``params``, checked against its parameters."""
+    return {variant_name(b.name, r): load_feature_store(
+                layout.features(b.name, r),
+                {"backbone": b.name, "recipe": r, "weights": b.weights, "image_size": b.input_size})
+            for b in params.backbones for r in params.finetune.recipes}

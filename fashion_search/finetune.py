@@ -1,9 +1,11 @@
-"""Transfer learning on the catalogue's labels, the report's recipe.
+"""Fine-tuning on the catalogue's labels with one of the recipes in :mod:`fashion_search.recipes`.
 
-A softmax classification head is trained on top of the frozen backbone, then the top share
-of the backbone's layers is unfrozen and trained at a lower learning rate. Early stopping
-watches the validation loss; the best checkpoint (validation accuracy) is kept and its
-backbone part, the embedding model, is what feature extraction uses.
+Training runs in two phases, both through ``model.fit``: the backbone frozen (head only), then
+the top share of its layers unfrozen at a lower learning rate. After each epoch the
+validation split is searched with the embedding model; its mAP@k picks the best epoch and
+stops a phase that no longer improves. Every epoch is checkpointed, so an interrupted
+training continues from its last finished epoch. What feature extraction uses afterwards
+is the embedding model with the best epoch's weights.
 """
 from __future__ import annotations
 
@@ -11,23 +13,30 @@ import dataclasses
 import hashlib
 import json
 import math
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 
 from fashion_search.backbones import get_spec
-from fashion_search.catalog import Catalog
+from fashion_search.callbacks import (BEST_WEIGHTS, ResumableCheckpoint, RetrievalValidation, TrainingState,
+                                      trim_history)
+from fashion_search.catalog import Catalog, relevance_codes
 from fashion_search.config import BackboneParams, FinetuneParams, Params
 from fashion_search.input_pipeline import make_dataset
 from fashion_search.io import atomic_path, read_json, write_json
-from fashion_search.layout import RunLayout
+from fashion_search.layout import RunLayout, variant_name
+from fashion_search.recipes import build_recipe, training_columns
 from fashion_search.weights import WeightsUnavailableError, build_feature_extractor
 
 EMBEDDING_FILE = "embedding.keras"
 MANIFEST_FILE = "manifest.json"
 HISTORY_FILE = "history.csv"
+CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclass
@@ -35,6 +44,7 @@ class EmbeddingModel:
     """A saved model that maps preprocessed images to feature vectors, or why there is none."""
 
     backbone: BackboneParams
+    recipe: str
     manifest: dict
     model: keras.Model | None
 
@@ -43,20 +53,10 @@ class EmbeddingModel:
         return self.model is not None
 
 
-def build_classifier(extractor: keras.Model, num_classes: int, dropout: float) -> keras.Model:
-    """Backbone features → dropout → softmax over the classes."""
-    inputs = keras.Input(extractor.input_shape[1:])
-    features = extractor(inputs, training=False)  # BatchNorm keeps its statistics
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(
-        keras.layers.Dropout(dropout)(features)
-    )
-    return keras.Model(inputs, outputs, name=f"{extractor.name}_classifier")
-
-
 def unfreeze_top(extractor: keras.Model, fraction: float) -> int:
     """Make the top ``fraction`` of the backbone's layers trainable (BatchNorm stays frozen).
 
-    Returns the number of layers made trainable.
+    Returns the number of layers with weights made trainable.
     """
     extractor.trainable = True
     layers = extractor.layers
@@ -68,85 +68,89 @@ def unfreeze_top(extractor: keras.Model, fraction: float) -> int:
     return count
 
 
-class KeepBestWeights(keras.callbacks.Callback):
-    """Remember the weights of the epoch with the highest ``monitor`` value, across fit calls."""
-
-    def __init__(self, monitor: str = "val_accuracy") -> None:
-        super().__init__()
-        self.monitor = monitor
-        self.best = -math.inf
-        self.best_weights: list | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
-            self.best, self.best_weights = value, self.model.get_weights()
+def class_codes(items: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
+    """Integer classes 0..n-1 per label column, numbered in sorted order of the values."""
+    return {column: pd.Categorical(items[column].astype(str)).codes.astype(np.int64) for column in columns}
 
 
-def _fit_phase(model: keras.Model, train, val, learning_rate: float, first_epoch: int, epochs: int,
-               callbacks: list) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit(train, validation_data=val, initial_epoch=first_epoch, epochs=first_epoch + epochs,
-              callbacks=callbacks, shuffle=False, verbose=2)  # tf.data already shuffles
+def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: int, preprocess,
+                 params: FinetuneParams, folder: Path, seed: int, fingerprint: str = "") -> tuple[keras.Model, pd.DataFrame, float]:
+    """Train ``extractor`` with ``recipe`` on the train split; return the embedding model with the
+    best epoch's weights, the per-epoch history and the training seconds (over all sessions).
 
-
-def finetune_backbone(extractor: keras.Model, catalog: Catalog, size: int, preprocess, params: FinetuneParams,
-                      folder: Path, seed: int) -> pd.DataFrame:
-    """Train ``extractor`` in place on the catalogue's train split; return the per-epoch history.
-
-    The extractor ends with the weights of the epoch with the best validation accuracy.
+    Progress is checkpointed in ``folder``; a call with the same ``fingerprint`` resumes it.
     """
-    train_part, val_part = catalog.subset("train"), catalog.subset("validation")
-    num_classes = int(catalog.items["label"].max()) + 1
-    train = make_dataset(train_part.images, size, preprocess, params.batch_size,
-                         train_part.items["label"].to_numpy(), shuffle_seed=seed)
-    val = make_dataset(val_part.images, size, preprocess, params.batch_size, val_part.items["label"].to_numpy())
-    classifier = build_classifier(extractor, num_classes, params.dropout)
+    columns = training_columns(recipe, catalog.label_column, params)
+    codes = class_codes(catalog.items, columns)
+    train_mask = (catalog.items["split"] == "train").to_numpy()
+    val_mask = (catalog.items["split"] == "validation").to_numpy()
+    models = build_recipe(recipe, extractor, {c: int(codes[c].max()) + 1 for c in columns}, params, seed)
+    train = make_dataset(catalog.images[train_mask], size, preprocess, params.batch_size,
+                         {c: codes[c][train_mask] for c in columns}, shuffle_seed=seed)
+    validation_images = make_dataset(catalog.images[val_mask], size, preprocess, params.batch_size)
+    validation_codes = relevance_codes(catalog.items[val_mask], "+".join(columns))
+    validation = RetrievalValidation(models.embedding, validation_images, validation_codes, params.monitor_k)
+
+    state = TrainingState(folder / CHECKPOINT_DIR, fingerprint)
     history_path = folder / HISTORY_FILE
-    history_path.unlink(missing_ok=True)
-    best = KeepBestWeights("val_accuracy")
+    if state.epochs_done == 0:
+        history_path.unlink(missing_ok=True)
+    trim_history(history_path, state.epochs_done)
     logger = keras.callbacks.CSVLogger(history_path, append=True)
-
-    def stopper() -> keras.callbacks.Callback:
-        return keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience)
-
-    extractor.trainable = False
-    if params.frozen_epochs:
-        _fit_phase(classifier, train, val, params.learning_rate, 0, params.frozen_epochs,
-                   [best, logger, stopper()])
-    done = len(pd.read_csv(history_path)) if history_path.exists() else 0
-    if params.unfrozen_epochs and params.unfreeze_fraction > 0:
-        unfreeze_top(extractor, params.unfreeze_fraction)
-        _fit_phase(classifier, train, val, params.unfrozen_learning_rate, done, params.unfrozen_epochs,
-                   [best, logger, stopper()])
-    if best.best_weights is not None:
-        classifier.set_weights(best.best_weights)
+    phases = [("frozen", params.frozen_epochs, params.learning_rate),
+              ("unfrozen", params.unfrozen_epochs if params.unfreeze_fraction > 0 else 0,
+               params.unfrozen_learning_rate)]
+    first = 0
+    for phase, epochs, learning_rate in phases:
+        last = first + epochs
+        if epochs and state.epochs_done < last and phase not in state.stopped_phases:
+            if phase == "frozen":
+                extractor.trainable = False
+            else:
+                unfreeze_top(extractor, params.unfreeze_fraction)
+            models.training.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=models.losses,
+                                    metrics=models.metrics)
+            if state.has_weights:  # resuming: mid-phase, the optimizer's moments too
+                state.restore(models.training, with_optimizer=state.epochs_done > first)
+            checkpoint = ResumableCheckpoint(state, validation.key, params.patience, phase)
+            started = time.perf_counter()
+            models.training.fit(train, initial_epoch=max(first, state.epochs_done), epochs=last, verbose=2,
+                                callbacks=[validation, logger, checkpoint])
+            state.seconds += time.perf_counter() - started
+            state.save()
+        first = last
+    if (state.folder / BEST_WEIGHTS).is_file():
+        models.training.load_weights(state.folder / BEST_WEIGHTS)
     history = pd.read_csv(history_path)
-    history["phase"] = ["frozen" if e < done else "unfrozen" for e in history["epoch"]]
-    return history
+    history["phase"] = np.where(history["epoch"] < params.frozen_epochs, "frozen", "unfrozen")
+    return models.embedding, history, state.seconds
 
 
-def model_fingerprint(backbone: BackboneParams, params: Params) -> str:
-    """Hash of everything that determines a backbone's embedding model."""
-    inputs = {"backbone": dataclasses.asdict(backbone), "finetune": dataclasses.asdict(params.finetune),
-              "data": dataclasses.asdict(params.data), "seed": params.seed}
+def model_fingerprint(backbone: BackboneParams, recipe: str, params: Params) -> str:
+    """Hash of everything that determines one backbone and recipe's embedding model."""
+    training = None if recipe == "frozen" else dataclasses.asdict(params.finetune)
+    if training:
+        training.pop("recipes")  # adding a recipe to the list changes no other recipe's model
+    inputs = {"backbone": dataclasses.asdict(backbone), "recipe": recipe, "data": dataclasses.asdict(params.data),
+              "seed": params.seed, "finetune": training}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_embedding_model(backbone: BackboneParams, catalog: Catalog, params: FinetuneParams, folder: Path,
-                            seed: int, fingerprint: str = "") -> EmbeddingModel:
-    """Build (and, if enabled, fine-tune) one backbone; save the embedding model and its manifest.
+def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Catalog, params: FinetuneParams,
+                            folder: Path, seed: int, fingerprint: str = "") -> EmbeddingModel:
+    """Build one backbone and train it with ``recipe`` (``frozen``: no training); save the
+    embedding model and its manifest.
 
     Where ImageNet weights cannot be loaded, the manifest records why and no model is saved.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     spec = get_spec(backbone.name)
-    manifest = {"backbone": backbone.name, "weights": backbone.weights, "image_size": backbone.input_size,
-                "preprocessing": spec.preprocessing,
-                "feature_layer": spec.feature_layer, "feature_dim": spec.feature_dim,
-                "finetuned": params.enabled, "fingerprint": fingerprint}
+    manifest = {"backbone": backbone.name, "recipe": recipe, "weights": backbone.weights,
+                "image_size": backbone.input_size, "preprocessing": spec.preprocessing,
+                "feature_layer": spec.feature_layer if recipe in ("frozen", "softmax") else "embedding",
+                "feature_dim": spec.feature_dim if recipe in ("frozen", "softmax") else params.embedding_dim,
+                "finetuned": recipe != "frozen", "fingerprint": fingerprint}
     keras.utils.set_random_seed(seed)
     try:
         extractor, source = build_feature_extractor(backbone.name, backbone.weights, backbone.input_size,
@@ -155,63 +159,70 @@ def prepare_embedding_model(backbone: BackboneParams, catalog: Catalog, params: 
         manifest.update(available=False, reason=str(err), remedy=err.remedy, hint=err.hint)
         write_json(folder / MANIFEST_FILE, manifest)
         (folder / EMBEDDING_FILE).unlink(missing_ok=True)
-        return EmbeddingModel(backbone, manifest, None)
+        return EmbeddingModel(backbone, recipe, manifest, None)
     manifest.update(weights_source=source.kind, weights_file=source.path, weights_sha256=source.sha256,
-                    weights_loaded=source.load_path,
-                    weights_used=source.describe())
-    if params.enabled:
-        history = finetune_backbone(extractor, catalog, backbone.input_size, spec.preprocess, params, folder, seed)
-        best = history.loc[history["val_accuracy"].idxmax()]
-        manifest.update(epochs=len(history), best_epoch=int(best["epoch"]),
-                        best_val_accuracy=round(float(best["val_accuracy"]), 4))
+                    weights_loaded=source.load_path, weights_used=source.describe())
+    embedding = extractor
+    if recipe != "frozen":
+        embedding, history, seconds = train_recipe(recipe, extractor, catalog, backbone.input_size, spec.preprocess,
+                                                   params, folder, seed, fingerprint)
+        best = history.loc[history[f"val_map_at_{params.monitor_k}"].idxmax()]
+        manifest.update(epochs=len(history), best_epoch=int(best["epoch"]) + 1, train_seconds=round(seconds, 1),
+                        monitor=f"val_map_at_{params.monitor_k}",
+                        best_val_map=round(float(best[f"val_map_at_{params.monitor_k}"]), 4),
+                        trained_on=training_columns(recipe, catalog.label_column, params))
         history.to_csv(folder / HISTORY_FILE, index=False)
     else:
         (folder / HISTORY_FILE).unlink(missing_ok=True)
-    extractor.trainable = False
+    embedding.trainable = False
     with atomic_path(folder / EMBEDDING_FILE) as tmp:
-        extractor.save(tmp)
+        embedding.save(tmp)
     manifest.update(available=True)
     write_json(folder / MANIFEST_FILE, manifest)
-    return EmbeddingModel(backbone, manifest, extractor)
+    shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
+    return EmbeddingModel(backbone, recipe, manifest, embedding)
 
 
-def load_embedding_model(folder: str | Path, backbone: BackboneParams) -> EmbeddingModel:
+def load_embedding_model(folder: str | Path, backbone: BackboneParams, recipe: str) -> EmbeddingModel:
     """Load what :func:`prepare_embedding_model` saved, refusing one made with other settings."""
     folder = Path(folder)
     if not (folder / MANIFEST_FILE).is_file():
-        raise FileNotFoundError(f"no model for {backbone.name} in {folder}; run the fine-tune stage (02) first")
+        raise FileNotFoundError(f"no {recipe} model for {backbone.name} in {folder}; run the fine-tune stage (02) first")
     manifest = read_json(folder / MANIFEST_FILE)
-    expected = {"backbone": backbone.name, "weights": backbone.weights, "image_size": backbone.input_size}
+    expected = {"backbone": backbone.name, "recipe": recipe, "weights": backbone.weights,
+                "image_size": backbone.input_size}
     found = {key: manifest.get(key) for key in expected}
     if found != expected:
         raise ValueError(f"the model in {folder} was made with {found}, but the parameters ask for {expected}; "
                          "re-run the fine-tune stage")
     if not manifest.get("available"):
-        return EmbeddingModel(backbone, manifest, None)
-    return EmbeddingModel(backbone, manifest, keras.models.load_model(folder / EMBEDDING_FILE, compile=False))
+        return EmbeddingModel(backbone, recipe, manifest, None)
+    return EmbeddingModel(backbone, recipe, manifest,
+                          keras.models.load_model(folder / EMBEDDING_FILE, compile=False))
 
 
 def prepare_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str, EmbeddingModel]:
-    """Prepare every backbone in ``params``; one already made with the same inputs is reused.
-
-    Reuse makes an interrupted stage resume at the first backbone it had not finished.
-    """
+    """Prepare every backbone with every recipe, keyed ``<backbone>-<recipe>``; a model already
+    made with the same inputs is reused, and an interrupted training resumes."""
     models = {}
     for backbone in params.backbones:
-        folder = layout.model(backbone.name)
-        fingerprint = model_fingerprint(backbone, params)
-        manifest_path = folder / MANIFEST_FILE
-        if manifest_path.is_file() and read_json(manifest_path).get("fingerprint") == fingerprint:
-            print(f"{backbone.name}: reusing the model already prepared with these parameters")
-            models[backbone.name] = load_embedding_model(folder, backbone)
-        else:
-            print(f"{backbone.name}: preparing ({'fine-tuning' if params.finetune.enabled else 'frozen'})")
-            models[backbone.name] = prepare_embedding_model(backbone, catalog, params.finetune, folder, params.seed,
-                                                            fingerprint)
+        for recipe in params.finetune.recipes:
+            folder = layout.model(backbone.name, recipe)
+            fingerprint = model_fingerprint(backbone, recipe, params)
+            manifest_path = folder / MANIFEST_FILE
+            key = variant_name(backbone.name, recipe)
+            if manifest_path.is_file() and read_json(manifest_path).get("fingerprint") == fingerprint:
+                print(f"{key}: reusing the model already prepared with these parameters")
+                models[key] = load_embedding_model(folder, backbone, recipe)
+            else:
+                print(f"{key}: preparing", flush=True)
+                models[key] = prepare_embedding_model(backbone, recipe, catalog, params.finetune, folder,
+                                                      params.seed, fingerprint)
     return models
 
 
 def load_histories(params: Params, layout: RunLayout) -> dict[str, pd.DataFrame]:
-    """Per-epoch training logs of the backbones that were fine-tuned."""
-    paths = {b.name: layout.model(b.name) / HISTORY_FILE for b in params.backbones}
+    """Per-epoch training logs of the models that were trained, keyed ``<backbone>-<recipe>``."""
+    paths = {variant_name(b.name, r): layout.model(b.name, r) / HISTORY_FILE
+             for b in params.backbones for r in params.finetune.recipes}
     return {name: pd.read_csv(path) for name, path in paths.items() if path.is_file()}

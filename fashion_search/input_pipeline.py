@@ -24,6 +24,15 @@ PARALLEL_CALLS = _CORES // 4 if _CORES >= 8 else None
 PREFETCH_BATCHES = 2 if _CORES >= 8 else 0
 
 
+def _fixed_options() -> tf.data.Options:
+    """Options with tf.data's autotuner off: the sizes above are fixed, and the autotuner's
+    background thread, alive as long as an iterator is, slowed InceptionV3 on 2 cores to 63% of
+    its speed on ready tensors (benchmarks/throughput.py)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def to_model_input(images: tf.Tensor, size: int, preprocess: Callable) -> tf.Tensor:
     """A batch ``(B, H, W)`` or ``(B, H, W, C)`` → float32 ``(B, size, size, 3)``, preprocessed."""
     images = tf.convert_to_tensor(images)
@@ -73,4 +82,6 @@ def make_dataset(
         dataset = dataset.map(lambda x: to_model_input(x, size, preprocess), num_parallel_calls=PARALLEL_CALLS)
     else:
         dataset = dataset.map(lambda x, y: (to_model_input(x, size, preprocess), y), num_parallel_calls=PARALLEL_CALLS)
-    return dataset.prefetch(PREFETCH_BATCHES) if PREFETCH_BATCHES else dataset
+    if PREFETCH_BATCHES:
+        dataset = dataset.prefetch(PREFETCH_BATCHES)
+    return dataset.with_options(_fixed_options())

@@ -5,6 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def variant_name(backbone: str, recipe: str) -> str:
+    """The name of one backbone trained with one recipe, e.g. ``efficientnet_lite0-cosface``."""
+    return f"{backbone}-{recipe}"
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """The folders of one run; each stage writes only its own."""
@@ -22,11 +27,11 @@ class RunLayout:
     def data(self) -> Path:
         return self.root / "data"
 
-    def model(self, backbone: str) -> Path:
-        return self.root / "models" / backbone
+    def model(self, backbone: str, recipe: str) -> Path:
+        return self.root / "models" / backbone / recipe
 
-    def features(self, backbone: str) -> Path:
-        return self.root / "features" / backbone
+    def features(self, backbone: str, recipe: str) -> Path:
+        return self.root / "features" / backbone / recipe
 
     @property
     def metrics(self) -> Path:

@@ -165,10 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def preflight(params: Params) -> None:
-    """Fail fast, before any notebook starts, if the catalogue's files are missing."""
+    """Fail fast, before any notebook starts, if the catalogue's files or columns are missing."""
     from fashion_search.catalog import check_source
+    from fashion_search.config import label_columns_used
 
-    check_source(params.data)
+    try:
+        check_source(params.data, label_columns_used(params))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from PIL import Image
 
 from fashion_search.catalog import Catalog
 from fashion_search.io import atomic_path
@@ -21,16 +22,22 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return Path(path)
 
 
-def _show(ax: plt.Axes, image: np.ndarray) -> None:
+def _show(ax: plt.Axes, image: np.ndarray | str) -> None:
+    """Draw stored pixels, or the photo at a path, without axes."""
+    if isinstance(image, (str, np.str_)):
+        with Image.open(image) as photo:
+            image = np.asarray(photo.convert("RGB"))
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def plot_catalog_samples(catalog: Catalog, per_class: int = 8, seed: int = 0) -> Figure:
-    """A grid with ``per_class`` random images of each category, one row per category."""
+def plot_catalog_samples(catalog: Catalog, per_class: int = 8, seed: int = 0, max_classes: int = 12) -> Figure:
+    """A grid with ``per_class`` random images of each category, one row per category (the
+    ``max_classes`` largest categories)."""
     rng = np.random.default_rng(seed)
-    names = catalog.class_names
+    largest = set(catalog.items[catalog.label_column].value_counts().index[:max_classes])
+    names = [name for name in catalog.class_names if name in largest]
     fig, axes = plt.subplots(len(names), per_class, figsize=(per_class * 0.9, len(names) * 0.95), squeeze=False)
     for row, name in enumerate(names):
         rows = np.flatnonzero(catalog.items[catalog.label_column].to_numpy() == name)
@@ -45,34 +52,33 @@ def plot_catalog_samples(catalog: Catalog, per_class: int = 8, seed: int = 0) ->
     return fig
 
 
-def plot_split_counts(catalog: Catalog) -> Figure:
-    """Items per category and split, as grouped horizontal bars."""
+def plot_split_counts(catalog: Catalog, max_classes: int = 30) -> Figure:
+    """Items per category and split, as stacked horizontal bars (the ``max_classes`` largest)."""
     counts = catalog.items.groupby([catalog.label_column, "split"]).size().unstack(fill_value=0)
-    counts = counts.reindex(catalog.class_names)
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(counts) + 1))
-    counts.plot.barh(ax=ax)
+    counts = counts.loc[counts.sum(axis=1).sort_values(ascending=False).index[:max_classes]][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(counts) + 1))
+    counts.plot.barh(ax=ax, stacked=True)
     ax.set_xlabel("items")
     ax.set_ylabel("")
     ax.set_title("Items per category and split")
     return fig
 
 
-def plot_learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
-    """Loss and accuracy per epoch (train and validation), one column per backbone."""
+def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str) -> Figure:
+    """Training loss and validation retrieval (``monitor``) per epoch, one column per model."""
     fig, axes = plt.subplots(2, max(len(histories), 1), figsize=(4.2 * max(len(histories), 1), 6), squeeze=False)
     for col, (name, history) in enumerate(histories.items()):
         epochs = history["epoch"] + 1
-        for row, metric in enumerate(("loss", "accuracy")):
+        for row, (metric, label) in enumerate((("loss", "training loss"), (monitor, f"validation {monitor}"))):
             ax = axes[row][col]
-            ax.plot(epochs, history[metric], "o-", label="train")
-            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+            ax.plot(epochs, history[metric], "o-")
             unfrozen = history.loc[history["phase"] == "unfrozen", "epoch"]
             if len(unfrozen):
                 ax.axvline(unfrozen.iloc[0] + 0.5, color="grey", ls="--", lw=1, label="backbone unfrozen")
+                ax.legend(fontsize=7)
             ax.set_xlabel("epoch")
-            ax.set_ylabel(metric)
+            ax.set_ylabel(label)
             ax.set_title(name if row == 0 else "")
-            ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -99,31 +105,33 @@ def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int]
     return fig
 
 
-def plot_map_bars(summary: pd.DataFrame, column: str = "map_report", distance: str = "euclidean") -> Figure:
-    """mAP@k per backbone, grouped by k."""
-    rows = summary[summary["distance"] == distance]
-    table = rows.pivot(index="k", columns="backbone", values=column)
+def plot_map_bars(summary: pd.DataFrame, relevance: str, column: str = "map_report",
+                  distance: str = "euclidean") -> Figure:
+    """mAP@k per model (backbone and recipe), grouped by k."""
+    rows = summary[(summary["distance"] == distance) & (summary["relevance"] == relevance)]
+    table = rows.pivot(index="k", columns="model", values=column)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     table.plot.bar(ax=ax, rot=0)
     ax.set_xticklabels([f"Top {k}" for k in table.index])
     ax.set_xlabel("")
     ax.set_ylabel(column.replace("_", " "))
     ax.set_ylim(0, 1)
-    ax.set_title(f"{column.replace('_', ' ')} per backbone ({distance} distance)")
+    ax.set_title(f"{column.replace('_', ' ')}, relevant = same {relevance} ({distance} distance)", fontsize=10)
     ax.legend(fontsize=8)
     return fig
 
 
 def per_category_table(per_query: dict[str, pd.DataFrame], label_column: str, column: str) -> pd.DataFrame:
-    """Mean of ``column`` per category (rows) and backbone (columns)."""
+    """Mean of ``column`` per category (rows) and model (columns)."""
     return pd.DataFrame({name: frame.groupby(label_column)[column].mean() for name, frame in per_query.items()})
 
 
 def pick_queries(test: Catalog, n: int, seed: int) -> list[int]:
-    """``n`` fixed query rows: one from each of the first ``n`` categories (cycling if fewer)."""
+    """``n`` fixed query rows: one from each of the ``n`` largest test categories (cycling if fewer)."""
     rng = np.random.default_rng(seed)
     labels = test.items[test.label_column].to_numpy()
-    names = [name for name in test.class_names if name in set(labels)]
+    counts = test.items[test.label_column].value_counts()
+    names = sorted(counts.index, key=lambda name: (-counts[name], name))
     return [int(rng.choice(np.flatnonzero(labels == names[i % len(names)]))) for i in range(n)]
 
 
@@ -141,7 +149,8 @@ def plot_feature_projection(features: dict[str, np.ndarray], labels: np.ndarray)
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0][-1].legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    if len(categories) <= 15:  # beyond that a legend hides more than it tells
+        axes[0][-1].legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.suptitle("Test features, first two principal components")
     fig.tight_layout()
     return fig

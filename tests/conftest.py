@@ -67,3 +67,31 @@ def params_file(tmp_path, raw_params) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw_params))
     return path
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """A folder laid out like fashion-products-dev: labels.csv and images/<id>.jpg; 3 article
+    types × 2 colours × 4 photos, plus one article type with a single photo. A photo's colour is
+    its baseColour, its stripe direction its articleType."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    (folder / "images").mkdir()
+    colours = {"Red": (200, 30, 30), "Blue": (30, 30, 200)}
+    rows, n = [], 0
+    y, x = np.mgrid[0:40, 0:30]
+    kinds = [("Tshirts", x), ("Jeans", y), ("Shoes", x + y)]
+    for article, coordinate in kinds:
+        for colour, rgb in colours.items():
+            for _ in range(4):
+                stripes = (np.sin(coordinate * 0.8 + n) > 0)[..., None]
+                pixels = np.where(stripes, np.array(rgb), 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / "images" / f"{100 + n}.jpg")
+                rows.append(f"{100 + n},{article},{colour},Men")
+                n += 1
+    Image.fromarray(np.full((40, 30, 3), 90, np.uint8)).save(folder / "images" / "999.jpg")
+    rows.append("999,Watches,Black,Women")
+    rows.append("1000,Tshirts,Red,Men")  # listed, but its photo is missing
+    (folder / "labels.csv").write_text("id,articleType,baseColour,gender\n" + "\n".join(rows) + "\n")
+    return folder

@@ -77,3 +77,54 @@ def test_photo_folder_catalogue_reads_labels_and_paths(tmp_path):
     assert catalog.images[0].endswith("images/11.jpg")
     with pytest.raises(ValueError, match="no column"):
         load_photo_folder(tmp_path, "colour")
+
+
+def test_photo_folder_is_split_stratified_with_a_seed(photo_folder):
+    from fashion_search.catalog import load_photo_catalog
+    from fashion_search.config import DataParams, SplitFractions
+
+    data = DataParams(source="photo_folder", path=str(photo_folder), label_column="articleType",
+                      split=SplitFractions(validation=0.25, test=0.25))
+    catalog = load_photo_catalog(data, seed=3)
+    assert len(catalog) == 25 and "1000" not in set(catalog.items["id"])  # missing photo dropped
+    counts = catalog.items.groupby(["articleType", "split"]).size().unstack(fill_value=0)
+    for article in ("Tshirts", "Jeans", "Shoes"):  # 8 photos each: 2 test, 2 validation, 4 train
+        assert counts.loc[article].to_dict() == {"test": 2, "train": 4, "validation": 2}
+    assert counts.loc["Watches"].to_dict() == {"test": 0, "train": 1, "validation": 0}  # a single photo trains
+    assert catalog.items["split"].tolist() == load_photo_catalog(data, seed=3).items["split"].tolist()
+    assert catalog.items["split"].tolist() != load_photo_catalog(data, seed=4).items["split"].tolist()
+
+
+def test_small_classes_still_get_a_test_item():
+    from fashion_search.catalog import stratified_split
+    from fashion_search.config import SplitFractions
+
+    split = stratified_split(np.array([0, 0, 1, 1, 1, 2]), SplitFractions(0.15, 0.2), seed=0)
+    assert list(split[:2]).count("test") == 1 and list(split[:2]).count("train") == 1
+    assert sorted(split[2:5]) == ["test", "train", "validation"]
+    assert split[5] == "train"
+
+
+def test_relevance_codes_match_on_every_column():
+    import pandas as pd
+
+    from fashion_search.catalog import relevance_codes
+
+    items = pd.DataFrame({"articleType": ["Tshirts", "Tshirts", "Jeans", "Tshirts"],
+                          "baseColour": ["Red", "Blue", "Red", "Red"]})
+    single = relevance_codes(items, "articleType")
+    assert single[0] == single[1] == single[3] != single[2]
+    both = relevance_codes(items, "articleType+baseColour")
+    assert both[0] == both[3] and len({both[0], both[1], both[2]}) == 3
+    with pytest.raises(ValueError, match="no column 'season'"):
+        relevance_codes(items, "articleType+season")
+
+
+def test_check_source_names_a_missing_column(photo_folder):
+    from fashion_search.catalog import check_source
+    from fashion_search.config import DataParams
+
+    data = DataParams(source="photo_folder", path=str(photo_folder), label_column="articleType")
+    check_source(data, ["articleType", "baseColour"])
+    with pytest.raises(ValueError, match="no column 'colour'.*baseColour"):
+        check_source(data, ["articleType", "colour"])

@@ -80,3 +80,39 @@ def test_finetuning_with_no_epochs_at_all_is_rejected(raw_params):
     raw = with_change(with_change(raw_params, "finetune.frozen_epochs", 0), "finetune.unfrozen_epochs", 0)
     with pytest.raises(ConfigError, match="finetune.frozen_epochs"):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("path, value, key", [
+    ("finetune.recipes", ["softmax", "triplet"], "finetune.recipes"),
+    ("finetune.recipes", ["softmax", "softmax"], "finetune.recipes"),
+    ("finetune.recipes", ["multitask"], "finetune.task_columns"),   # needs two columns
+    ("finetune.margin", 2.0, "finetune.margin"),
+    ("evaluate.relevance", ["category+"], "evaluate.relevance"),
+    ("data.split", {"validation": 0.5, "test": 0.5}, "data.split"),
+    ("data.source", "photo_folder", "data.path"),                  # a photo folder needs its path
+])
+def test_recipe_and_relevance_values_are_checked(raw_params, path, value, key):
+    raw = with_change(raw_params, path, value)
+    if path == "data.source":
+        raw["data"].pop("path")
+    with pytest.raises(ConfigError, match=key):
+        parse_params(raw)
+
+
+def test_relevance_defaults_to_the_label_column_and_joins_columns(raw_params):
+    assert parse_params(raw_params).evaluate.relevance == ("category",)
+    raw = with_change(raw_params, "evaluate.relevance", ["articleType", "articleType + baseColour"])
+    assert parse_params(raw).evaluate.relevance == ("articleType", "articleType+baseColour")
+
+
+def test_dev_photo_config_is_valid_where_the_photos_are():
+    from pathlib import Path
+
+    params_path = Path("configs/fashion-products-dev.yaml")
+    if not Path("../shared/data/fashion-products-dev").is_dir():
+        with pytest.raises(ConfigError, match="data.path"):
+            load_params(params_path)
+        return
+    params = load_params(params_path)
+    assert params.data.source == "photo_folder" and Path(params.data.path).is_absolute()
+    assert set(params.finetune.recipes) == {"frozen", "softmax", "cosface", "multitask"}

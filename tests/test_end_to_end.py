@@ -20,7 +20,7 @@ def tiny_run(tmp_path_factory, fashion_mnist_dir):
         "data": {"path": str(fashion_mnist_dir), "per_class": {"train": 10, "validation": 4, "test": 8}},
         "backbones": [{"name": "vgg16", "weights": "none", "image_size": 32},
                       {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 32}],
-        "finetune": {"frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 16},
+        "finetune": {"recipes": ["frozen", "softmax"], "frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 16},
         "features": {"chunk_size": 50},
         "visualise": {"n_queries": 2, "top_k": 5},
     }
@@ -45,8 +45,8 @@ def test_the_whole_chain_runs_and_leaves_its_artefacts(tiny_run):
         assert executed["metadata"]["papermill"]["parameters"]["run_dir"] == str(run_dir)
         assert (run_dir / "reports" / f"{stage}.html").stat().st_size > 10_000
     figures = {p.name for p in (run_dir / "figures").glob("*.png")}
-    assert {"learning_curves.png", "queries_efficientnet_lite0.png", "queries_vgg16.png",
-            "map_per_backbone.png"} <= figures
+    assert {"learning_curves.png", "queries_efficientnet_lite0-frozen.png", "queries_efficientnet_lite0-softmax.png",
+            "queries_vgg16-softmax.png", "map_per_model_0.png"} <= figures
 
 
 def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_run):
@@ -54,13 +54,18 @@ def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_r
     table = pd.read_csv(run_dir / "metrics" / "map_table.csv")
     assert set(table["definition"]) == {"report", "standard"}
     assert table["rank"].head(3).tolist() == ["Top 1", "Top 5", "Top 10"]
-    columns = [c for c in table.columns if c not in ("definition", "distance", "rank")]
-    assert [c.split(" (")[1].split(",")[0] for c in columns] == ["random weights", "ImageNet weights"]
+    columns = [c for c in table.columns if c not in ("relevance", "definition", "distance", "rank")]
+    assert [c.split(" (")[0] for c in columns] == ["vgg16 frozen", "vgg16 softmax", "efficientnet_lite0 frozen",
+                                                  "efficientnet_lite0 softmax"]
+    assert [c.split(" (")[1].split(",")[0] for c in columns] == ["random weights"] * 2 + ["ImageNet"] * 2
     values = table[columns].astype(float).to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
     markdown = (run_dir / "metrics" / "map_table.md").read_text()
     assert "| Top 10 |" in markdown and "random initialisation" in markdown
-    assert "efficientnet_lite0: weights package:" in markdown and "sha256" in markdown
+    # the first build converts the package's .pth and caches it; the next reads the cache
+    assert "efficientnet_lite0-frozen: weights package:" in markdown and "sha256" in markdown
+    assert "efficientnet_lite0-softmax: weights keras-cache:" in markdown
+    assert "| softmax |" in (run_dir / "metrics" / "results.md").read_text()
 
 
 def test_a_second_run_skips_finished_stages(tiny_run):
@@ -80,3 +85,39 @@ def test_a_failing_notebook_is_named_with_its_cell(tiny_run):
     rerun = run("--from", "03", "--force")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "[run ] 03_extract_features" in rerun.stdout and "[run ] 05_visualise" in rerun.stdout
+
+
+def test_a_photo_folder_runs_with_two_relevance_definitions(tmp_path, photo_folder):
+    params = {
+        "run": "photos", "seed": 0,
+        "data": {"source": "photo_folder", "path": str(photo_folder), "split": {"validation": 0.25, "test": 0.25}},
+        "backbones": [{"name": "efficientnet_lite0", "weights": "none", "image_size": 32}],
+        "finetune": {"recipes": ["frozen", "multitask"], "task_columns": ["articleType", "baseColour"],
+                     "frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 8, "embedding_dim": 16},
+        "evaluate": {"relevance": ["articleType", "articleType+baseColour"], "ks": [1, 3]},
+        "visualise": {"n_queries": 2, "top_k": 3},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, "-m", "fashion_search.pipeline", "--params", str(tmp_path / "params.yaml"),
+                             "--outputs", str(tmp_path / "outputs")], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "outputs" / "photos" / "metrics" / "metrics.csv")
+    assert set(summary["model"]) == {"efficientnet_lite0-frozen", "efficientnet_lite0-multitask"}
+    assert set(summary["relevance"]) == {"articleType", "articleType+baseColour"}
+    # 6 test photos (2 per article type); with colour too, each query has at most one match
+    counts = summary.groupby("relevance")[["queries", "skipped"]].first()
+    assert counts.loc["articleType"].tolist() == [6, 0]
+    assert counts.sum(axis=1).tolist() == [6, 6]
+    results = (tmp_path / "outputs" / "photos" / "metrics" / "results.md").read_text()
+    assert "## Relevant = same articleType+baseColour" in results and "| multitask |" in results
+
+
+def test_a_missing_label_column_is_refused_before_any_work(tmp_path, photo_folder):
+    params = {"data": {"source": "photo_folder", "path": str(photo_folder)},
+              "backbones": [{"name": "efficientnet_lite0", "weights": "none", "image_size": 32}],
+              "evaluate": {"relevance": ["articleType+colour"]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, "-m", "fashion_search.pipeline", "--params", str(tmp_path / "params.yaml"),
+                             "--outputs", str(tmp_path / "outputs")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no column 'colour'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from fashion_search.catalog import Catalog
-from fashion_search.evaluate import evaluate_store, map_tables, map_tables_markdown
+from fashion_search.evaluate import comparison_table, evaluate_store, map_tables, map_tables_markdown, rank_store
 from fashion_search.features import FeatureStore
 
 
@@ -21,33 +21,56 @@ def test_perfectly_separated_features_score_one_and_singletons_are_skipped():
     features = np.array([[0, 0], [0, 0.1], [0.1, 0], [5, 5], [5, 5.1], [5.1, 5], [-9, 9]], np.float32)
     catalog = test_catalog(labels)
     store = FeatureStore(features, catalog.items["id"].tolist(), {"backbone": "toy"})
-    result = evaluate_store(store, catalog, (1, 2, 5), "euclidean")
+    result = evaluate_store(store, catalog, (1, 2, 5), "euclidean", "category")
     assert result.skipped_queries == 1 and len(result.per_query) == 6
     top = result.summary.set_index("k")
     assert top.loc[1, "map_report"] == pytest.approx(1.0)
     assert top.loc[2, "map_standard"] == pytest.approx(1.0)
     assert top.loc[5, "precision"] == pytest.approx(2 / 5)  # only 2 other items share each class
-    assert (result.neighbours != np.arange(7)[:, None]).all()  # never itself
+    ranking = rank_store(store, catalog, 5, "euclidean")
+    assert (ranking.neighbours != np.arange(7)[:, None]).all()  # never itself
 
 
 def test_store_of_other_items_is_refused():
     catalog = test_catalog(np.array([0, 0, 1]))
     store = FeatureStore(np.zeros((3, 2), np.float32), ["x", "y", "z"], {"backbone": "toy"})
     with pytest.raises(ValueError, match="ids"):
-        evaluate_store(store, catalog, (1,), "euclidean")
+        evaluate_store(store, catalog, (1,), "euclidean", "category")
+
+
+def test_relevance_on_two_columns_needs_both_to_match():
+    labels = np.array([0, 0, 0, 0])
+    catalog = test_catalog(labels)
+    catalog.items["colour"] = ["red", "blue", "red", "blue"]
+    # item 0's nearest neighbour is item 1: same category, other colour
+    features = np.array([[0.0], [1.0], [3.0], [4.0]], np.float32)
+    store = FeatureStore(features, catalog.items["id"].tolist(), {"backbone": "toy"})
+    by_category = evaluate_store(store, catalog, (1,), "euclidean", "category")
+    by_both = evaluate_store(store, catalog, (1,), "euclidean", "category+colour")
+    assert by_category.summary.loc[0, "map_report"] == pytest.approx(1.0)
+    # nearest of 0 is 1 (blue: miss), of 1 is 0 (miss), of 2 is 3 (miss), of 3 is 2 (miss)
+    assert by_both.summary.loc[0, "map_report"] == pytest.approx(0.0)
+    assert by_both.skipped_queries == 0 and list(by_both.per_query.columns[:3]) == ["id", "category", "colour"]
 
 
 def test_table_keeps_a_column_for_unavailable_weights_and_marks_random_ones():
-    summary = pd.DataFrame({"backbone": "resnet50", "distance": "euclidean", "k": [1, 5],
-                            "map_report": [0.5, 0.6], "map_standard": [0.5, 0.4]})
-    manifests = [{"backbone": "resnet50", "weights": "none", "image_size": 32, "finetuned": True},
-                 {"backbone": "vgg16", "weights": "imagenet", "image_size": 224, "available": False,
-                  "hint": "copy it into ~/.keras/models/"}]
-    table = map_tables(summary, manifests, (1, 5), ("euclidean",))
+    summary = pd.DataFrame({"model": "resnet50-softmax", "relevance": "category", "distance": "euclidean",
+                            "k": [1, 5], "map_report": [0.5, 0.6], "map_standard": [0.5, 0.4],
+                            "precision": [0.5, 0.3], "recall": [0.5, 0.9]})
+    manifests = {"resnet50-softmax": {"backbone": "resnet50", "recipe": "softmax", "weights": "none",
+                                      "image_size": 32, "train_seconds": 90},
+                 "vgg16-frozen": {"backbone": "vgg16", "recipe": "frozen", "weights": "imagenet",
+                                  "image_size": 224, "available": False, "hint": "copy it into ~/.keras/models/"}}
+    table = map_tables(summary, manifests, (1, 5), ("category",), ("euclidean",))
     assert table["rank"].tolist() == ["Top 1", "Top 5", "Top 1", "Top 5"]
-    random_column = "resnet50 (random weights, fine-tuned, 32 px)"
+    random_column = "resnet50 softmax (random weights, 32 px)"
     assert table[random_column].tolist() == ["0.5000", "0.6000", "0.5000", "0.4000"]
     vgg = [c for c in table.columns if c.startswith("vgg16")][0]
     assert table[vgg].str.startswith("weights unavailable: copy it").all()
     markdown = map_tables_markdown(table, ["a note"])
-    assert "## Report definition, euclidean distance" in markdown and "| Top 5 |" in markdown
+    assert "## Relevant = same category; report definition, euclidean distance" in markdown
+    assert "| Top 5 |" in markdown
+    compared = comparison_table(summary, manifests, "category", "euclidean", (1, 5)).set_index("recipe")
+    assert compared.loc["softmax", "training (min)"] == "1.5" and compared.loc["softmax", "R@5"] == "0.9000"
+    assert compared.loc["frozen", "mAP@1"] == "weights unavailable: copy it into ~/.keras/models/"
+    assert compared.loc["frozen", "R@5"] == ""

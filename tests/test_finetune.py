@@ -5,7 +5,7 @@ import pytest
 from fashion_search.weights import WeightsUnavailableError, build_feature_extractor
 from fashion_search.catalog import load_fashion_mnist
 from fashion_search.config import BackboneParams, FinetuneParams, parse_params
-from fashion_search.finetune import build_classifier, load_embedding_model, prepare_embedding_model, unfreeze_top
+from fashion_search.finetune import load_embedding_model, prepare_embedding_model, unfreeze_top
 
 
 def small_backbone() -> keras.Model:
@@ -25,13 +25,6 @@ def test_unfreeze_top_trains_only_the_top_layers_and_keeps_batchnorm_frozen():
     assert trainable == {"c2", "c3", "pool"}
     unfreeze_top(model, 1.0)
     assert not model.get_layer("bn").trainable and model.get_layer("c1").trainable
-
-
-def test_classifier_head_outputs_class_probabilities():
-    classifier = build_classifier(small_backbone(), num_classes=7, dropout=0.1)
-    probabilities = classifier.predict_on_batch(np.zeros((2, 16, 16, 3), np.float32))
-    assert probabilities.shape == (2, 7)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name, dim", [
@@ -58,35 +51,24 @@ def test_unloadable_imagenet_weights_are_reported_not_raised(tmp_path, raw_param
     params = parse_params(raw_params)
     catalog = load_fashion_mnist(params.data, params.seed)
     backbone = BackboneParams("resnet50", "imagenet", 32)
-    result = prepare_embedding_model(backbone, catalog, FinetuneParams(), tmp_path, seed=0)
+    result = prepare_embedding_model(backbone, "softmax", catalog, FinetuneParams(), tmp_path, seed=0)
     assert not result.available
     assert "download failed" in result.manifest["reason"] and "empty-keras-home" in result.manifest["remedy"]
     assert not (tmp_path / "embedding.keras").exists()
-    assert not load_embedding_model(tmp_path, backbone).available
+    assert not load_embedding_model(tmp_path, backbone, "softmax").available
 
 
 def test_frozen_model_is_saved_and_loading_refuses_other_settings(tmp_path, raw_params):
     params = parse_params(raw_params)
     catalog = load_fashion_mnist(params.data, params.seed)
     backbone = BackboneParams("resnet50", "none", 32)
-    made = prepare_embedding_model(backbone, catalog, FinetuneParams(enabled=False), tmp_path, seed=0)
-    loaded = load_embedding_model(tmp_path, backbone)
+    made = prepare_embedding_model(backbone, "frozen", catalog, FinetuneParams(), tmp_path, seed=0)
+    loaded = load_embedding_model(tmp_path, backbone, "frozen")
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.model.predict_on_batch(x), made.model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="image_size"):
-        load_embedding_model(tmp_path, BackboneParams("resnet50", "none", 64))
+        load_embedding_model(tmp_path, BackboneParams("resnet50", "none", 64), "frozen")
+    with pytest.raises(ValueError, match="recipe"):
+        load_embedding_model(tmp_path, backbone, "cosface")
 
 
-def test_keep_best_weights_remembers_the_best_epoch_across_phases():
-    from fashion_search.finetune import KeepBestWeights
-
-    model = small_backbone()
-    keeper = KeepBestWeights("val_accuracy")
-    keeper.set_model(model)
-    keeper.on_epoch_end(0, {"val_accuracy": 0.4})
-    snapshot = [w.copy() for w in model.get_weights()]
-    model.set_weights([w + 1 for w in model.get_weights()])
-    keeper.on_epoch_end(1, {"val_accuracy": 0.3})  # worse: not kept
-    assert keeper.best == 0.4
-    for kept, original in zip(keeper.best_weights, snapshot):
-        np.testing.assert_array_equal(kept, original)

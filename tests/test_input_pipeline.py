@@ -51,3 +51,9 @@ def test_photo_paths_and_pixel_arrays_give_the_same_batches(tmp_path):
     from_files = next(iter(make_dataset(np.array(paths), 24, lambda x: x, batch_size=3))).numpy()
     from_arrays = next(iter(make_dataset(pixels, 24, lambda x: x, batch_size=3))).numpy()
     np.testing.assert_allclose(from_files, from_arrays, atol=1)
+
+
+def test_datasets_run_without_the_autotuner():
+    # its background thread slows the model beside a live iterator on small machines
+    dataset = make_dataset(np.zeros((4, 8, 8), np.uint8), 8, lambda x: x, 2)
+    assert dataset.options().autotune.enabled is False
