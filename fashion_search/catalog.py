@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import gzip
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from tqdm import tqdm
 
 from fashion_search.config import DataParams, SplitFractions
 from fashion_search.io import read_json, save_npy, write_json, write_text_atomic
@@ -44,6 +46,7 @@ class Catalog:
     items: pd.DataFrame
     images: np.ndarray
     label_column: str = "category"
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "path", "reason"]))
 
     def __post_init__(self) -> None:
         if len(self.items) != len(self.images):
@@ -190,19 +193,44 @@ def _read_labels(folder: Path) -> pd.DataFrame:
     return table
 
 
+PIPELINE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what tf.io.decode_image reads
+
+
+def photo_problem(path: str | Path) -> str | None:
+    """Why the photo at ``path`` cannot be used (missing, empty, unreadable, a format the input
+    pipeline cannot decode), or None when it can."""
+    path = Path(path)
+    if not path.is_file():
+        return "file missing"
+    if path.stat().st_size == 0:
+        return "empty file"
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes it all: truncated files fail here
+            kind = image.format
+    except Exception as err:  # PIL raises many types for broken files, decompression bombs included
+        return f"not a readable image ({type(err).__name__}: {err})"
+    if kind not in PIPELINE_FORMATS:
+        return f"{kind} images are not supported (use {', '.join(PIPELINE_FORMATS)})"
+    return None
+
+
 def load_photo_folder(folder: str | Path, label_column: str) -> Catalog:
     """A folder holding ``labels.csv`` (an ``id`` column and label columns) and ``images/<id>.jpg``.
 
-    Every item lands in the ``test`` split; rows whose photo is missing are dropped. Missing
-    label values read as "unknown".
+    Every item lands in the ``test`` split. Rows whose photo is missing or unusable are left
+    out and listed in ``Catalog.skipped`` with the reason. Missing label values read as "unknown".
     """
     folder = Path(folder)
     table = _read_labels(folder)
     if label_column not in table.columns:
         raise ValueError(f"{folder / LABELS_CSV} has no column '{label_column}'; columns: {', '.join(table.columns)}")
     paths = np.array([str(folder / IMAGE_DIR / f"{i}.jpg") for i in table["id"]])
-    present = np.array([Path(p).is_file() for p in paths], bool)
-    table = table[present].reset_index(drop=True)
+    problems = [photo_problem(p) for p in tqdm(paths, desc="checking photos", unit="photo", mininterval=2.0)]
+    usable = np.array([problem is None for problem in problems], bool)
+    skipped = pd.DataFrame({"id": table["id"][~usable], "path": paths[~usable],
+                            "reason": [p for p in problems if p is not None]}).reset_index(drop=True)
+    table = table[usable].reset_index(drop=True)
     for column in table.columns.drop("id"):
         if table[column].dtype == object:
             table[column] = table[column].fillna("unknown")
@@ -210,7 +238,7 @@ def load_photo_folder(folder: str | Path, label_column: str) -> Catalog:
     names = sorted(table[label_column].unique())
     table.insert(1, "label", table[label_column].map({n: i for i, n in enumerate(names)}).astype(int))
     table["split"] = "test"
-    return Catalog(table, paths[present], label_column)
+    return Catalog(table, paths[usable], label_column, skipped)
 
 
 def stratified_split(labels: np.ndarray, fractions: SplitFractions, seed: int) -> np.ndarray:
@@ -262,14 +290,17 @@ def relevance_codes(items: pd.DataFrame, definition: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- on disk
 def save_catalog(catalog: Catalog, folder: str | Path) -> None:
-    """Write ``items.csv``, ``images.npy`` and a manifest into ``folder`` (each atomically)."""
+    """Write ``items.csv``, ``images.npy``, ``skipped.csv`` (photos left out, and why) and a
+    manifest into ``folder`` (each atomically)."""
     folder = Path(folder)
     save_npy(folder / "images.npy", catalog.images)
     write_text_atomic(folder / "items.csv", catalog.items.to_csv(index=False))
+    write_text_atomic(folder / "skipped.csv", catalog.skipped.to_csv(index=False))
     counts = catalog.items.groupby("split").size().to_dict()
     write_json(folder / "manifest.json", {
         "label_column": catalog.label_column,
         "items": len(catalog),
+        "skipped": len(catalog.skipped),
         "per_split": {k: int(v) for k, v in counts.items()},
         "image_shape": list(catalog.images.shape[1:]),
     })
@@ -282,4 +313,7 @@ def load_catalog(folder: str | Path) -> Catalog:
         raise FileNotFoundError(f"no catalogue in {folder}; run the data stage (01_data) first")
     manifest = read_json(folder / "manifest.json")
     items = pd.read_csv(folder / "items.csv", dtype={"id": str})
-    return Catalog(items, np.load(folder / "images.npy"), manifest["label_column"])
+    catalog = Catalog(items, np.load(folder / "images.npy"), manifest["label_column"])
+    if (folder / "skipped.csv").is_file():
+        catalog.skipped = pd.read_csv(folder / "skipped.csv", dtype={"id": str})
+    return catalog

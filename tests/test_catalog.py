@@ -128,3 +128,27 @@ def test_check_source_names_a_missing_column(photo_folder):
     check_source(data, ["articleType", "baseColour"])
     with pytest.raises(ValueError, match="no column 'colour'.*baseColour"):
         check_source(data, ["articleType", "colour"])
+
+
+def test_unusable_photos_are_skipped_and_listed_with_the_reason(photo_folder, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from fashion_search.catalog import load_photo_folder
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder)
+    images = folder / "images"
+    (images / "100.jpg").write_bytes(b"")                                    # zero bytes
+    (images / "101.jpg").write_bytes((images / "102.jpg").read_bytes()[:200])  # truncated
+    (images / "103.jpg").write_text("id,name\n1,not a photo\n")             # not an image
+    Image.new("RGB", (8, 8)).save(images / "104.jpg", format="TIFF")        # a format TF cannot decode
+    catalog = load_photo_folder(folder, "articleType")
+    reasons = dict(zip(catalog.skipped["id"], catalog.skipped["reason"]))
+    assert reasons["100"] == "empty file" and reasons["1000"] == "file missing"
+    assert reasons["101"].startswith("not a readable image") and reasons["103"].startswith("not a readable image")
+    assert reasons["104"].startswith("TIFF images are not supported")
+    assert len(catalog) == 25 - 4 and not set(reasons) & set(catalog.items["id"])
+    save_catalog(catalog, tmp_path / "saved")
+    assert load_catalog(tmp_path / "saved").skipped["id"].tolist() == catalog.skipped["id"].tolist()
