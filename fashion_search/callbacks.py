@@ -11,7 +11,7 @@ import numpy as np
 
 from fashion_search import metrics
 from fashion_search.index import exact_search
-from fashion_search.io import atomic_path, read_json, write_json
+from fashion_search.io import atomic_path, read_json, write_json, write_text_atomic
 
 STATE_FILE = "state.json"
 LAST_WEIGHTS = "last.weights.h5"
@@ -118,5 +118,5 @@ def trim_history(path: str | Path, epochs_done: int) -> None:
         return
     header, rows = lines[0], lines[1:]
     kept = [row for row in rows if int(float(row.split(",")[0])) < epochs_done]
-    path.write_text("\n".join([header, *kept]) + "\n")
+    write_text_atomic(path, "\n".join([header, *kept]) + "\n")
 
