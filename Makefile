@@ -6,7 +6,7 @@ PARAMS ?= params.yaml
 ARGS   ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test bench data setup clean
+.PHONY: run test bench bench-index index data setup clean
 
 ## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
 run: setup data
@@ -21,6 +21,18 @@ PHOTOS ?= ../shared/data/fashion-products-dev
 bench: setup
 	$(PY) benchmarks/throughput.py --photos $(PHOTOS)
 	$(PY) benchmarks/dev_photos_retrieval.py --photos $(PHOTOS)
+
+## index: a search index of a catalogue (CATALOGUE: a photo folder, a Farfetch folder or fashion-mnist)
+CATALOGUE ?= $(PHOTOS)
+INDEX ?= outputs/dev-index
+index: setup
+	$(PY) -m fashion_search.cli index $(CATALOGUE) --index $(INDEX) $(ARGS)
+
+## bench-index: index kinds at 10k/100k/1M vectors, query latency on the index made by `make index`, colour names
+bench-index: setup
+	$(PY) benchmarks/index_scaling.py
+	$(PY) benchmarks/query_latency.py --index $(INDEX)
+	$(PY) benchmarks/colour_names.py --photos $(PHOTOS)
 
 ## setup: virtual environment with the pinned requirements, the package and its Jupyter kernel
 setup: $(VENV)/.installed

@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fashion_search.backbones import get_spec  # noqa: E402
-from fashion_search.catalog import load_photo_folder  # noqa: E402
+from fashion_search.sources import load_photo_folder  # noqa: E402
 from fashion_search.evaluate import evaluate_store  # noqa: E402
 from fashion_search.features import FeatureStore, extract_features  # noqa: E402
 from fashion_search.io import write_json, write_text_atomic  # noqa: E402

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fashion_search.backbones import BACKBONES, get_spec  # noqa: E402
-from fashion_search.catalog import load_photo_folder  # noqa: E402
+from fashion_search.sources import load_photo_folder  # noqa: E402
 from fashion_search.input_pipeline import make_dataset  # noqa: E402
 from fashion_search.io import write_json, write_text_atomic  # noqa: E402
 from fashion_search.weights import build_feature_extractor  # noqa: E402

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-from tqdm import tqdm
 
 from fashion_search.config import DataParams, SplitFractions
 from fashion_search.io import read_json, save_npy, write_json, write_text_atomic
@@ -107,23 +105,6 @@ def read_fashion_mnist(folder: str | Path | None = None) -> dict[str, tuple[np.n
     }
 
 
-def check_source(data: DataParams, columns: list[str]) -> None:
-    """Raise now if the catalogue's files cannot be had (:class:`DatasetNotFoundError`) or lack
-    one of ``columns`` (ValueError).
-
-    Cheap where the files are local; without them, keras.datasets downloads (and caches) them.
-    """
-    if data.source == "fashion_mnist":
-        read_fashion_mnist(data.path)
-        available = ["category"]
-    else:
-        available = list(_read_labels(Path(data.path)).columns)
-    missing = [c for c in columns if c not in available]
-    if missing:
-        raise ValueError(f"the {data.source} catalogue has no column '{missing[0]}' (asked for by the "
-                         f"parameters); its columns: {', '.join(available)}")
-
-
 def _download_fashion_mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     import keras
 
@@ -177,77 +158,20 @@ def load_fashion_mnist(data: DataParams, seed: int) -> Catalog:
     return Catalog(pd.concat(frames, ignore_index=True), np.concatenate(images))
 
 
-# ----------------------------------------------------------------------------- photo folders
-LABELS_CSV = "labels.csv"
-IMAGE_DIR = "images"
-
-
-def _read_labels(folder: Path) -> pd.DataFrame:
-    path = folder / LABELS_CSV
-    if not path.is_file():
-        raise DatasetNotFoundError(f"{folder} holds no {LABELS_CSV}; a photo folder needs {LABELS_CSV} "
-                                   f"(an 'id' column and label columns) and {IMAGE_DIR}/<id>.jpg")
-    table = pd.read_csv(path, dtype={"id": str})
-    if "id" not in table.columns:
-        raise ValueError(f"{path} has no 'id' column; its columns: {', '.join(table.columns)}")
-    return table
-
-
-PIPELINE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what tf.io.decode_image reads
-
-
-def photo_problem(path: str | Path) -> str | None:
-    """Why the photo at ``path`` cannot be used (missing, empty, unreadable, a format the input
-    pipeline cannot decode), or None when it can."""
-    path = Path(path)
-    if not path.is_file():
-        return "file missing"
-    if path.stat().st_size == 0:
-        return "empty file"
-    try:
-        with Image.open(path) as image:
-            image.load()  # decodes it all: truncated files fail here
-            kind = image.format
-    except Exception as err:  # PIL raises many types for broken files, decompression bombs included
-        return f"not a readable image ({type(err).__name__}: {err})"
-    if kind not in PIPELINE_FORMATS:
-        return f"{kind} images are not supported (use {', '.join(PIPELINE_FORMATS)})"
-    return None
-
-
-def load_photo_folder(folder: str | Path, label_column: str) -> Catalog:
-    """A folder holding ``labels.csv`` (an ``id`` column and label columns) and ``images/<id>.jpg``.
-
-    Every item lands in the ``test`` split. Rows whose photo is missing or unusable are left
-    out and listed in ``Catalog.skipped`` with the reason. Missing label values read as "unknown".
-    """
-    folder = Path(folder)
-    table = _read_labels(folder)
-    if label_column not in table.columns:
-        raise ValueError(f"{folder / LABELS_CSV} has no column '{label_column}'; columns: {', '.join(table.columns)}")
-    paths = np.array([str(folder / IMAGE_DIR / f"{i}.jpg") for i in table["id"]])
-    problems = [photo_problem(p) for p in tqdm(paths, desc="checking photos", unit="photo", mininterval=2.0)]
-    usable = np.array([problem is None for problem in problems], bool)
-    skipped = pd.DataFrame({"id": table["id"][~usable], "path": paths[~usable],
-                            "reason": [p for p in problems if p is not None]}).reset_index(drop=True)
-    table = table[usable].reset_index(drop=True)
-    for column in table.columns.drop("id"):
-        if table[column].dtype == object:
-            table[column] = table[column].fillna("unknown")
-    table[label_column] = table[label_column].fillna("unknown").astype(str)
-    names = sorted(table[label_column].unique())
-    table.insert(1, "label", table[label_column].map({n: i for i, n in enumerate(names)}).astype(int))
-    table["split"] = "test"
-    return Catalog(table, paths[usable], label_column, skipped)
-
-
-def stratified_split(labels: np.ndarray, fractions: SplitFractions, seed: int) -> np.ndarray:
+# ----------------------------------------------------------------------------- splits
+def stratified_split(labels: np.ndarray, fractions: SplitFractions, seed: int,
+                     groups: np.ndarray | None = None) -> np.ndarray:
     """A split name per item, the same share of every class in each split.
 
     Per class of n items: round(n·test) test items and round(n·validation) validation items, at
     least one test item once n ≥ 2 and one validation item once n ≥ 3; the rest train. A class
-    of one item goes to train (it could never be a scored query).
+    of one item goes to train (it could never be a scored query). With ``groups`` (a product id
+    per photo), whole groups are split, labelled by their first item, so the photos of one
+    product share a split.
     """
+    if groups is not None:
+        _, first, inverse = np.unique(np.asarray(groups, str), return_index=True, return_inverse=True)
+        return stratified_split(np.asarray(labels)[first], fractions, seed)[inverse]
     rng = np.random.default_rng(seed)
     split = np.full(len(labels), "train", dtype=object)
     for label in np.unique(labels):
@@ -259,22 +183,6 @@ def stratified_split(labels: np.ndarray, fractions: SplitFractions, seed: int) -
         split[members[:n_test]] = "test"
         split[members[n_test:n_test + n_val]] = "validation"
     return split
-
-
-def load_photo_catalog(data: DataParams, seed: int) -> Catalog:
-    """A photo folder as a catalogue, split train / validation / test by ``data.label_column``."""
-    catalog = load_photo_folder(data.path, data.label_column)
-    catalog.items["split"] = stratified_split(catalog.items["label"].to_numpy(), data.split, seed)
-    return catalog
-
-
-def load_catalog_source(data: DataParams, seed: int) -> Catalog:
-    """Load the catalogue that ``data.source`` names."""
-    if data.source == "fashion_mnist":
-        return load_fashion_mnist(data, seed)
-    if data.source == "photo_folder":
-        return load_photo_catalog(data, seed)
-    raise ValueError(f"unknown data source {data.source!r}")
 
 
 def relevance_codes(items: pd.DataFrame, definition: str) -> np.ndarray:

@@ -1,20 +1,28 @@
-"""The ``fashion-search`` command: ``fashion-search run [options]`` runs the notebook pipeline."""
+"""The ``fashion-search`` command.
+
+``fashion-search run [options]`` runs the notebook pipeline; ``index``, ``query``, ``add``,
+``remove`` and ``info`` drive the search engine (:mod:`fashion_search.engine_cli`).
+"""
 from __future__ import annotations
 
 import sys
 
-from fashion_search import pipeline
-
-COMMANDS = {"run": pipeline.main}
+ENGINE_COMMANDS = ("index", "query", "add", "remove", "info")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: fashion-search {{{','.join(COMMANDS)}}} [options]  (--help after a command for its options)",
-              file=sys.stderr)
-        return 2
-    return COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] == "run":
+        from fashion_search import pipeline
+
+        return pipeline.main(argv[1:])
+    if argv and argv[0] in ENGINE_COMMANDS:
+        from fashion_search import engine_cli
+
+        return engine_cli.main(argv)
+    print(f"usage: fashion-search {{run,{','.join(ENGINE_COMMANDS)}}} [options]  (--help after a command for "
+          "its options)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ import yaml
 
 from fashion_search.backbones import BACKBONES, WEIGHT_CHOICES
 
-DATA_SOURCES = ("fashion_mnist", "photo_folder")
+DATA_SOURCES = ("fashion_mnist", "photo_folder", "farfetch")
 DISTANCES = ("euclidean", "cosine")
 # frozen: the pretrained backbone as is; softmax: the report's classification head;
 # cosface: an L2-normalised embedding trained with a margin softmax over cosines (CosFace);
 # multitask: the same embedding trained on several label columns at once.
 RECIPES = ("frozen", "softmax", "cosface", "multitask")
-DEFAULT_LABEL_COLUMN = {"fashion_mnist": "category", "photo_folder": "articleType"}
+DEFAULT_LABEL_COLUMN = {"fashion_mnist": "category", "photo_folder": "articleType", "farfetch": "category"}
 
 
 class ConfigError(ValueError):
@@ -112,6 +112,35 @@ class VisualiseParams:
     top_k: int = 10
 
 
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
+INDEX_METRICS = ("inner_product", "l2")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """The search engine: which model embeds photos, and which faiss index holds them."""
+
+    model: str = "efficientnet_lite0"   # a backbone name (used frozen) or a trained model folder
+    weights: str = "imagenet"
+    image_size: int | None = None
+    type: str = "auto"
+    metric: str = "inner_product"
+    normalise: bool = True
+    flat_max_items: int = 50_000
+    memory_budget_gb: float = 8.0
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 64
+    ivf_nprobe: int = 32
+    pq_bytes: int = 32
+    rerank: int = 50
+    exact_filter_rows: int = 20_000
+    colour_pool: int = 100
+    batch_size: int = 32
+    chunk_size: int = 512
+    max_image_pixels: int = 60_000_000
+
+
 @dataclass(frozen=True)
 class Params:
     run: str = "default"
@@ -122,6 +151,7 @@ class Params:
     features: FeaturesParams = field(default_factory=FeaturesParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     visualise: VisualiseParams = field(default_factory=VisualiseParams)
+    index: IndexParams = field(default_factory=IndexParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples), as it would be written to YAML."""
@@ -190,6 +220,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "finetune.dropout": (0.0, 0.95),
     "finetune.margin": (0.0, 1.0),
     "finetune.scale": (1.0, 128.0),
+    "index.memory_budget_gb": (0.01, 1e6),
+    "index.flat_max_items": (0, 1e12),
+    "index.exact_filter_rows": (0, 1e12),
 }
 
 
@@ -242,9 +275,8 @@ def _parse_data(raw: Any) -> DataParams:
     if source == "fashion_mnist" and label_column != "category":
         raise ConfigError(f"'data.label_column' must be category for fashion_mnist, got {label_column!r}")
     path = raw.get("path")
-    if source == "photo_folder" and path is None:
-        raise ConfigError("'data.path' must name the photo folder (labels.csv and images/) when "
-                          "'data.source' is photo_folder")
+    if source != "fashion_mnist" and path is None:
+        raise ConfigError(f"'data.path' must name the catalogue's folder when 'data.source' is {source}")
     if path is not None:
         if not isinstance(path, str):
             raise ConfigError(f"'data.path' must be a folder path or null, got {path!r}")
@@ -350,6 +382,25 @@ def _parse_evaluate(raw: Any, label_column: str) -> EvaluateParams:
                           distances=distances, query_batch_size=batch)
 
 
+def parse_index(raw: Any) -> IndexParams:
+    """Validate the ``index`` block (the search engine's settings)."""
+    raw = dict(_mapping(raw, "index"))
+    strings = {"model": None, "weights": WEIGHT_CHOICES, "type": INDEX_TYPES, "metric": INDEX_METRICS}
+    values: dict[str, Any] = {}
+    for name, choices in strings.items():
+        if name in raw:
+            value = raw.pop(name)
+            if choices:
+                values[name] = _choice(value, f"index.{name}", choices)
+            elif not isinstance(value, str) or not value:
+                raise ConfigError(f"'index.{name}' must be a backbone name or a model folder, got {value!r}")
+            else:
+                values[name] = value
+    if "image_size" in raw:
+        values["image_size"] = _int(raw.pop("image_size"), "index.image_size", minimum=32, allow_none=True)
+    return dataclasses.replace(_simple_block(IndexParams, raw, "index"), **values)
+
+
 def parse_params(raw: Any) -> Params:
     """Validate a nested dict (as read from YAML) into :class:`Params`."""
     raw = _mapping(raw, "params.yaml")
@@ -368,6 +419,7 @@ def parse_params(raw: Any) -> Params:
         features=_simple_block(FeaturesParams, raw.get("features"), "features"),
         evaluate=_parse_evaluate(raw.get("evaluate"), data.label_column),
         visualise=_simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
+        index=parse_index(raw.get("index")),
     )
     if params.visualise.top_k > max(params.evaluate.ks):
         raise ConfigError(

@@ -22,7 +22,7 @@ from fashion_search.catalog import Catalog
 from fashion_search.config import Params
 from fashion_search.finetune import load_embedding_model
 from fashion_search.input_pipeline import make_dataset
-from fashion_search.io import read_json, save_npy, write_json
+from fashion_search.io import read_json, resumable_chunks, save_npy, write_json
 from fashion_search.layout import RunLayout, variant_name
 
 FEATURES_FILE = "features.npy"
@@ -47,23 +47,17 @@ class FeatureStore:
 def extract_features(model: keras.Model, images: np.ndarray, size: int, preprocess: Callable, batch_size: int,
                      work_dir: str | Path, chunk_size: int = 1024, description: str = "features") -> np.ndarray:
     """Run ``model`` over ``images`` in batches; chunks already in ``work_dir`` are reused."""
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    parts = []
     with tqdm(total=len(images), unit="img", desc=description, mininterval=2.0) as bar:
-        for start in range(0, len(images), chunk_size):
-            stop = min(start + chunk_size, len(images))
-            part = work_dir / f"part_{start:09d}_{stop:09d}.npy"
-            if not part.exists():
-                rows = []
-                for batch in make_dataset(images[start:stop], size, preprocess, batch_size):
-                    rows.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
-                    bar.update(len(rows[-1]))
-                save_npy(part, np.concatenate(rows))
-            else:
-                bar.update(stop - start)
-            parts.append(part)
-    return np.concatenate([np.load(p) for p in parts]) if parts else np.zeros((0, 0), np.float32)
+        def compute(start: int, stop: int) -> dict[str, np.ndarray]:
+            rows = []
+            for batch in make_dataset(images[start:stop], size, preprocess, batch_size):
+                rows.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
+                bar.update(len(rows[-1]))
+            return {"features": np.concatenate(rows)}
+
+        chunks = resumable_chunks(work_dir, len(images), chunk_size, compute)
+        bar.update(len(images) - bar.n)
+    return np.concatenate([c["features"] for c in chunks]) if chunks else np.zeros((0, 0), np.float32)
 
 
 def work_key(*parts: str) -> str:

@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -57,3 +57,23 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def resumable_chunks(work_dir: str | Path, total: int, chunk_size: int,
+                     compute: Callable[[int, int], dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Run ``compute(start, stop)`` over ``range(total)`` in chunks, saving each chunk's arrays
+    to ``work_dir`` as it finishes (atomically); chunks already there are loaded instead, so an
+    interrupted job resumes where it stopped. Returns the chunks' arrays in order."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    chunks = []
+    for start in range(0, total, chunk_size):
+        stop = min(start + chunk_size, total)
+        path = work_dir / f"chunk_{start:010d}_{stop:010d}.npz"
+        if not path.is_file():
+            arrays = compute(start, stop)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, **arrays)
+        with np.load(path) as saved:
+            chunks.append({key: saved[key] for key in saved.files})
+    return chunks

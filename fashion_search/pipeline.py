@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def preflight(params: Params) -> None:
     """Fail fast, before any notebook starts, if the catalogue's files or columns are missing."""
-    from fashion_search.catalog import check_source
+    from fashion_search.sources import check_source
     from fashion_search.config import label_columns_used
 
     try:

@@ -95,3 +95,33 @@ def photo_folder(tmp_path_factory) -> Path:
     rows.append("1000,Tshirts,Red,Men")  # listed, but its photo is missing
     (folder / "labels.csv").write_text("id,articleType,baseColour,gender\n" + "\n".join(rows) + "\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def farfetch_folder(tmp_path_factory) -> Path:
+    """The Farfetch listings layout: four products, two of them with a cut-out and a model
+    photo, one with only a cut-out, one with only a model photo; each product its own colour."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("farfetch")
+    listings = [
+        ("1001", "Gucci", "WOMEN", "floral silk midi dress", 1200, True, True),
+        ("1002", "Nike", "MEN", "Air Max 90 sneakers", 150, True, True),
+        ("1003", "Prada", "WOMEN", "leather tote bag", 2300, True, False),
+        ("1004", "Acne", "MEN", "wool blend coat", 900, False, True),
+    ]
+    lines = ["id,brand.name,gender,shortDescription,priceInfo.finalPrice,images.cutOut,images.model"]
+    for pid, brand, gender, description, price, cutout, model in listings:
+        cut = f"https://cdn.example.com/{pid}_{int(pid) * 7}_300.jpg"
+        mod = f"https://cdn.example.com/{pid}_{int(pid) * 11}_300.jpg"
+        colour = {"1001": (200, 30, 30), "1002": (30, 60, 200), "1003": (30, 150, 40), "1004": (20, 20, 20)}[pid]
+        for wanted, view, image_id in ((cutout, "cutout-img", int(pid) * 7), (model, "model-img", int(pid) * 11)):
+            if wanted:
+                (folder / view).mkdir(exist_ok=True)
+                pixels = np.full((40, 30, 3), 255, np.uint8)
+                pixels[5:35, 5:25] = colour
+                pixels[5:35:4, 5:25] = (255, 255, 255) if view == "model-img" else colour  # the views differ a little
+                Image.fromarray(pixels).save(folder / view / f"{pid}_{image_id}_300.jpg")
+        lines.append(f"{pid},{brand},{gender},{description},{price},{cut},{mod}")
+    (folder / "current_farfetch_listings.csv").write_text("\n".join(lines) + "\n")
+    return folder

@@ -65,7 +65,7 @@ def test_missing_files_name_the_debian_package(tmp_path):
 def test_photo_folder_catalogue_reads_labels_and_paths(tmp_path):
     from PIL import Image
 
-    from fashion_search.catalog import load_photo_folder
+    from fashion_search.sources import load_photo_folder
 
     (tmp_path / "images").mkdir()
     for product in ("11", "12", "13"):
@@ -80,7 +80,7 @@ def test_photo_folder_catalogue_reads_labels_and_paths(tmp_path):
 
 
 def test_photo_folder_is_split_stratified_with_a_seed(photo_folder):
-    from fashion_search.catalog import load_photo_catalog
+    from fashion_search.sources import load_photo_catalog
     from fashion_search.config import DataParams, SplitFractions
 
     data = DataParams(source="photo_folder", path=str(photo_folder), label_column="articleType",
@@ -121,7 +121,7 @@ def test_relevance_codes_match_on_every_column():
 
 
 def test_check_source_names_a_missing_column(photo_folder):
-    from fashion_search.catalog import check_source
+    from fashion_search.sources import check_source
     from fashion_search.config import DataParams
 
     data = DataParams(source="photo_folder", path=str(photo_folder), label_column="articleType")
@@ -135,7 +135,7 @@ def test_unusable_photos_are_skipped_and_listed_with_the_reason(photo_folder, tm
 
     from PIL import Image
 
-    from fashion_search.catalog import load_photo_folder
+    from fashion_search.sources import load_photo_folder
 
     folder = tmp_path / "photos"
     shutil.copytree(photo_folder, folder)

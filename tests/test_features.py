@@ -23,7 +23,7 @@ def test_extraction_matches_the_model_and_resumes_from_saved_chunks(tmp_path):
     assert first.shape == (50, 3) and model.batches == 5
     np.testing.assert_allclose(first[:, 0], images.reshape(50, -1).mean(axis=1), rtol=1e-5)
     # Simulate an interruption: the last chunk is lost; only it is computed again.
-    sorted(tmp_path.glob("part_*.npy"))[-1].unlink()
+    sorted(tmp_path.glob("chunk_*.npz"))[-1].unlink()
     again = extract_features(model, images, 28, lambda x: x, batch_size=10, work_dir=tmp_path, chunk_size=20)
     assert model.batches == 5 + 1
     np.testing.assert_array_equal(first, again)

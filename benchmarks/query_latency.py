@@ -1,0 +1,105 @@
+"""Searching the dev catalogue: end-to-end query latency, and what a query of a catalogue photo returns.
+
+    python benchmarks/query_latency.py --index outputs/dev-index
+
+Needs an index of the dev photos (``fashion-search index ../shared/data/fashion-products-dev
+--index outputs/dev-index``). Measures, on this machine:
+
+- end-to-end latency with the model already loaded: photo file in (decode, embed, colour
+  descriptor, search, results table), one photo at a time, p50 / p99 over ``--queries`` photos;
+- the same through the command line, a fresh ``fashion-search query`` process per photo
+  (Python, TensorFlow and the model loaded each time), median of ``--cli-runs``;
+- over every indexed photo as a query (its stored vector): the share ranked first itself, and
+  the share of the next 10 with the query's ``articleType``.
+
+Writes benchmarks/results/query_latency.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from fashion_search.config import IndexParams  # noqa: E402
+from fashion_search.io import write_json, write_text_atomic  # noqa: E402
+from fashion_search.search import SearchEngine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+
+
+def own_photo_ranks(engine: SearchEngine, column: str) -> dict:
+    """Each indexed photo's stored vector as a query: is it first, and are the next 10 of its kind?"""
+    products = engine.index.products
+    labels = products[column].astype(str).to_numpy()
+    first, same = [], []
+    for row in range(len(products)):
+        rows, _ = engine.index.vectors.search(np.asarray(engine.index.vectors.vectors[row]), 11)
+        first.append(rows[0] == row)
+        others = [r for r in rows if r != row][:10]
+        same.append(np.mean(labels[others] == labels[row]))
+    return {"queries": len(products), "itself_first": round(float(np.mean(first)), 4),
+            f"next_10_same_{column}": round(float(np.mean(same)), 4)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--cli-runs", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "results" / "query_latency"))
+    args = parser.parse_args()
+
+    engine = SearchEngine.open(args.index, IndexParams())
+    paths = engine.index.products["path"].to_numpy()[
+        np.random.default_rng(0).choice(len(engine.index.products), args.queries, replace=False)]
+    engine.search(engine.photo_query(paths[0]), 10)  # loads the model
+    times, firsts = [], []
+    for path in paths:
+        started = time.perf_counter()
+        results = engine.search(engine.photo_query(path), 10)
+        results.to_string(index=False)
+        times.append(time.perf_counter() - started)
+        firsts.append(results["path"].iloc[0] == path)
+    cli = []
+    for path in paths[: args.cli_runs]:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fashion_search.cli", "query", str(path), "--index", args.index],
+                       check=True, capture_output=True)
+        cli.append(time.perf_counter() - started)
+    report = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "index": engine.index.info() | {"model": engine.index.identity["backbone"]},
+        "loaded_model": {"queries": len(times), "p50_ms": round(float(np.percentile(times, 50)) * 1e3, 1),
+                         "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 1),
+                         "photo_itself_first": round(float(np.mean(firsts)), 4)},
+        "cli_process": {"runs": len(cli), "median_s": round(float(np.median(cli)), 2)},
+        "own_photos": own_photo_ranks(engine, "articleType"),
+    }
+    info = report["index"]
+    md = "\n".join([
+        "# Query latency and results on the dev catalogue", "",
+        f"`python benchmarks/query_latency.py --index {args.index}` on {report['machine']}: {info['products']:,} "
+        f"products, {info['kind']} index, {info['dimension']}-d {info['model']} vectors.", "",
+        "| measure | value |", "|---|---|",
+        f"| end to end, model loaded: p50 / p99 over {len(times)} photos | {report['loaded_model']['p50_ms']} ms / "
+        f"{report['loaded_model']['p99_ms']} ms |",
+        f"| … of which the photo itself came first | {report['loaded_model']['photo_itself_first']:.2%} |",
+        f"| a fresh `fashion-search query` process, median of {len(cli)} | {report['cli_process']['median_s']} s |",
+        f"| every indexed photo as a query: itself first | {report['own_photos']['itself_first']:.2%} |",
+        f"| … the next 10 with the same articleType | {report['own_photos']['next_10_same_articleType']:.2%} |", ""])
+    write_json(f"{args.out}.json", report)
+    write_text_atomic(f"{args.out}.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Colour descriptors: dominant garment colours, named, compared with swatches and each other."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fashion_search.colour import (ColourError, colour_descriptor, colour_names, descriptor_distance, srgb_to_lab,
+                                   swatch_distance, swatch_lab)
+
+
+def garment(rgb, background=(255, 255, 255), size=60) -> np.ndarray:
+    """A product photo: a coloured block on a plain page."""
+    pixels = np.full((size, size, 3), background, np.uint8)
+    pixels[10:50, 15:45] = rgb
+    return pixels
+
+
+def test_lab_of_white_and_black():
+    assert np.allclose(srgb_to_lab(np.array([255, 255, 255])), [100, 0, 0], atol=0.05)
+    assert np.allclose(srgb_to_lab(np.array([0, 0, 0])), [0, 0, 0], atol=0.05)
+
+
+def test_the_background_is_left_out_and_the_garment_named():
+    red = colour_descriptor(garment((200, 30, 30)))
+    assert colour_names(red) == ["red"]
+    assert colour_names(colour_descriptor(garment((40, 90, 190), background=(240, 240, 240)))) == ["blue"]
+    # a white shirt with a dark outline on a white page: its inside is garment, not page
+    shirt = garment((250, 250, 250))
+    shirt[10, 15:45] = shirt[49, 15:45] = shirt[10:50, 15] = shirt[10:50, 44] = (40, 40, 40)
+    assert colour_names(colour_descriptor(shirt))[0] == "white"
+
+
+def test_swatch_and_descriptor_distances_order_by_colour():
+    descriptors = np.stack([colour_descriptor(garment(c)) for c in [(200, 30, 30), (30, 50, 180), (220, 60, 50)]])
+    near_red = swatch_distance(descriptors, swatch_lab("red"))
+    assert near_red[0] < near_red[2] < near_red[1]
+    from_red = descriptor_distance(descriptors[0], descriptors)
+    assert from_red[0] == pytest.approx(0.0, abs=1e-6) and from_red[2] < from_red[1]
+    assert np.allclose(swatch_lab("#c0282d"), swatch_lab("red"))
+    with pytest.raises(ColourError, match="not a colour"):
+        swatch_lab("reddish")

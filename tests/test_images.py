@@ -1,0 +1,58 @@
+"""Reading photos: odd but valid files are converted, broken ones refused with a reason."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_search.images import UnusableImageError, fit_to_square, read_photo
+
+
+def test_cmyk_sixteen_bit_palette_and_alpha_images_become_rgb(tmp_path):
+    Image.new("CMYK", (20, 10), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")       # red in CMYK
+    ramp = (np.arange(200, dtype=np.uint16).reshape(10, 20) * 300).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")                                # 16-bit grey
+    palette = Image.fromarray(np.zeros((10, 20), np.uint8), "P")
+    palette.putpalette([0, 0, 200] + [0] * 765)
+    palette.save(tmp_path / "palette.png")
+    rgba = np.zeros((10, 20, 4), np.uint8)
+    rgba[:, :10] = (0, 160, 0, 255)                                                  # left half green, right transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+
+    cmyk = read_photo(tmp_path / "cmyk.jpg")
+    assert cmyk.shape == (10, 20, 3) and cmyk.dtype == np.uint8 and cmyk[..., 0].mean() > 200 > cmyk[..., 1].mean() + 100
+    deep = read_photo(tmp_path / "deep.png")
+    assert deep.shape == (10, 20, 3) and deep.min() == 0 and deep.max() == 255
+    assert tuple(read_photo(tmp_path / "palette.png")[5, 5]) == (0, 0, 200)
+    alpha = read_photo(tmp_path / "alpha.png")
+    assert tuple(alpha[5, 2]) == (0, 160, 0) and tuple(alpha[5, 15]) == (255, 255, 255)  # transparency → white
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file"),
+    (b"id,name\n1,a csv\n", "not a readable image"),
+    (None, "file missing"),
+])
+def test_unusable_files_are_refused_with_the_reason(tmp_path, content, reason):
+    path = tmp_path / "photo.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UnusableImageError, match=reason):
+        read_photo(path)
+
+
+def test_truncated_and_oversized_photos_are_refused(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(tmp_path / "full.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "full.jpg").read_bytes()[:300])
+    with pytest.raises(UnusableImageError, match="not a readable image"):
+        read_photo(tmp_path / "cut.jpg")
+    with pytest.raises(UnusableImageError, match="too large"):
+        read_photo(tmp_path / "full.jpg", max_pixels=64 * 63)
+    assert read_photo(tmp_path / "full.jpg", max_pixels=64 * 64).shape == (64, 64, 3)
+
+
+def test_fit_to_square_keeps_proportions_on_white():
+    tall = np.zeros((40, 20, 3), np.uint8)
+    square = fit_to_square(tall, 20)
+    assert square.shape == (20, 20, 3)
+    assert (square[:, :4] == 255).all() and (square[:, -4:] == 255).all() and square[:, 8:12].max() < 30
