@@ -17,10 +17,13 @@ overwritten by the next change.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -35,6 +38,7 @@ MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "vectors.f32"
 COLOURS_FILE = "colours.f32"
 SKIPPED_FILE = "skipped.csv"
+LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
 
 
@@ -108,6 +112,29 @@ class ProductIndex:
                 "columns": [c for c in self.products.columns if c not in ("deleted",)]}
 
 
+def refuse_existing(folder: Path) -> None:
+    """Raise if ``folder`` already holds an index (a new one would silently replace it)."""
+    if (folder / MANIFEST_FILE).is_file():
+        raise ProductIndexError(f"{folder} already holds an index; add to it with 'fashion-search add', "
+                                "or rebuild it with 'fashion-search index --overwrite'")
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the index's change lock; another process changing it at the same time is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ProductIndexError(f"another process is changing the index in {folder}; try again when it "
+                                    "has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _files(generation: int) -> dict:
     return {"vectors": VECTORS_FILE, "colours": COLOURS_FILE, "products": f"products-{generation:06d}.csv",
             "faiss": f"faiss-{generation:06d}.faiss"}
@@ -144,10 +171,13 @@ def create_index(folder: str | Path, identity: dict, settings: IndexParams, item
                  vectors: np.ndarray, colours: np.ndarray, skipped: pd.DataFrame) -> ProductIndex:
     """Build a new index in ``folder`` from embedded items (``id``, ``path``, metadata)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if (folder / MANIFEST_FILE).is_file():
-        raise ProductIndexError(f"{folder} already holds an index; add to it with 'fashion-search add', "
-                          "or rebuild it with 'fashion-search index --overwrite'")
+    with locked(folder):
+        return _create(folder, identity, settings, items, vectors, colours, skipped)
+
+
+def _create(folder: Path, identity: dict, settings: IndexParams, items: pd.DataFrame, vectors: np.ndarray,
+            colours: np.ndarray, skipped: pd.DataFrame) -> ProductIndex:
+    refuse_existing(folder)
     if len(items) == 0:
         raise ProductIndexError("no usable photos to index (see the skipped list)")
     dim = vectors.shape[1]
@@ -201,6 +231,13 @@ def open_index(folder: str | Path, settings: IndexParams, in_memory: bool | None
 def add_products(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, colours: np.ndarray,
                  skipped: pd.DataFrame) -> ProductIndex:
     """Add embedded items; an id already in the index is replaced (its old row is removed)."""
+    with locked(index.folder):
+        index = open_index(index.folder, index.vectors.settings)  # the latest state, not ours
+        return _add(index, items, vectors, colours, skipped)
+
+
+def _add(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, colours: np.ndarray,
+         skipped: pd.DataFrame) -> ProductIndex:
     rows, dim = index.manifest["rows"], index.manifest["dim"]
     if vectors.shape[1:] != (dim,):
         raise ProductIndexError(f"the new vectors have {vectors.shape[1]} dimensions, the index {dim}")
@@ -218,6 +255,11 @@ def add_products(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, 
 
 def remove_products(index: ProductIndex, ids: list[str]) -> ProductIndex:
     """Remove products by id (every row of each); unknown ids are refused before anything changes."""
+    with locked(index.folder):
+        return _remove(open_index(index.folder, index.vectors.settings), ids)
+
+
+def _remove(index: ProductIndex, ids: list[str]) -> ProductIndex:
     known = set(index.products["id"][index.live])
     unknown = [i for i in ids if i not in known]
     if unknown:

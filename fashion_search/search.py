@@ -24,7 +24,7 @@ from fashion_search.embedder import Embedder, check_identity, embed_catalog, loa
 from fashion_search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.product_index import (ProductIndex, ProductIndexError, add_products, create_index, open_index,
-                                          remove_products)
+                                          refuse_existing, remove_products)
 
 WORK_DIR = "work"
 
@@ -73,9 +73,8 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
         for path in folder.iterdir():
             if path.name != WORK_DIR:
                 path.unlink() if path.is_file() else shutil.rmtree(path)
-    elif (folder / "manifest.json").is_file():
-        raise ProductIndexError(f"{folder} already holds an index; add to it with 'fashion-search add', "
-                                "or rebuild it with 'fashion-search index --overwrite'")
+    else:
+        refuse_existing(folder)  # before hours of embedding, not after
     embedder = embedder or load_embedder(settings)
     items, vectors, colours, skipped = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, "indexing")
     index = create_index(folder, embedder.identity, settings, items, vectors, colours, skipped)

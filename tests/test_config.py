@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import yaml
@@ -116,3 +117,15 @@ def test_dev_photo_config_is_valid_where_the_photos_are():
     params = load_params(params_path)
     assert params.data.source == "photo_folder" and Path(params.data.path).is_absolute()
     assert set(params.finetune.recipes) == {"frozen", "softmax", "cosface", "multitask"}
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"type": "annoy"}, "'index.type' must be one of auto, flat, hnsw, ivfpq"),
+    ({"metric": "cosine"}, "'index.metric' must be one of inner_product, l2"),
+    ({"hnsw_m": 0}, "index.hnsw_m"),
+    ({"image_size": 8}, "index.image_size"),
+    ({"memory_budget": 8}, "memory_budget"),
+])
+def test_a_bad_index_block_is_refused_by_key(raw_params, block, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_params({**raw_params, "index": block})

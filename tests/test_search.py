@@ -188,3 +188,13 @@ def test_a_farfetch_catalogue_filters_by_category_and_price_and_excludes_the_who
     assert set(cheap["product_id"]) == {"1002", "1004"}
     shoes = engine.search(engine.product_query("1001"), k=5, filters=["category=Shoes", "gender=men"])
     assert shoes["product_id"].tolist() == ["1002", "1002"]
+
+
+def test_a_second_process_changing_the_index_is_refused(engine):
+    from fashion_search.product_index import locked
+
+    with locked(engine.index.folder):
+        with pytest.raises(ProductIndexError, match="another process is changing the index"):
+            engine.remove(["100"])
+    engine.remove(["100"])
+    assert "100" not in set(engine.index.products["id"][engine.index.live])
