@@ -19,7 +19,7 @@ import pandas as pd
 
 from fashion_search.colour import PALETTE_HEX, colour_descriptor, colour_names
 from fashion_search.images import read_photo
-from fashion_search.io import write_json, write_text_atomic
+from fashion_search.io import write_results
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_PHOTOS = ROOT.parent.parent / "shared" / "data" / "fashion-products-dev"
@@ -56,8 +56,7 @@ def main() -> int:
         f"| time per photo (read + descriptor) | {report['ms_per_photo']} ms |", "",
         "Most frequent disagreements (label → first name read):", "",
         *[f"- {c['label']} → {c['read']}: {c['photos']}" for c in report["top_confusions"]], ""])
-    write_json(f"{args.out}.json", report)
-    write_text_atomic(f"{args.out}.md", md)
+    write_results(args.out, report, md)
     print(md)
     return 0
 

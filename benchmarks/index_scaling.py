@@ -32,7 +32,7 @@ import faiss
 import numpy as np
 
 from fashion_search.config import IndexParams
-from fashion_search.io import write_json, write_text_atomic
+from fashion_search.io import write_results
 from fashion_search.vector_index import VectorIndex, build_faiss_index, choose_index
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -153,8 +153,7 @@ def main() -> int:
                 results += measure(vectors, queries, kind, settings, truth, Path(scratch) / "vectors.f32")
                 print(n, results[-1], flush=True)
         report["sizes"].append({"n": n, "auto_kind": auto.kind, "auto_reason": auto.reason, "results": results})
-        write_json(f"{args.out}.json", report)
-        write_text_atomic(f"{args.out}.md", markdown(report))
+        write_results(args.out, report, markdown(report))
     print(markdown(report))
     return 0
 

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fashion_search.config import IndexParams  # noqa: E402
-from fashion_search.io import write_json, write_text_atomic  # noqa: E402
+from fashion_search.io import write_results  # noqa: E402
 from fashion_search.search import SearchEngine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -108,8 +108,7 @@ def main() -> int:
         f"| {report['own_photos']['queries']:,} indexed photos as queries ({report['own_photos']['queries_from']}): "
         f"itself first | {report['own_photos']['itself_first']:.2%} |",
         f"| … the next 10 with the same articleType | {report['own_photos']['next_10_same_articleType']:.2%} |", ""])
-    write_json(f"{args.out}.json", report)
-    write_text_atomic(f"{args.out}.md", md)
+    write_results(args.out, report, md)
     print(md)
     return 0
 

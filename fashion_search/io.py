@@ -40,6 +40,12 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def write_results(stem: str | Path, data: Any, markdown: str) -> None:
+    """A benchmark's results: ``<stem>.json`` (the data) and ``<stem>.md`` (the table people read)."""
+    write_json(f"{stem}.json", data)
+    write_text_atomic(f"{stem}.md", markdown)
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
