@@ -6,14 +6,14 @@ PARAMS ?= params.yaml
 ARGS   ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test bench bench-index index data setup clean
+.PHONY: run test bench bench-index index data browser setup clean
 
 ## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
 run: setup data
 	$(PY) -m fashion_search.pipeline --params $(PARAMS) $(ARGS)
 
-## test: the test suite (unit tests and one tiny end-to-end papermill run)
-test: setup
+## test: the test suite (unit tests, one tiny end-to-end papermill run, the web page in headless Chromium)
+test: setup browser
 	$(PY) -m pytest -q tests
 
 ## bench: feature-extraction throughput and frozen-feature retrieval on the dev photos (JSON + Markdown in benchmarks/results/)
@@ -52,6 +52,13 @@ data:
 		(apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null; \
 	else echo "note: /usr/share/datasets/fashion-mnist is missing and apt-get needs root;" \
 		"run 'sudo apt-get install dataset-fashion-mnist', or the pipeline downloads it with keras"; fi
+
+## browser: Debian's chromium and chromium-driver, which the web page's test drives
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq chromium chromium-driver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)) >/dev/null; \
+	else echo "note: the web page's test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi
 
 clean:
 	rm -rf outputs/*/ $(VENV)

@@ -1,13 +1,13 @@
 """The ``fashion-search`` command.
 
 ``fashion-search run [options]`` runs the notebook pipeline; ``index``, ``query``, ``add``,
-``remove`` and ``info`` drive the search engine (:mod:`fashion_search.engine_cli`).
+``remove``, ``info`` and ``serve`` drive the search engine (:mod:`fashion_search.engine_cli`).
 """
 from __future__ import annotations
 
 import sys
 
-ENGINE_COMMANDS = ("index", "query", "add", "remove", "info")
+ENGINE_COMMANDS = ("index", "query", "add", "remove", "info", "serve")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``fashion-search index | query | add | remove | info``: the search engine from the shell.
+"""``fashion-search index | query | add | remove | info | serve``: the search engine from the shell.
 
 A user mistake (a photo that cannot be read, no index, an index built by another model, an
 unknown filter key...) prints one line on stderr and exits with 2.
@@ -179,6 +179,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fashion_search.search import SearchEngine
+    from fashion_search.server import API_KEY_ENV, create_app
+
+    engine = SearchEngine.open(args.index, _settings(args))
+    engine.embedder  # load the model now, not on the first request
+    api_key = os.environ.get(API_KEY_ENV) or None
+    app = create_app(engine, api_key, int(args.max_upload_mb * 2**20))
+    print(f"serving {args.index} ({int(engine.index.live.sum()):,} products) on http://{args.host}:{args.port}/ "
+          f"({'writes need X-API-Key' if api_key else f'read-only: set {API_KEY_ENV} to allow writes'})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default {DEFAULT_INDEX})")
@@ -228,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("ids", nargs="+")
     _common(remove)
     remove.set_defaults(run=cmd_remove)
+
+    serve = commands.add_parser("serve", help="the HTTP API and web page over an index")
+    _common(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=float, default=10.0)
+    serve.set_defaults(run=cmd_serve)
 
     info = commands.add_parser("info", help="describe the index")
     _common(info)

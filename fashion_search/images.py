@@ -7,8 +7,10 @@ message is the reason a catalogue report lists.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -53,10 +55,21 @@ def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise UnusableImageError("file missing")
     if path.stat().st_size == 0:
         raise UnusableImageError("empty file")
+    with open(path, "rb") as handle:
+        return decode_photo(handle, max_pixels)
+
+
+def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Photo bytes (or an open binary file) → RGB uint8 ``(H, W, 3)``; the format is sniffed
+    from the content, never trusted from a name, and the size checked before decoding."""
+    if isinstance(source, bytes):
+        if not source:
+            raise UnusableImageError("empty file")
+        source = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the limit is ours
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise UnusableImageError(f"too large ({width}×{height} pixels; the limit is {max_pixels:,})")

@@ -33,6 +33,10 @@ class RunLayout:
     def features(self, backbone: str, recipe: str) -> Path:
         return self.root / "features" / backbone / recipe
 
+    def index(self, backbone: str, recipe: str) -> Path:
+        """The search engine's index of the test catalogue, for one embedding model."""
+        return self.root / "index" / backbone / recipe
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics"

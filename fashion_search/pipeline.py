@@ -33,6 +33,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "03_extract_features": ("seed", "data", "backbones", "finetune", "features"),
     "04_evaluate": ("seed", "data", "backbones", "finetune", "features", "evaluate"),
     "05_visualise": ("seed", "data", "backbones", "finetune", "features", "evaluate", "visualise"),
+    "06_search": ("seed", "data", "backbones", "finetune", "features", "evaluate", "visualise", "index"),
 }
 
 

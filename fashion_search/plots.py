@@ -154,3 +154,23 @@ def plot_feature_projection(features: dict[str, np.ndarray], labels: np.ndarray)
     fig.suptitle("Test features, first two principal components")
     fig.tight_layout()
     return fig
+
+
+def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, images: list[np.ndarray | str],
+                     title: str, label_column: str | None = None) -> Figure:
+    """The query (when it has an image) and each result with its id, label and distance."""
+    tiles = ([(query, "query")] if query is not None else []) + [
+        (image, f"#{row['rank']} {row['id']}\n{row.get(label_column, '') if label_column else ''} {row['distance']:.3f}")
+        for image, (_, row) in zip(images, results.iterrows())]
+    columns = min(6, max(len(tiles), 1))
+    rows = -(-len(tiles) // columns) or 1
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.9, rows * 2.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (image, caption) in zip(axes.ravel(), tiles):
+        _show(ax, image)
+        ax.axis("on")
+        ax.set_title(caption, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -114,8 +114,12 @@ class SearchEngine:
             pixels = read_photo(path)
         except UnusableImageError as err:
             raise UnusableImageError(f"cannot read the query photo {path}: {err}") from None
+        return self.pixels_query(pixels, f"photo {path}", str(path))
+
+    def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None) -> Query:
+        """A query from decoded RGB pixels (an uploaded photo)."""
         vector = self.embedder.embed(fit_to_square(pixels, self.embedder.image_size)[None])[0]
-        return Query(f"photo {path}", vector, colour_descriptor(pixels), path=str(path))
+        return Query(label, vector, colour_descriptor(pixels), path=path)
 
     def product_query(self, product: str) -> Query:
         """"More like this": a catalogue product's own vector and colours; the product excluded."""

@@ -46,7 +46,9 @@ def test_the_whole_chain_runs_and_leaves_its_artefacts(tiny_run):
         assert (run_dir / "reports" / f"{stage}.html").stat().st_size > 10_000
     figures = {p.name for p in (run_dir / "figures").glob("*.png")}
     assert {"learning_curves.png", "queries_efficientnet_lite0-frozen.png", "queries_efficientnet_lite0-softmax.png",
-            "queries_vgg16-softmax.png", "map_per_model_0.png"} <= figures
+            "queries_vgg16-softmax.png", "map_per_model_0.png", "search_vgg16-softmax.png",
+            "search_efficientnet_lite0-frozen.png"} <= figures
+    assert (run_dir / "index" / "efficientnet_lite0" / "softmax" / "manifest.json").is_file()
 
 
 def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_run):

@@ -49,9 +49,9 @@ def test_missing_params_file_exits_2(tmp_path):
 def test_stage_selection():
     assert select_stages(None, None) == list(STAGES)
     assert select_stages(["05", "finetune"], None) == ["02_finetune", "05_visualise"]
-    assert select_stages(None, "04_evaluate") == ["04_evaluate", "05_visualise"]
+    assert select_stages(None, "04_evaluate") == ["04_evaluate", "05_visualise", "06_search"]
     with pytest.raises(ConfigError, match="unknown stage"):
-        select_stages(["06"], None)
+        select_stages(["07"], None)
 
 
 def test_stage_fingerprint_depends_only_on_the_stage_inputs(raw_params):

@@ -1,0 +1,157 @@
+"""The HTTP service, started for real on a loopback port over a tiny index."""
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from fashion_search.config import IndexParams
+from fashion_search.product_index import open_index
+from fashion_search.search import SearchEngine, build_index
+from fashion_search.server import create_app
+from fashion_search.sources import list_photo_folder
+from test_search import pixel_embedder  # noqa: E402
+
+SETTINGS = IndexParams(chunk_size=8, batch_size=4, max_image_pixels=200_000)
+KEY = {"X-API-Key": "s3cret"}
+
+
+def serve(app) -> tuple[str, uvicorn.Server]:
+    """Run ``app`` with uvicorn on a free loopback port, in a thread; return its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server
+
+
+@pytest.fixture
+def service(photo_folder, tmp_path):
+    """A running service with an API key, over a fresh index of the photo folder."""
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=pixel_embedder())
+    engine = SearchEngine(open_index(folder, SETTINGS), SETTINGS, pixel_embedder())
+    url, server = serve(create_app(engine, api_key="s3cret", max_upload_bytes=50_000))
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield client, folder
+    server.should_exit = True
+
+
+def photo_bytes(path) -> bytes:
+    return path.read_bytes()
+
+
+def test_search_by_photo_with_filters(service, photo_folder):
+    client, _ = service
+    photo = photo_bytes(photo_folder / "images" / "100.jpg")
+    found = client.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "5"}).json()["results"]
+    assert found[0]["id"] == "100" and len(found) == 5 and "path" not in found[0]
+    shoes = client.post("/search", files={"photo": ("q.jpg", photo)},
+                        data={"k": "3", "filter": ["articleType=Shoes", "gender=Men"]}).json()["results"]
+    assert [r["articleType"] for r in shoes] == ["Shoes"] * 3
+    assert client.post("/search", files={"photo": ("q.jpg", photo)}, data={"filter": "size=M"}).status_code == 400
+    assert client.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "0"}).status_code == 400
+
+
+def test_items_metadata_image_and_similar(service, photo_folder):
+    client, _ = service
+    assert client.get("/items/104").json()["articleType"] == "Tshirts"
+    image = client.get("/items/104/image")
+    assert image.status_code == 200 and image.content == photo_bytes(photo_folder / "images" / "104.jpg")
+    similar = client.get("/items/104/similar", params={"k": 4}).json()["results"]
+    assert len(similar) == 4 and "104" not in {r["id"] for r in similar}
+    assert client.get("/health").json() == {"status": "ok", "products": 25}
+    assert client.get("/stats").json()["requests"]["similar"] == 1
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/items/nope", 404), ("/items/nope/image", 404), ("/items/nope/similar", 404),
+    ("/items/..%2F..%2Fetc%2Fpasswd/image", 404), ("/items/%2Fetc%2Fpasswd/image", 404),
+    ("/items/.hidden/image", 400), ("/items/..%2F..%2Fetc%2Fpasswd", 404), ("/items/%2E%2E/image", 400),
+])
+def test_unknown_and_malicious_ids_are_refused(service, path, status):
+    client, _ = service
+    response = client.get(path)
+    assert response.status_code == status and b"root:" not in response.content
+
+
+def test_bad_uploads_are_refused_and_change_nothing(service, tmp_path):
+    client, folder = service
+    before = (folder / "manifest.json").read_text()
+    big = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(big, format="PNG")
+    bomb = io.BytesIO()
+    Image.new("RGB", (1000, 1000), "white").save(bomb, format="PNG")  # small file, 1M pixels > the 200k limit
+    assert client.post("/search", files={"photo": ("big.png", big.getvalue())}).status_code == 413
+    assert client.post("/search", files={"photo": ("a.jpg", b"GIF89a not really")}).status_code == 415
+    assert client.post("/search", files={"photo": ("bomb.png", bomb.getvalue())}).status_code == 415
+    assert client.post("/items", headers=KEY, data={"id": "x1"},
+                       files={"photo": ("a.jpg", b"plain text")}).status_code == 415
+    assert client.post("/items", headers=KEY, data={"id": "../x"},
+                       files={"photo": ("a.png", bomb.getvalue())}).status_code == 400
+    assert (folder / "manifest.json").read_text() == before
+
+
+def test_writes_need_the_key_and_survive_a_restart(service, photo_folder):
+    client, folder = service
+    before = (folder / "manifest.json").read_text()
+    photo = photo_bytes(photo_folder / "images" / "110.jpg")
+    assert client.post("/items", data={"id": "new1"}, files={"photo": ("n.jpg", photo)}).status_code == 401
+    assert client.post("/items", headers={"X-API-Key": "wrong"}, data={"id": "new1"},
+                       files={"photo": ("n.jpg", photo)}).status_code == 401
+    assert client.delete("/items/100").status_code == 401
+    assert (folder / "manifest.json").read_text() == before
+
+    added = client.post("/items", headers=KEY, data={"id": "new1", "metadata": '{"articleType": "Shoes"}'},
+                        files={"photo": ("n.jpg", photo)})
+    assert added.status_code == 201 and added.json()["products"] == 26
+    assert client.get("/items/new1").json()["articleType"] == "Shoes"
+    assert client.get("/items/new1/image").status_code == 200
+    assert client.delete("/items/100", headers=KEY).json()["products"] == 25
+    assert client.get("/items/100").status_code == 404
+
+    restarted = SearchEngine(open_index(folder, SETTINGS), SETTINGS, pixel_embedder())
+    url, server = serve(create_app(restarted))  # no key: read-only
+    with httpx.Client(base_url=url) as again:
+        assert again.get("/items/new1").status_code == 200 and again.get("/items/100").status_code == 404
+        assert again.post("/items", headers=KEY, data={"id": "new2"},
+                          files={"photo": ("n.jpg", photo)}).status_code == 403
+    server.should_exit = True
+
+
+def test_the_openapi_description_matches_the_routes(service):
+    client, _ = service
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {p: sorted(m) for p, m in paths.items()} == {
+        "/health": ["get"], "/stats": ["get"], "/search": ["post"], "/items": ["post"],
+        "/items/{item_id}": ["delete", "get"], "/items/{item_id}/similar": ["get"],
+        "/items/{item_id}/image": ["get"]}
+    assert "<title>fashion-search</title>" in client.get("/").text
+
+
+def test_concurrent_searches_all_answer(service, photo_folder):
+    client, _ = service
+    photo = photo_bytes(photo_folder / "images" / "112.jpg")
+    results = []
+
+    def ask() -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=30) as own:
+            results.append(own.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "3"}).json())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and all(r["results"][0]["id"] == "112" for r in results)
