@@ -31,8 +31,10 @@ def browser():
     driver.quit()
 
 
-def cards(driver) -> list:
-    return driver.find_elements(By.CSS_SELECTOR, "#grid .card")
+def cards(driver) -> list[tuple[str, str]]:
+    """(id, text) of each result card, read in one script so a re-render cannot interleave."""
+    return [tuple(card) for card in driver.execute_script(
+        "return [...document.querySelectorAll('#grid .card')].map(c => [c.dataset.id, c.innerText])")]
 
 
 def test_upload_filter_and_more_like_this(browser, photo_folder, tmp_path):
@@ -44,19 +46,19 @@ def test_upload_filter_and_more_like_this(browser, photo_folder, tmp_path):
         browser.get(url + "/")
         browser.find_element(By.ID, "file").send_keys(str(photo_folder / "images" / "100.jpg"))
         wait.until(lambda d: len(cards(d)) == 12)
-        assert cards(browser)[0].get_attribute("data-id") == "100"
-        assert "Tshirts" in cards(browser)[0].text and "distance 0.000" in cards(browser)[0].text
+        first_id, first_text = cards(browser)[0]
+        assert first_id == "100" and "Tshirts" in first_text and "distance 0.000" in first_text
 
         browser.find_element(By.ID, "filter").send_keys("articleType=Shoes")
         browser.find_element(By.ID, "refine").click()
-        wait.until(lambda d: cards(d) and all("Shoes" in c.text for c in cards(d)))
+        wait.until(lambda d: (found := cards(d)) and all("Shoes" in text for _, text in found))
         assert len(cards(browser)) == 8  # all eight pairs of shoes, nothing else
 
-        clicked = cards(browser)[0].get_attribute("data-id")
-        cards(browser)[0].click()
+        clicked = cards(browser)[0][0]
+        browser.find_element(By.CSS_SELECTOR, f'#grid .card[data-id="{clicked}"]').click()
         wait.until(ready.text_to_be_present_in_element((By.ID, "status"), f"More like {clicked}"))
         wait.until(lambda d: len(cards(d)) == 7)
-        assert clicked not in {c.get_attribute("data-id") for c in cards(browser)}
+        assert clicked not in {card_id for card_id, _ in cards(browser)}
         images_loaded = browser.execute_script(
             "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
         assert images_loaded
