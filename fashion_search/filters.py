@@ -28,11 +28,6 @@ class Filter:
     low: float | None = None
     high: float | None = None
 
-    def describe(self) -> str:
-        if self.values:
-            return f"{self.key}={','.join(self.values)}"
-        return f"{self.key}={'' if self.low is None else f'{self.low:g}'}..{'' if self.high is None else f'{self.high:g}'}"
-
 
 def filter_keys(products: pd.DataFrame) -> list[str]:
     """Keys a filter may name: the metadata columns and ``colour``."""

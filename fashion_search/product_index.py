@@ -253,6 +253,16 @@ def _add(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, colours:
     return open_index(index.folder, index.vectors.settings)
 
 
+def record_skipped(index: ProductIndex, skipped: pd.DataFrame) -> ProductIndex:
+    """Add photos that could not be indexed to the index's skipped list (nothing else changes)."""
+    with locked(index.folder):
+        index = open_index(index.folder, index.vectors.settings)
+        everything = pd.concat([index.skipped, skipped.astype(str)], ignore_index=True)
+        write_text_atomic(index.folder / SKIPPED_FILE,
+                          everything.drop_duplicates(["id", "path"], keep="last").to_csv(index=False))
+    return open_index(index.folder, index.vectors.settings)
+
+
 def remove_products(index: ProductIndex, ids: list[str]) -> ProductIndex:
     """Remove products by id (every row of each); unknown ids are refused before anything changes."""
     with locked(index.folder):

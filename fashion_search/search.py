@@ -24,7 +24,7 @@ from fashion_search.embedder import Embedder, check_identity, embed_catalog, loa
 from fashion_search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.product_index import (ProductIndex, ProductIndexError, add_products, create_index, open_index,
-                                          refuse_existing, remove_products)
+                                          record_skipped, refuse_existing, remove_products)
 
 WORK_DIR = "work"
 
@@ -192,6 +192,8 @@ class SearchEngine:
                                                             self.settings, "adding")
         if len(items):
             self.index = add_products(self.index, items, vectors, colours, skipped)
+        elif len(skipped):
+            self.index = record_skipped(self.index, skipped)
         shutil.rmtree(self.index.folder / WORK_DIR, ignore_errors=True)
         return skipped
 

@@ -8,6 +8,7 @@ browser (papermill), the notebook draws the same grid for a fixed example query.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from fashion_search.config import Params
 from fashion_search.images import decode_photo
 from fashion_search.io import read_json
 from fashion_search.layout import RunLayout, variant_name
-from fashion_search.plots import plot_search_grid
+from fashion_search.plots import plot_search_grid, save_figure
 from fashion_search.search import Query, SearchEngine, build_index
 
 
@@ -50,6 +51,19 @@ def search_grid(engine: SearchEngine, catalog: Catalog, query: Query, query_imag
     figure = plot_search_grid(query_image, results, item_images(catalog, results["id"].tolist()), query.label,
                               catalog.label_column)
     return results, figure
+
+
+def example_grids(engines: dict[str, SearchEngine], catalog: Catalog, example: str, k: int,
+                  figures: Path) -> dict[str, Figure]:
+    """"More like" one catalogue item with each model, drawn and saved as ``search_<model>.png``."""
+    image = item_images(catalog, [example])[0]
+    grids = {}
+    for name, engine in engines.items():
+        _, figure = search_grid(engine, catalog, engine.product_query(example), image, k, [])
+        figure.suptitle(f"{name}: more like {example}", fontsize=9)
+        save_figure(figure, figures / f"search_{name}.png")
+        grids[name] = figure
+    return grids
 
 
 def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str, upload: tuple, item: str, k: int,

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from fashion_search.catalog import (Catalog, DatasetNotFoundError, load_fashion_mnist, read_fashion_mnist,
                                     stratified_split, FASHION_MNIST_CLASSES)
 from fashion_search.config import DataParams
-from fashion_search.images import PHOTO_SUFFIXES
+from fashion_search.images import PHOTO_SUFFIXES, UnusableImageError, read_photo
 
 METADATA_FILES = ("labels.csv", "metadata.csv")
 FARFETCH_LISTINGS = "current_farfetch_listings.csv"
@@ -112,18 +112,13 @@ PIPELINE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what tf.io.decode_image read
 
 def photo_problem(path: str | Path) -> str | None:
     """Why the notebooks' input pipeline cannot use the photo at ``path`` (missing, empty,
-    unreadable, a format ``tf.io.decode_image`` cannot decode), or None when it can."""
-    path = Path(path)
-    if not path.is_file():
-        return "file missing"
-    if path.stat().st_size == 0:
-        return "empty file"
+    unreadable, too large, a format ``tf.io.decode_image`` cannot decode), or None when it can."""
     try:
-        with Image.open(path) as image:
-            image.load()  # decodes it all: truncated files fail here
-            kind = image.format
-    except Exception as err:  # PIL raises many types for broken files, decompression bombs included
-        return f"not a readable image ({type(err).__name__}: {err})"
+        read_photo(path)
+    except UnusableImageError as err:
+        return str(err)
+    with Image.open(path) as image:
+        kind = image.format
     if kind not in PIPELINE_FORMATS:
         return f"{kind} images are not supported (use {', '.join(PIPELINE_FORMATS)})"
     return None

@@ -91,6 +91,12 @@ def test_add_and_remove_without_a_rebuild(engine, photo_folder, tmp_path):
     assert int(reopened.index.live.sum()) == 24
     with pytest.raises(ProductIndexError, match="not in the index: 100"):
         reopened.remove(["100"])
+    (extra / "bad.jpg").write_text("not a photo")  # alone in its batch: nothing added, still listed
+    (extra / "500.jpg").unlink()
+    (extra / "102.jpg").unlink()
+    reopened.add(list_photo_folder(extra))
+    report = pd.read_csv(reopened.index.folder / "skipped.csv", dtype=str)
+    assert "bad" in set(report["id"]) and int(reopened.index.live.sum()) == 24
 
 
 def test_bad_photos_are_skipped_listed_and_the_rest_indexed(photo_folder, tmp_path):

@@ -23,3 +23,13 @@ def test_the_panel_searches_an_item_or_an_upload_and_draws_the_grid(photo_folder
     broken = ({"name": "q.jpg", "content": memoryview(b"not a photo")},)
     assert panel_search(engines, catalog, "pixels", broken, "108", 4, "").startswith("error: not a readable image")
     assert len(search_widget(engines, catalog).children) == 5
+
+
+def test_example_grids_draw_and_save_one_figure_per_model(photo_folder, tmp_path):
+    from fashion_search.search_widget import example_grids
+
+    catalog = with_labels(list_photo_folder(photo_folder), "articleType")
+    index = build_index(catalog, tmp_path / "index", SETTINGS, embedder=pixel_embedder())
+    engines = {"pixels": SearchEngine(index, SETTINGS, pixel_embedder())}
+    grids = example_grids(engines, catalog, "104", 4, tmp_path / "figures")
+    assert list(grids) == ["pixels"] and (tmp_path / "figures" / "search_pixels.png").stat().st_size > 1000
