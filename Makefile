@@ -4,13 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PARAMS ?= params.yaml
 ARGS   ?=
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: run test bench bench-index index data browser setup clean
 
 ## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
 run: setup data
-	$(PY) -m fashion_search.pipeline --params $(PARAMS) $(ARGS)
+	$(VENV)/bin/fashion-search run --params $(PARAMS) $(ARGS)
 
 ## test: the test suite (unit tests, one tiny end-to-end papermill run, the web page in headless Chromium)
 test: setup browser
@@ -26,7 +25,7 @@ bench: setup
 CATALOGUE ?= $(PHOTOS)
 INDEX ?= outputs/dev-index
 index: setup
-	$(PY) -m fashion_search.cli index $(CATALOGUE) --index $(INDEX) $(ARGS)
+	$(VENV)/bin/fashion-search index $(CATALOGUE) --index $(INDEX) $(ARGS)
 
 ## bench-index: index kinds at 10k/100k/1M vectors, query latency on the index made by `make index`, colour names
 bench-index: setup

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fashion_search.colour import PALETTE_HEX, colour_descriptor, colour_names
+from fashion_search.search.colour import PALETTE_HEX, colour_descriptor, colour_names
 from fashion_search.images import read_photo
 from fashion_search.io import write_results
 

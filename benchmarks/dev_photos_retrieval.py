@@ -11,23 +11,21 @@ counted. Writes benchmarks/results/dev_photos_retrieval.json and .md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from fashion_search.data import list_catalogue  # first: the package quiets TensorFlow before it loads
+from fashion_search.data.catalog import drop_unusable, with_labels
+from fashion_search.io import write_json, write_text_atomic
+from fashion_search.models.backbones import build_feature_extractor
+from fashion_search.models.registry import get_spec
+from fashion_search.pipeline.evaluate import evaluate_store
+from fashion_search.pipeline.features import FeatureStore, extract_features
 
-import keras  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from fashion_search.backbones import get_spec  # noqa: E402
-from fashion_search.sources import load_photo_folder  # noqa: E402
-from fashion_search.evaluate import evaluate_store  # noqa: E402
-from fashion_search.features import FeatureStore, extract_features  # noqa: E402
-from fashion_search.io import write_json, write_text_atomic  # noqa: E402
-from fashion_search.weights import build_feature_extractor  # noqa: E402
+import keras
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_PHOTOS = ROOT.parent.parent / "shared" / "data" / "fashion-products-dev"
@@ -59,7 +57,7 @@ def main() -> int:
     if not (Path(args.photos) / "labels.csv").is_file():
         print(f"error: no labels.csv in {args.photos}; pass --photos", file=sys.stderr)
         return 2
-    photos = load_photo_folder(args.photos, args.label)
+    photos = with_labels(drop_unusable(list_catalogue("photo_folder", args.photos)), args.label)
     rows, notes = [], {}
     for weights in ("imagenet", "none"):
         summary, skipped, seconds, used = run(args.backbone, weights, photos, args.batch)

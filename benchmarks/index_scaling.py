@@ -31,9 +31,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from fashion_search.config import IndexParams
+from fashion_search.params import IndexParams
 from fashion_search.io import write_results
-from fashion_search.vector_index import VectorIndex, build_faiss_index, choose_index
+from fashion_search.search.faiss_index import VectorIndex, build_faiss_index, choose_index
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLUSTERS, SUBSPACE = 2_000, 32

@@ -26,14 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from fashion_search.config import IndexParams  # noqa: E402
-from fashion_search.io import write_results  # noqa: E402
-from fashion_search.search import SearchEngine  # noqa: E402
+from fashion_search.io import write_results
+from fashion_search.params import IndexParams
+from fashion_search.search.engine import SearchEngine
 
 ROOT = Path(__file__).resolve().parent
 

@@ -21,15 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from fashion_search.backbones import BACKBONES, get_spec  # noqa: E402
-from fashion_search.sources import load_photo_folder  # noqa: E402
-from fashion_search.input_pipeline import make_dataset  # noqa: E402
-from fashion_search.io import write_json, write_text_atomic  # noqa: E402
-from fashion_search.weights import build_feature_extractor  # noqa: E402
+from fashion_search.data import list_catalogue
+from fashion_search.data.catalog import drop_unusable
+from fashion_search.io import write_json, write_text_atomic
+from fashion_search.models.backbones import build_feature_extractor
+from fashion_search.models.registry import BACKBONES, get_spec
+from fashion_search.pipeline.input_pipeline import make_dataset
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_PHOTOS = ROOT.parent.parent / "shared" / "data" / "fashion-products-dev"
@@ -97,7 +96,7 @@ def main() -> int:
     if not (Path(args.photos) / "labels.csv").is_file():
         print(f"error: no labels.csv in {args.photos}; pass --photos", file=sys.stderr)
         return 2
-    paths = load_photo_folder(args.photos, "articleType").images[: args.images]
+    paths = drop_unusable(list_catalogue("photo_folder", args.photos)).images[: args.images]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     results = []
     for name in args.backbones.split(","):

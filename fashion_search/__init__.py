@@ -1,6 +1,19 @@
 """fashion-search: find the catalogue products most similar to a photo.
 
-One module per stage of the pipeline: ``config`` → ``catalog`` → ``finetune`` →
-``features`` → ``index`` / ``evaluate`` → ``plots``; ``pipeline`` chains the notebooks.
+Two wings share one core:
+
+- the **pipeline** (:mod:`fashion_search.pipeline`) answers the research question, which
+  backbone and recipe retrieve best, through the numbered notebooks 01–06;
+- the **search engine** (:mod:`fashion_search.search`) serves a catalogue to people: the
+  ``fashion-search`` commands, HTTP, a web page and a notebook panel.
+
+Both read catalogues through :mod:`fashion_search.data`, build models through
+:mod:`fashion_search.models`, read and frame photos with :mod:`fashion_search.images`, and
+take their settings from :mod:`fashion_search.params`.
 """
+import os
+
+# Quiet TensorFlow's C++ logs, set once here: every module that loads TensorFlow imports this package first.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"

@@ -1,28 +1,156 @@
-"""The ``fashion-search`` command.
+"""The ``fashion-search`` command: one argparse tree for both wings.
 
-``fashion-search run [options]`` runs the notebook pipeline; ``index``, ``query``, ``add``,
-``remove``, ``info`` and ``serve`` drive the search engine (:mod:`fashion_search.engine_cli`).
+``run`` executes the notebook pipeline (:mod:`fashion_search.pipeline.runner`); ``index``,
+``query``, ``add``, ``remove``, ``info`` and ``serve`` drive the search engine
+(:mod:`fashion_search.search.commands`). Building the parser imports nothing heavy, and a
+command imports only what it needs, so ``--help`` and ``info`` answer without loading
+TensorFlow. A user mistake prints one line on stderr and exits with 2.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
-ENGINE_COMMANDS = ("index", "query", "add", "remove", "info", "serve")
+from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
+from fashion_search.params import INDEX_TYPES
+
+DEFAULT_INDEX = "outputs/index"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fashion_search.pipeline.runner import run_command
+
+    return run_command(args)
+
+
+def _engine(name: str):
+    """The search engine's command ``name``, imported when it runs."""
+    def command(args: argparse.Namespace) -> int:
+        from fashion_search.search import commands
+
+        return getattr(commands, f"cmd_{name}")(args)
+    return command
+
+
+def _add_run(commands) -> None:
+    run = commands.add_parser("run", help="run the notebook pipeline (01_data … 06_search) on a parameter file",
+                              description="Run the numbered notebooks in order with papermill and export each to "
+                                          "HTML; stages already up to date are skipped.")
+    run.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a parameter, e.g. --set finetune.frozen_epochs=1 (repeatable)")
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--only", help="comma-separated stages to run, e.g. 04,05")
+    group.add_argument("--from", dest="start", help="run from this stage on, e.g. 03")
+    run.add_argument("--force", action="store_true", help="re-run stages even if up to date")
+    run.add_argument("--outputs", default="outputs", help="folder holding the runs (default: outputs)")
+    run.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
+    run.set_defaults(run=_run)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default {DEFAULT_INDEX})")
+    parser.add_argument("--params", help="parameter file whose 'index' block to use (default ./params.yaml if present)")
+
+
+def _add_engine(commands) -> None:
+    index = commands.add_parser("index", help="build a search index of a catalogue")
+    index.add_argument("catalogue", help="a folder of photos (with optional labels.csv / metadata.csv), a Farfetch "
+                                         "listings folder, or 'fashion-mnist'")
+    _common(index)
+    index.add_argument("--layout", choices=("auto", "photo_folder", "folder", "farfetch", "fashion_mnist",
+                                            "fashion-mnist"), default="auto",
+                       help="the catalogue's source (default: recognised from the folder)")
+    index.add_argument("--metadata", help="metadata CSV with an 'id' column (default: labels.csv or metadata.csv)")
+    index.add_argument("--split", choices=("train", "test", "all"), default="test", help="Fashion-MNIST images to index")
+    index.add_argument("--model", help=f"backbone ({', '.join(BACKBONES)}) or trained model folder "
+                                       "(default: index.model)")
+    index.add_argument("--weights", choices=WEIGHT_CHOICES)
+    index.add_argument("--image-size", type=int)
+    index.add_argument("--type", choices=INDEX_TYPES, help="index kind (default: index.type)")
+    index.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    index.set_defaults(run=_engine("index"))
+
+    query = commands.add_parser("query", help="search the index by photo, by product or by colour")
+    query.add_argument("photo", nargs="?", help="query photo")
+    _common(query)
+    query.add_argument("--like", metavar="PRODUCT_ID", help="more like this catalogue product (itself excluded)")
+    query.add_argument("--colour", "--color", help="a colour name or #rrggbb: alone, search by swatch; with a photo, "
+                                                   "prefer that colour")
+    query.add_argument("--colour-weight", type=float, help="0..1: blend of colour closeness into the order "
+                                                           "(default 0.5 with --colour, else 0)")
+    query.add_argument("--top-k", type=int, default=10)
+    query.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                       help="category=shoes, brand=a,b, price=50..200, colour=red; repeat to combine")
+    query.add_argument("--json", action="store_true", help="results as JSON")
+    query.add_argument("--contact-sheet", metavar="PNG", help="also draw the results into this PNG")
+    query.add_argument("--model", help="refuse unless the index was built with this model")
+    query.set_defaults(run=_engine("query"))
+
+    add = commands.add_parser("add", help="add photos to the index (an id already there is replaced)")
+    add.add_argument("photos", nargs="+", help="photos and folders")
+    _common(add)
+    add.add_argument("--metadata", help="metadata CSV with an 'id' column")
+    add.set_defaults(run=_engine("add"))
+
+    remove = commands.add_parser("remove", help="remove products from the index")
+    remove.add_argument("ids", nargs="+")
+    _common(remove)
+    remove.set_defaults(run=_engine("remove"))
+
+    info = commands.add_parser("info", help="describe the index: size, kind, model, filters")
+    _common(info)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(run=_engine("info"))
+
+    serve = commands.add_parser("serve", help="serve the index over HTTP, with a web page")
+    _common(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=float, default=10.0)
+    serve.set_defaults(run=_engine("serve"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command of ``fashion-search``, each with its options."""
+    parser = argparse.ArgumentParser(
+        prog="fashion-search",
+        description="Fashion image search: measure backbones in the notebook pipeline (run), and search "
+                    "your own catalogue by photo (index, query, add, remove, info, serve).",
+        epilog="'fashion-search COMMAND --help' lists a command's options.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_engine(commands)
+    return parser
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors that are a user's mistake: one line, exit code 2, no traceback."""
+    from fashion_search.data.catalog import DatasetNotFoundError
+    from fashion_search.images import UnusableImageError
+    from fashion_search.params import ConfigError
+    from fashion_search.search.colour import ColourError
+    from fashion_search.search.embedder import ModelError
+    from fashion_search.search.filters import FilterError
+    from fashion_search.search.store import ProductIndexError
+
+    return (ConfigError, DatasetNotFoundError, ModelError, FilterError, UnusableImageError, ProductIndexError,
+            ColourError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "run":
-        from fashion_search import pipeline
-
-        return pipeline.main(argv[1:])
-    if argv and argv[0] in ENGINE_COMMANDS:
-        from fashion_search import engine_cli
-
-        return engine_cli.main(argv)
-    print(f"usage: fashion-search {{run,{','.join(ENGINE_COMMANDS)}}} [options]  (--help after a command for "
-          "its options)", file=sys.stderr)
-    return 2
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "top_k", 1) < 1:
+        parser.error("--top-k must be at least 1")
+    if not 0.0 <= (getattr(args, "colour_weight", None) or 0.0) <= 1.0:
+        parser.error("--colour-weight must lie in 0..1")
+    errors = _user_errors()
+    try:
+        return args.run(args)
+    except errors as err:
+        print(f"fashion-search: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
-"""Reading product photos robustly: any common format in, an RGB uint8 array out, or a reason.
+"""The one photo reader and the one framing function, shared by both wings.
 
-Odd but valid files are converted rather than refused: CMYK and 16-bit images are mapped to
-8-bit RGB, palette and transparent images are composited onto white (product cut-outs have a
-white page behind them). Files that cannot be used raise :class:`UnusableImageError`, whose
+Every photo that reaches a model (notebook training and extraction, the engine's indexing
+and queries, uploads) is read by :func:`read_photo` / :func:`decode_photo` and framed by
+:func:`fit_to_square`, so the same photo always gives the same pixels.
+
+Reading is robust: any common format in, an RGB uint8 array out, or a reason. Odd but valid
+files are converted rather than refused: CMYK and 16-bit images are mapped to 8-bit RGB,
+palette and transparent images are composited onto white (product cut-outs have a white page
+behind them). Files that cannot be used raise :class:`UnusableImageError`, whose
 message is the reason a catalogue report lists.
 """
 from __future__ import annotations
@@ -93,8 +98,8 @@ def as_rgb(pixels: np.ndarray) -> np.ndarray:
 
 
 def fit_to_square(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Longer side resized to ``size`` (bilinear), the shorter padded with white, centred: the
-    same framing as the notebooks' input pipeline."""
+    """Longer side resized to ``size`` (bilinear, antialiased when shrinking), the shorter padded
+    with white, centred."""
     height, width = pixels.shape[:2]
     scale = size / max(height, width)
     fitted = (max(1, round(width * scale)), max(1, round(height * scale)))

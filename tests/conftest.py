@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from pathlib import Path
 
@@ -10,9 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from fashion_search.catalog import FASHION_MNIST_FILES  # noqa: E402
+from fashion_search.data.fashion_mnist import FASHION_MNIST_FILES
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_search.colour import (ColourError, colour_descriptor, colour_names, descriptor_distance, srgb_to_lab,
-                                   swatch_distance, swatch_lab)
+from fashion_search.search.colour import (ColourError, colour_descriptor, colour_names, descriptor_distance,
+                                          srgb_to_lab, swatch_distance, swatch_lab)
 
 
 def garment(rgb, background=(255, 255, 255), size=60) -> np.ndarray:

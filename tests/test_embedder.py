@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fashion_search.config import IndexParams
-from fashion_search.embedder import ModelError, check_identity, load_embedder
+from fashion_search.params import IndexParams
+from fashion_search.search.embedder import ModelError, check_identity, load_embedder
 
 
 @pytest.fixture(scope="module")

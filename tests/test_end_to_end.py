@@ -1,4 +1,4 @@
-"""One real run of all five notebooks through papermill, on a tiny configuration."""
+"""One real run of all six notebooks through papermill, on a tiny configuration."""
 import json
 import os
 import shutil
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fashion_search.pipeline import STAGES
+from fashion_search.pipeline.runner import STAGES
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def tiny_run(tmp_path_factory, fashion_mnist_dir):
     env = {**os.environ, "KERAS_HOME": str(root / "keras-home")}  # converted weights land here, not in ~
 
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "fashion_search.pipeline", "--params", str(root / "params.yaml"),
+        return subprocess.run([sys.executable, "-m", "fashion_search.cli", "run", "--params", str(root / "params.yaml"),
                                "--outputs", str(root / "outputs"), *extra],
                               capture_output=True, text=True, timeout=900, env=env)
 
@@ -100,7 +100,7 @@ def test_a_photo_folder_runs_with_two_relevance_definitions(tmp_path, photo_fold
         "visualise": {"n_queries": 2, "top_k": 3},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, "-m", "fashion_search.pipeline", "--params", str(tmp_path / "params.yaml"),
+    result = subprocess.run([sys.executable, "-m", "fashion_search.cli", "run", "--params", str(tmp_path / "params.yaml"),
                              "--outputs", str(tmp_path / "outputs")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "outputs" / "photos" / "metrics" / "metrics.csv")
@@ -119,7 +119,7 @@ def test_a_missing_label_column_is_refused_before_any_work(tmp_path, photo_folde
               "backbones": [{"name": "efficientnet_lite0", "weights": "none", "image_size": 32}],
               "evaluate": {"relevance": ["articleType+colour"]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, "-m", "fashion_search.pipeline", "--params", str(tmp_path / "params.yaml"),
+    result = subprocess.run([sys.executable, "-m", "fashion_search.cli", "run", "--params", str(tmp_path / "params.yaml"),
                              "--outputs", str(tmp_path / "outputs")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "no column 'colour'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()

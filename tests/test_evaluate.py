@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_search.catalog import Catalog
-from fashion_search.evaluate import comparison_table, evaluate_store, map_tables, map_tables_markdown, rank_store
-from fashion_search.features import FeatureStore
+from fashion_search.data.catalog import Catalog
+from fashion_search.pipeline.report import comparison_table, map_tables, map_tables_markdown
+from fashion_search.pipeline.evaluate import evaluate_store, rank_store
+from fashion_search.pipeline.features import FeatureStore
 
 
 def test_catalog(labels):

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_search.features import FeatureStore, extract_features, load_feature_store, save_feature_store
+from fashion_search.pipeline.features import FeatureStore, extract_features, load_feature_store, save_feature_store
 
 
 class CountingModel:

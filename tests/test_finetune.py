@@ -2,10 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_search.weights import WeightsUnavailableError, build_feature_extractor
-from fashion_search.catalog import load_fashion_mnist
-from fashion_search.config import BackboneParams, FinetuneParams, parse_params
-from fashion_search.finetune import load_embedding_model, prepare_embedding_model, unfreeze_top
+from fashion_search.models.weights import WeightsUnavailableError
+from fashion_search.models.backbones import build_feature_extractor
+from fashion_search.data.fashion_mnist import load_fashion_mnist
+from fashion_search.params import BackboneParams, FinetuneParams
+from fashion_search.params_file import parse_params
+from fashion_search.pipeline.finetune import load_embedding_model, prepare_embedding_model, unfreeze_top
 
 
 def small_backbone() -> keras.Model:

@@ -1,7 +1,11 @@
 import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
 
-from fashion_search.backbones import get_spec
-from fashion_search.input_pipeline import make_dataset, to_model_input
+from fashion_search.images import as_rgb, fit_to_square, read_photo
+from fashion_search.models.registry import get_spec
+from fashion_search.pipeline.input_pipeline import make_dataset, to_model_input
 
 
 def test_grayscale_becomes_three_channels_at_the_backbone_size():
@@ -30,11 +34,11 @@ def test_dataset_batches_images_and_labels_in_order():
 def test_photo_is_padded_to_a_white_square_and_resized(tmp_path):
     from PIL import Image
 
-    from fashion_search.input_pipeline import load_photo
+    from fashion_search.pipeline.input_pipeline import load_photo
 
     path = tmp_path / "tall.png"
     Image.new("RGB", (20, 40), (200, 0, 0)).save(path)  # 20 wide, 40 tall, red
-    square = load_photo(str(path), 32).numpy()
+    square = load_photo(tf.constant(str(path)), 32).numpy()
     assert square.shape == (32, 32, 3)
     assert (square[16, 0] >= 250).all() and (square[16, -1] >= 250).all()   # white side bands
     np.testing.assert_allclose(square[16, 16], [200, 0, 0], atol=3)          # the photo in the middle
@@ -57,3 +61,39 @@ def test_datasets_run_without_the_autotuner():
     # its background thread slows the model beside a live iterator on small machines
     dataset = make_dataset(np.zeros((4, 8, 8), np.uint8), 8, lambda x: x, 2)
     assert dataset.options().autotune.enabled is False
+
+
+def photos_that_differ_in_how_they_are_read(folder) -> list:
+    """A wide JPEG, a transparent PNG, a TIFF and a JPEG whose EXIF says to rotate it."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "wide.jpg", quality=90)
+    rgba = np.dstack([noise[:60, :40], np.where(np.arange(40) < 20, 0, 255)[None, :].repeat(60, 0)]).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(folder / "cutout.png")
+    Image.fromarray(noise[:70, :50]).save(folder / "scan.tif")
+    rotated = Image.fromarray(noise[:40, :100])
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    rotated.save(folder / "rotated.jpg", exif=exif, quality=95)
+    return [str(folder / name) for name in ("wide.jpg", "cutout.png", "scan.tif", "rotated.jpg")]
+
+
+@pytest.mark.parametrize("size", [64, 224])
+def test_training_and_query_framing_give_the_same_pixels_for_a_photo(tmp_path, size):
+    """A photo file reaches a model through the same reader and framing in the notebooks'
+    input pipeline as in the search engine's queries: identical pixels."""
+    paths = photos_that_differ_in_how_they_are_read(tmp_path)
+    batch = next(iter(make_dataset(np.array(paths), size, lambda x: x, batch_size=len(paths)))).numpy()
+    for framed, path in zip(batch, paths):
+        query = fit_to_square(read_photo(path), size)
+        assert np.abs(framed - query.astype(np.float32)).max() == 0, path
+
+
+@pytest.mark.parametrize("size", [32, 75, 128, 224])
+def test_training_and_query_framing_agree_within_one_level_for_stored_images(size):
+    """Stored pixels (Fashion-MNIST) are resized in TensorFlow for training and by the
+    engine's framing for queries: at most one grey level apart."""
+    images = np.random.default_rng(size).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    batch = to_model_input(images, size, lambda x: x).numpy()
+    for trained, image in zip(batch, images):
+        assert np.abs(trained - fit_to_square(as_rgb(image), size).astype(np.float32)).max() <= 1.0

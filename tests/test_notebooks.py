@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion_search.pipeline import NOTEBOOKS_DIR, STAGES
+from fashion_search.pipeline.runner import NOTEBOOKS_DIR, STAGES
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
@@ -37,3 +37,21 @@ def test_notebook_opens_with_prose_and_keeps_cells_short(path: Path):
     for cell in cells:
         if cell["cell_type"] == "code":
             assert len("".join(cell["source"]).splitlines()) <= 12, f"{path.name}: move long cells into fashion_search"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_name_a_notebook_imports_from_the_package_exists(path: Path):
+    """A moved or renamed function breaks a notebook here, not an hour into a run."""
+    import ast
+    import importlib
+    import importlib.util
+
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fashion_search"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), \
+                        f"{path.name}: {node.module} has no {alias.name}"

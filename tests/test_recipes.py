@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_search.catalog import Catalog
-from fashion_search.config import FinetuneParams
-from fashion_search.recipes import CosFaceLoss, CosineClassifier, build_recipe
+from fashion_search.data.catalog import Catalog
+from fashion_search.params import FinetuneParams
+from fashion_search.models.recipes import CosFaceLoss, CosineClassifier, build_recipe
 
 
 def small_backbone() -> keras.Model:
@@ -66,7 +66,8 @@ def tiny_catalog(n_per_class: int = 6) -> Catalog:
 
 
 def test_interrupted_training_continues_from_its_last_epoch(tmp_path, monkeypatch):
-    from fashion_search import callbacks, finetune
+    from fashion_search.models import callbacks
+    from fashion_search.pipeline import finetune
 
     params = FinetuneParams(recipes=("cosface",), frozen_epochs=2, unfrozen_epochs=3, batch_size=6,
                             patience=10, embedding_dim=8, monitor_k=2, augment=False)
@@ -97,7 +98,7 @@ def test_interrupted_training_continues_from_its_last_epoch(tmp_path, monkeypatc
 
 
 def test_a_checkpoint_of_other_parameters_is_not_resumed(tmp_path):
-    from fashion_search import callbacks
+    from fashion_search.models import callbacks
 
     folder = tmp_path / "checkpoint"
     state = callbacks.TrainingState(folder, "first")
@@ -110,7 +111,7 @@ def test_a_checkpoint_of_other_parameters_is_not_resumed(tmp_path):
 
 
 def test_validation_map_rewards_embeddings_that_group_the_classes():
-    from fashion_search.callbacks import validation_map
+    from fashion_search.models.callbacks import validation_map
 
     codes = np.array([0, 0, 1, 1])
     grouped = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
@@ -120,7 +121,7 @@ def test_validation_map_rewards_embeddings_that_group_the_classes():
 
 
 def test_resuming_mid_phase_restores_the_optimizer_moments(tmp_path):
-    from fashion_search import callbacks
+    from fashion_search.models import callbacks
 
     def compiled() -> keras.Model:
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])

@@ -12,11 +12,11 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from fashion_search.config import IndexParams
-from fashion_search.product_index import open_index
-from fashion_search.search import SearchEngine, build_index
-from fashion_search.server import create_app
-from fashion_search.sources import list_photo_folder
+from fashion_search.params import IndexParams
+from fashion_search.search.store import open_index
+from fashion_search.search.engine import SearchEngine, build_index
+from fashion_search.search.server import create_app
+from fashion_search.data.photo_folder import list_photo_folder
 from test_search import pixel_embedder  # noqa: E402
 
 SETTINGS = IndexParams(chunk_size=8, batch_size=4, max_image_pixels=200_000)

@@ -10,10 +10,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-from fashion_search.product_index import open_index
-from fashion_search.search import SearchEngine, build_index
-from fashion_search.server import create_app
-from fashion_search.sources import list_photo_folder
+from fashion_search.search.store import open_index
+from fashion_search.search.engine import SearchEngine, build_index
+from fashion_search.search.server import create_app
+from fashion_search.data.photo_folder import list_photo_folder
 from test_search import pixel_embedder  # noqa: E402
 from test_server import SETTINGS, serve  # noqa: E402
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from fashion_search.backbones import build_architecture, get_spec
-from fashion_search.efficientnet_lite import packaged_state_dict
-from fashion_search.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, UnsafePickleError, read_state_dict
-from fashion_search.weights import WeightsUnavailableError, build_feature_extractor, resolve_weights
+from fashion_search.models.backbones import build_architecture, build_feature_extractor, build_full_model
+from fashion_search.models.convert import packaged_state_dict
+from fashion_search.models.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, UnsafePickleError, read_state_dict
+from fashion_search.models.registry import get_spec
+from fashion_search.models.weights import WeightsUnavailableError, resolve_weights
 
 ESPRESSO, CUP, COFFEE_MUG = 967, 968, 504           # ImageNet class indices
 CATS = {281, 282, 283, 284, 285, 287}                # tabby, tiger, Persian, Siamese, Egyptian cat, lynx
@@ -27,9 +28,7 @@ def keras_home(tmp_path, monkeypatch):
 def lite0_classifier(tmp_path_factory):
     os.environ["KERAS_HOME"] = str(tmp_path_factory.mktemp("keras-home"))
     try:
-        spec = get_spec("efficientnet_lite0")
-        source = resolve_weights(spec, 224)
-        return build_architecture(spec, 224, source.load_path), source
+        return build_full_model("efficientnet_lite0", "imagenet", 224)
     finally:
         del os.environ["KERAS_HOME"]
 
@@ -81,15 +80,17 @@ def test_first_convolution_block_matches_numpy_on_the_pth_tensors(lite0_classifi
 
 def test_resolution_order_cache_then_package_then_explicit_path(keras_home, lite0_classifier):
     spec = get_spec("efficientnet_lite0")
-    first = resolve_weights(spec, 64)                  # empty cache: converted from the package
-    assert first.kind == "package" and first.path == str(LITE0_PTH)
+    found = resolve_weights(spec)                      # empty cache: the package, to convert
+    assert found.kind == "package" and found.convert and found.path == str(LITE0_PTH)
+    assert not (keras_home / spec.weights_file).exists()
+    _, first = build_full_model("efficientnet_lite0", "imagenet", 64)  # building converts it into the cache
     assert first.load_path == str(keras_home / spec.weights_file) and (keras_home / spec.weights_file).is_file()
-    second = resolve_weights(spec, 64)                 # now the cache answers
-    assert second.kind == "keras-cache" and second.path == first.load_path
-    explicit = resolve_weights(spec, 64, str(keras_home / spec.weights_file))
+    second = resolve_weights(spec)                     # now the cache answers
+    assert second.kind == "keras-cache" and second.path == first.load_path and not second.convert
+    explicit = resolve_weights(spec, str(keras_home / spec.weights_file))
     assert explicit.kind == "params"
-    from_pth = resolve_weights(spec, 64, str(LITE0_PTH))
-    assert from_pth.kind == "params" and from_pth.sha256 == first.sha256
+    from_pth = resolve_weights(spec, str(LITE0_PTH))
+    assert from_pth.kind == "params" and from_pth.convert and from_pth.sha256 == first.sha256
 
 
 def test_unresolvable_weights_name_the_file_the_url_and_the_folder(keras_home, monkeypatch):
@@ -106,7 +107,7 @@ def test_unresolvable_weights_name_the_file_the_url_and_the_folder(keras_home, m
 
 def test_missing_explicit_path_is_an_error(keras_home):
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
-        resolve_weights(get_spec("resnet50"), 224, str(keras_home / "nope.h5"))
+        resolve_weights(get_spec("resnet50"), str(keras_home / "nope.h5"))
 
 
 def test_reader_refuses_any_object_but_tensors(tmp_path):

@@ -1,0 +1,149 @@
+"""The typed parameters: every knob of ``params.yaml``, one frozen dataclass per block.
+
+Reading, overriding and validating the file is :mod:`fashion_search.params_file`'s job. This
+module imports neither Keras nor TensorFlow, so commands that need no model start fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fashion_search.models.registry import BACKBONES
+
+DATA_SOURCES = ("fashion_mnist", "photo_folder", "farfetch")
+DISTANCES = ("euclidean", "cosine")
+# frozen: the pretrained backbone as is; softmax: the report's classification head;
+# cosface: an L2-normalised embedding trained with a margin softmax over cosines (CosFace);
+# multitask: the same embedding trained on several label columns at once.
+RECIPES = ("frozen", "softmax", "cosface", "multitask")
+DEFAULT_LABEL_COLUMN = {"fashion_mnist": "category", "photo_folder": "articleType", "farfetch": "category"}
+
+
+class ConfigError(ValueError):
+    """A parameter file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class PerClass:
+    """How many images of each class go into each split (``null``: all of them)."""
+
+    train: int | None = 100
+    validation: int | None = 20
+    test: int | None = 50
+
+
+@dataclass(frozen=True)
+class SplitFractions:
+    """Shares of each class drawn, stratified, into validation and test (photo folders)."""
+
+    validation: float = 0.15
+    test: float = 0.2
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "fashion_mnist"
+    path: str | None = None
+    label_column: str = "category"
+    per_class: PerClass = field(default_factory=PerClass)
+    split: SplitFractions = field(default_factory=SplitFractions)
+
+
+@dataclass(frozen=True)
+class BackboneParams:
+    name: str
+    weights: str = "imagenet"
+    image_size: int | None = None
+    weights_path: str | None = None
+
+    @property
+    def input_size(self) -> int:
+        """The side in pixels images are resized to for this backbone."""
+        return self.image_size or BACKBONES[self.name].default_size
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    recipes: tuple[str, ...] = ("softmax",)
+    task_columns: tuple[str, ...] = ()
+    batch_size: int = 32
+    frozen_epochs: int = 2
+    unfrozen_epochs: int = 3
+    learning_rate: float = 1e-3
+    unfrozen_learning_rate: float = 1e-4
+    unfreeze_fraction: float = 0.2
+    patience: int = 2
+    dropout: float = 0.2
+    embedding_dim: int = 256
+    margin: float = 0.2
+    scale: float = 30.0
+    augment: bool = True
+    monitor_k: int = 10
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    batch_size: int = 32
+    chunk_size: int = 1024
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    relevance: tuple[str, ...] = ()
+    ks: tuple[int, ...] = (1, 5, 10)
+    distances: tuple[str, ...] = DISTANCES
+    query_batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class VisualiseParams:
+    n_queries: int = 4
+    top_k: int = 10
+
+
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
+INDEX_METRICS = ("inner_product", "l2")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """The search engine: which model embeds photos, and which faiss index holds them."""
+
+    model: str = "efficientnet_lite0"   # a backbone name (used frozen) or a trained model folder
+    weights: str = "imagenet"
+    image_size: int | None = None
+    type: str = "auto"
+    metric: str = "inner_product"
+    normalise: bool = True
+    flat_max_items: int = 50_000
+    memory_budget_gb: float = 8.0
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 64
+    ivf_nprobe: int = 32
+    pq_bytes: int = 32
+    rerank: int = 50
+    exact_filter_rows: int = 20_000
+    colour_pool: int = 100
+    batch_size: int = 32
+    chunk_size: int = 512
+    max_image_pixels: int = 60_000_000
+
+
+@dataclass(frozen=True)
+class Params:
+    run: str = "default"
+    seed: int = 42
+    data: DataParams = field(default_factory=DataParams)
+    backbones: tuple[BackboneParams, ...] = ()
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    features: FeaturesParams = field(default_factory=FeaturesParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    visualise: VisualiseParams = field(default_factory=VisualiseParams)
+    index: IndexParams = field(default_factory=IndexParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, not tuples), as it would be written to YAML."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))

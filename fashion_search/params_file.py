@@ -1,0 +1,359 @@
+"""``params.yaml`` → validated :class:`~fashion_search.params.Params`, before any work starts.
+
+Read the file, apply ``--set key=value`` overrides, check every key (type, range, allowed
+values, columns the catalogue must have) and write the resolved parameters back. Every error
+names the offending key (``finetune.frozen_epochs``) and what is allowed, so a typo is caught
+in a second rather than after an hour of training.
+
+Longer than most modules (one parser per block of ``params.yaml``), kept whole so that every
+block is checked by the same helpers and every message reads alike.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fashion_search.io import write_text_atomic
+from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
+from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_METRICS, INDEX_TYPES, RECIPES,
+                                   BackboneParams, ConfigError, DataParams, EvaluateParams, FeaturesParams,
+                                   FinetuneParams, IndexParams, Params, PerClass, SplitFractions, VisualiseParams)
+
+
+# ----------------------------------------------------------------------------- parsing
+def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{_join(where, unknown[0])}'; allowed keys here: {', '.join(sorted(allowed))}"
+        )
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _mapping(value: Any, key: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"'{key}' must be a mapping of keys to values, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, key: str, minimum: int | None = None, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"'{key}' must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(value: Any, key: str, low: float, high: float) -> float:
+    """A number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"'{key}' must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"'{key}' must be between {low} and {high}, got {value}")
+    return float(value)
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"'{key}' must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+# Allowed ranges of the scalar fields that are not simply "a positive integer".
+_RANGES: dict[str, tuple[float, float]] = {
+    "finetune.frozen_epochs": (0, 10_000),
+    "finetune.unfrozen_epochs": (0, 10_000),
+    "finetune.learning_rate": (1e-9, 1.0),
+    "finetune.unfrozen_learning_rate": (1e-9, 1.0),
+    "finetune.unfreeze_fraction": (0.0, 1.0),
+    "finetune.dropout": (0.0, 0.95),
+    "finetune.margin": (0.0, 1.0),
+    "finetune.scale": (1.0, 128.0),
+    "index.memory_budget_gb": (0.01, 1e6),
+    "index.flat_max_items": (0, 1e12),
+    "index.exact_filter_rows": (0, 1e12),
+}
+
+
+def _simple_block(cls: type, raw: Any, where: str) -> Any:
+    """Build a dataclass of scalar fields, type-checked against its defaults."""
+    raw = _mapping(raw, where)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    _check_keys(raw, fields, where)
+    defaults = cls()
+    values = {}
+    for name, value in raw.items():
+        key, default = _join(where, name), getattr(defaults, name)
+        low, high = _RANGES.get(key, (1, float("inf")))
+        if isinstance(default, bool):
+            values[name] = _bool(value, key)
+        elif isinstance(default, int):
+            values[name] = _int(value, key, minimum=int(low))
+        else:
+            values[name] = _float(value, key, low, high)
+    return cls(**values)
+
+
+def _parse_per_class(raw: Any) -> PerClass:
+    raw = _mapping(raw, "data.per_class")
+    _check_keys(raw, {"train", "validation", "test"}, "data.per_class")
+    return PerClass(**{k: _int(v, f"data.per_class.{k}", 1, allow_none=True) for k, v in raw.items()})
+
+
+def _parse_split(raw: Any) -> SplitFractions:
+    raw = _mapping(raw, "data.split")
+    _check_keys(raw, {"validation", "test"}, "data.split")
+    split = SplitFractions(**{k: _float(v, f"data.split.{k}", 0.0, 0.9) for k, v in raw.items()})
+    if split.test == 0 or split.validation + split.test >= 1:
+        raise ConfigError("'data.split' must give test a share above 0 and leave some items for training "
+                          f"(validation + test < 1); got validation {split.validation}, test {split.test}")
+    return split
+
+
+def _column_name(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value or "+" in value:
+        raise ConfigError(f"'{key}' must be a column name, got {value!r}")
+    return value
+
+
+def _parse_data(raw: Any) -> DataParams:
+    raw = _mapping(raw, "data")
+    _check_keys(raw, {"source", "path", "label_column", "per_class", "split"}, "data")
+    source = _choice(raw.get("source", "fashion_mnist"), "data.source", DATA_SOURCES)
+    label_column = _column_name(raw.get("label_column", DEFAULT_LABEL_COLUMN[source]), "data.label_column")
+    if source == "fashion_mnist" and label_column != "category":
+        raise ConfigError(f"'data.label_column' must be category for fashion_mnist, got {label_column!r}")
+    path = raw.get("path")
+    if source != "fashion_mnist" and path is None:
+        raise ConfigError(f"'data.path' must name the catalogue's folder when 'data.source' is {source}")
+    if path is not None:
+        if not isinstance(path, str):
+            raise ConfigError(f"'data.path' must be a folder path or null, got {path!r}")
+        if not Path(path).expanduser().is_dir():
+            raise ConfigError(
+                f"'data.path' is '{path}', which is not an existing folder; point it at the "
+                "catalogue, or set it to null to use the default location"
+            )
+        path = str(Path(path).expanduser().resolve())  # notebooks run from another folder
+    return DataParams(source=source, path=path, label_column=label_column,
+                      per_class=_parse_per_class(raw.get("per_class")), split=_parse_split(raw.get("split")))
+
+
+def _parse_backbone(raw: Any, key: str) -> BackboneParams:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    raw = _mapping(raw, key)
+    _check_keys(raw, {"name", "weights", "image_size", "weights_path"}, key)
+    if "name" not in raw:
+        raise ConfigError(f"'{key}.name' is required; one of {', '.join(BACKBONES)}")
+    name = _choice(raw["name"], f"{key}.name", tuple(BACKBONES))
+    spec = BACKBONES[name]
+    weights = _choice(raw.get("weights", "imagenet"), f"{key}.weights", WEIGHT_CHOICES)
+    size = _int(raw.get("image_size"), f"{key}.image_size", allow_none=True)
+    if size is not None:
+        if size < spec.min_size:
+            raise ConfigError(f"'{key}.image_size' must be at least {spec.min_size} for {name}, got {size}")
+        if weights == "imagenet" and spec.fixed_size and size != spec.default_size:
+            raise ConfigError(
+                f"'{key}.image_size' must be {spec.default_size} (or null) for {name} with "
+                f"ImageNet weights: its fully connected layers fix the input size; got {size}"
+            )
+    weights_path = raw.get("weights_path")
+    if weights_path is not None:
+        if weights != "imagenet":
+            raise ConfigError(f"'{key}.weights_path' is set, so '{key}.weights' must be imagenet, not {weights!r}")
+        if not isinstance(weights_path, str) or not Path(weights_path).expanduser().is_file():
+            raise ConfigError(f"'{key}.weights_path' is {weights_path!r}, which is not an existing file")
+    return BackboneParams(name=name, weights=weights, image_size=size, weights_path=weights_path)
+
+
+def _parse_backbones(raw: Any) -> tuple[BackboneParams, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("'backbones' must be a non-empty list, e.g. [{name: resnet50, weights: imagenet}]")
+    parsed = tuple(_parse_backbone(item, f"backbones[{i}]") for i, item in enumerate(raw))
+    names = [b.name for b in parsed]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"'backbones' lists a backbone twice: {names}")
+    return parsed
+
+
+def _string_list(value: Any, key: str, example: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"'{key}' must be a non-empty list, e.g. {example}; got {value!r}")
+    return value
+
+
+def _parse_finetune(raw: Any) -> FinetuneParams:
+    raw = _mapping(raw, "finetune")
+    lists = {"recipes", "task_columns"}
+    params = _simple_block(FinetuneParams, {k: v for k, v in raw.items() if k not in lists}, "finetune")
+    recipes = _string_list(raw.get("recipes", ["softmax"]), "finetune.recipes", "[frozen, softmax]")
+    recipes = tuple(_choice(r, "finetune.recipes", RECIPES) for r in recipes)
+    if len(set(recipes)) != len(recipes):
+        raise ConfigError(f"'finetune.recipes' lists a recipe twice: {list(recipes)}")
+    columns = raw.get("task_columns") or []
+    if not isinstance(columns, list):
+        raise ConfigError(f"'finetune.task_columns' must be a list of column names, got {columns!r}")
+    columns = tuple(_column_name(c, "finetune.task_columns") for c in columns)
+    if "multitask" in recipes and len(set(columns)) < 2:
+        raise ConfigError("the multitask recipe needs 'finetune.task_columns' to list two or more label "
+                          f"columns, e.g. [articleType, baseColour]; got {list(columns)}")
+    trains = any(r != "frozen" for r in recipes)
+    if trains and params.frozen_epochs + params.unfrozen_epochs == 0:
+        raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
+                          "'finetune.recipes' trains; train at least one epoch or use recipes: [frozen]")
+    return dataclasses.replace(params, recipes=recipes, task_columns=columns)
+
+
+def _parse_relevance(value: Any, label_column: str) -> tuple[str, ...]:
+    """Relevance definitions: a column, or columns joined by '+' that must all match."""
+    value = _string_list(value if value is not None else [label_column], "evaluate.relevance",
+                         "[articleType, articleType+baseColour]")
+    for item in value:
+        if not isinstance(item, str) or not all(part.strip() for part in item.split("+")):
+            raise ConfigError(f"'evaluate.relevance' entries are column names joined by '+', got {item!r}")
+    return tuple(dict.fromkeys("+".join(p.strip() for p in item.split("+")) for item in value))
+
+
+def _parse_evaluate(raw: Any, label_column: str) -> EvaluateParams:
+    raw = _mapping(raw, "evaluate")
+    _check_keys(raw, {"relevance", "ks", "distances", "query_batch_size"}, "evaluate")
+    ks = raw.get("ks", [1, 5, 10])
+    if not isinstance(ks, list) or not ks:
+        raise ConfigError(f"'evaluate.ks' must be a non-empty list of integers, got {ks!r}")
+    ks = tuple(sorted({_int(k, "evaluate.ks", minimum=1) for k in ks}))
+    distances = raw.get("distances", list(DISTANCES))
+    if not isinstance(distances, list) or not distances:
+        raise ConfigError(f"'evaluate.distances' must be a non-empty list, got {distances!r}")
+    distances = tuple(_choice(d, "evaluate.distances", DISTANCES) for d in distances)
+    batch = _int(raw.get("query_batch_size", 1024), "evaluate.query_batch_size", minimum=1)
+    return EvaluateParams(relevance=_parse_relevance(raw.get("relevance"), label_column), ks=ks,
+                          distances=distances, query_batch_size=batch)
+
+
+def parse_index(raw: Any) -> IndexParams:
+    """Validate the ``index`` block (the search engine's settings)."""
+    raw = dict(_mapping(raw, "index"))
+    strings = {"model": None, "weights": WEIGHT_CHOICES, "type": INDEX_TYPES, "metric": INDEX_METRICS}
+    values: dict[str, Any] = {}
+    for name, choices in strings.items():
+        if name in raw:
+            value = raw.pop(name)
+            if choices:
+                values[name] = _choice(value, f"index.{name}", choices)
+            elif not isinstance(value, str) or not value:
+                raise ConfigError(f"'index.{name}' must be a backbone name or a model folder, got {value!r}")
+            else:
+                values[name] = value
+    if "image_size" in raw:
+        values["image_size"] = _int(raw.pop("image_size"), "index.image_size", minimum=32, allow_none=True)
+    return dataclasses.replace(_simple_block(IndexParams, raw, "index"), **values)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a nested dict (as read from YAML) into :class:`Params`."""
+    raw = _mapping(raw, "params.yaml")
+    allowed = {f.name for f in dataclasses.fields(Params)}
+    _check_keys(raw, allowed, "")
+    run = raw.get("run", "default")
+    if not isinstance(run, str) or not run or not run.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"'run' must be a name of letters, digits, '-' and '_', got {run!r}")
+    data = _parse_data(raw.get("data"))
+    params = Params(
+        run=run,
+        seed=_int(raw.get("seed", 42), "seed", minimum=0),
+        data=data,
+        backbones=_parse_backbones(raw.get("backbones")),
+        finetune=_parse_finetune(raw.get("finetune")),
+        features=_simple_block(FeaturesParams, raw.get("features"), "features"),
+        evaluate=_parse_evaluate(raw.get("evaluate"), data.label_column),
+        visualise=_simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
+        index=parse_index(raw.get("index")),
+    )
+    if params.visualise.top_k > max(params.evaluate.ks):
+        raise ConfigError(
+            f"'visualise.top_k' ({params.visualise.top_k}) must not exceed the largest of "
+            f"'evaluate.ks' ({max(params.evaluate.ks)}): only that many neighbours are kept"
+        )
+    return params
+
+
+def label_columns_used(params: Params) -> list[str]:
+    """Every catalogue column the parameters train on or judge relevance by."""
+    columns = [params.data.label_column, *params.finetune.task_columns]
+    columns += [part for item in params.evaluate.relevance for part in item.split("+")]
+    return list(dict.fromkeys(columns))
+
+
+# ----------------------------------------------------------------------------- overrides
+def apply_override(raw: dict, assignment: str) -> dict:
+    """Return a copy of ``raw`` with ``key.sub=value`` applied (value parsed as YAML).
+
+    List items are addressed by index: ``backbones.0.weights=none``.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}' must look like key.sub=value")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    value = yaml.safe_load(text)
+    result = copy.deepcopy(raw)
+    node: Any = result
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override '{key}': '{part}' is not an index of that list")
+            index: Any = int(part)
+        elif isinstance(node, dict):
+            index = part
+            if not last:
+                node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override '{key}': '{'.'.join(parts[:depth])}' is not a mapping")
+        if last:
+            node[index] = value
+        else:
+            node = node[index]
+    return result
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML file into a dict, turning I/O and syntax problems into ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file '{path}' does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"'{path}' is not valid YAML: {err}") from err
+    return _mapping(raw, str(path))
+
+
+def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
+    """Read, override and validate a parameter file."""
+    raw = read_yaml(path)
+    for assignment in overrides or []:
+        raw = apply_override(raw, assignment)
+    return parse_params(raw)
+
+
+def save_params(params: Params, path: str | Path) -> None:
+    """Write the resolved parameters as YAML (atomically)."""
+    write_text_atomic(path, yaml.safe_dump(params.to_dict(), sort_keys=False))

@@ -1,0 +1,140 @@
+"""Stage 04: the retrieval protocol, from feature stores to metrics (tables: :mod:`.report`).
+
+Protocol: every test item is a query against the gallery of all other test items (the
+query itself is excluded from its results); an item is relevant when it matches the query
+on every column of the relevance definition (``articleType``, or ``articleType+baseColour``).
+Queries with no other relevant test item cannot be scored; they are counted, not averaged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fashion_search import metrics
+from fashion_search.data.catalog import Catalog, relevance_codes
+from fashion_search.exact import exact_search
+from fashion_search.io import save_npy, write_text_atomic
+from fashion_search.layout import RunLayout, variants
+from fashion_search.params import Params
+from fashion_search.pipeline.features import FeatureStore
+from fashion_search.pipeline.report import write_reports
+
+
+@dataclass
+class Ranking:
+    """One model and distance: the gallery rows ranked for each query, nearest first."""
+
+    model: str
+    distance: str
+    neighbours: np.ndarray      # (queries, k_max)
+    distances: np.ndarray
+
+
+@dataclass
+class Evaluation:
+    """One ranking scored under one relevance definition."""
+
+    model: str
+    distance: str
+    relevance: str
+    summary: pd.DataFrame       # one row per k
+    per_query: pd.DataFrame     # id, relevance columns, AP at the largest k under both definitions
+    skipped_queries: int
+
+
+def rank_store(store: FeatureStore, test: Catalog, k_max: int, distance: str, batch_size: int = 1024,
+               model: str = "") -> Ranking:
+    """Rank the test split against itself (each query excluded from its own results)."""
+    if list(store.ids) != test.items["id"].tolist():
+        raise ValueError("the feature store's ids do not match the catalogue's test split; re-run extraction")
+    ranked, dists = exact_search(store.features, store.features, k_max, distance,
+                                 exclude=np.arange(len(test)), batch_size=batch_size)
+    return Ranking(model or store.manifest["backbone"], distance, ranked, dists)
+
+
+def score_ranking(ranking: Ranking, test: Catalog, ks: tuple[int, ...], relevance: str) -> Evaluation:
+    """mAP@k (both definitions), precision@k and recall@k of ``ranking`` under ``relevance``."""
+    codes = relevance_codes(test.items, relevance)
+    n_relevant = np.bincount(codes)[codes] - 1  # other test items relevant to each one
+    scored = n_relevant > 0
+    hits = metrics.relevance(codes, codes, ranking.neighbours)[scored]
+    rows = []
+    for k in ks:
+        k_eff = min(k, hits.shape[1])
+        rows.append({"model": ranking.model, "relevance": relevance, "distance": ranking.distance, "k": k,
+                     "map_report": metrics.map_at_k_report(hits, k_eff),
+                     "map_standard": metrics.map_at_k(hits, n_relevant[scored], k_eff),
+                     "precision": metrics.precision_at_k(hits, k_eff),
+                     "recall": metrics.recall_at_k(hits, k_eff),
+                     "queries": int(scored.sum()), "skipped": int((~scored).sum())})
+    k_last = min(max(ks), hits.shape[1])
+    per_query = test.items.loc[scored, ["id", *relevance.split("+")]].reset_index(drop=True)
+    per_query[f"ap_report@{max(ks)}"] = metrics.average_precision_report_per_query(hits, k_last)
+    per_query[f"ap_standard@{max(ks)}"] = metrics.average_precision_per_query(hits, n_relevant[scored], k_last)
+    return Evaluation(ranking.model, ranking.distance, relevance, pd.DataFrame(rows), per_query,
+                      int((~scored).sum()))
+
+
+def evaluate_store(store: FeatureStore, test: Catalog, ks: tuple[int, ...], distance: str, relevance: str,
+                   batch_size: int = 1024) -> Evaluation:
+    """Rank and score in one call."""
+    return score_ranking(rank_store(store, test, max(ks), distance, batch_size), test, ks, relevance)
+
+
+def save_ranking(ranking: Ranking, folder: str | Path) -> None:
+    """Write the neighbours and distances under ``folder`` for the visualisation stage."""
+    folder = Path(folder)
+    save_npy(folder / f"neighbours_{ranking.model}_{ranking.distance}.npy", ranking.neighbours)
+    save_npy(folder / f"distances_{ranking.model}_{ranking.distance}.npy", ranking.distances)
+
+
+def evaluated_models(params: Params, summary: pd.DataFrame) -> list[str]:
+    """The ``<backbone>-<recipe>`` names that have metrics in ``summary``, in parameter order."""
+    return [variant.name for variant in variants(params) if variant.name in set(summary["model"])]
+
+
+def pick_queries(test: Catalog, n: int, seed: int) -> list[int]:
+    """``n`` fixed query rows to show: one from each of the ``n`` largest test categories (cycling if fewer)."""
+    rng = np.random.default_rng(seed)
+    labels = test.items[test.label_column].to_numpy()
+    counts = test.items[test.label_column].value_counts()
+    names = sorted(counts.index, key=lambda name: (-counts[name], name))
+    return [int(rng.choice(np.flatnonzero(labels == names[i % len(names)]))) for i in range(n)]
+
+
+def load_neighbours(folder: str | Path, model: str, distance: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ranked gallery rows and their distances saved by :func:`save_ranking`."""
+    folder = Path(folder)
+    return np.load(folder / f"neighbours_{model}_{distance}.npy"), np.load(folder / f"distances_{model}_{distance}.npy")
+
+
+SUMMARY_COLUMNS = ["model", "relevance", "distance", "k", "map_report", "map_standard", "precision", "recall",
+                   "queries", "skipped"]
+
+
+def evaluate_all(params: Params, stores: dict[str, FeatureStore], test: Catalog,
+                 layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every available store at every distance and relevance; write metrics, tables and
+    neighbours. Returns ``(summary, map_table)``: all metrics in long form, and the report-layout tables.
+    """
+    evaluations = []
+    for name, store in stores.items():
+        if not store.manifest.get("available", True):
+            continue
+        for distance in params.evaluate.distances:
+            ranking = rank_store(store, test, max(params.evaluate.ks), distance, params.evaluate.query_batch_size,
+                                 model=name)
+            save_ranking(ranking, layout.retrieval)
+            for relevance in params.evaluate.relevance:
+                evaluation = score_ranking(ranking, test, params.evaluate.ks, relevance)
+                write_text_atomic(layout.per_query(name, relevance, distance),
+                                  evaluation.per_query.to_csv(index=False))
+                evaluations.append(evaluation)
+    summary = (pd.concat([e.summary for e in evaluations], ignore_index=True) if evaluations
+               else pd.DataFrame(columns=SUMMARY_COLUMNS))
+    manifests = {name: store.manifest for name, store in stores.items()}
+    write_text_atomic(layout.metrics / "metrics.csv", summary.to_csv(index=False))
+    return summary, write_reports(summary, manifests, test, params, layout.metrics)

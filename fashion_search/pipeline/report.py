@@ -1,0 +1,151 @@
+"""The report's tables: mAP in the report's layout, the backbone × recipe comparison, per category.
+
+Everything here turns metrics (:mod:`.evaluate`'s long-form summary) into Markdown and CSV;
+nothing is measured here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fashion_search.data.catalog import Catalog
+from fashion_search.io import write_text_atomic
+from fashion_search.layout import RunLayout
+from fashion_search.params import Params
+
+DEFINITIONS = {
+    "report": "mean of precision@i over the ranks i ≤ k that hold a relevant item (the report's)",
+    "standard": "sum of precision@i at relevant ranks i ≤ k, divided by min(k, relevant items)",
+}
+
+
+def column_title(manifest: dict) -> str:
+    """A column header that says which weights and recipe produced the numbers."""
+    weights = "ImageNet" if manifest["weights"] == "imagenet" else "random weights"
+    return f"{manifest['backbone']} {manifest.get('recipe', 'frozen')} ({weights}, {manifest['image_size']} px)"
+
+
+def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int, ...],
+               relevances: tuple[str, ...], distances: tuple[str, ...]) -> pd.DataFrame:
+    """The report's layout: rows Top k, one column per model, one table per relevance,
+    definition and distance. A model whose weights could not be loaded keeps its column,
+    saying so."""
+    frames = []
+    for relevance in relevances:
+        for definition in DEFINITIONS:
+            for distance in distances:
+                table = pd.DataFrame({"relevance": relevance, "definition": definition, "distance": distance,
+                                      "rank": [f"Top {k}" for k in ks]})
+                for model, manifest in manifests.items():
+                    title = column_title(manifest)
+                    if not manifest.get("available", True):
+                        table[title] = f"weights unavailable: {manifest.get('hint', 'see the notes')}"
+                        continue
+                    rows = summary[(summary["model"] == model) & (summary["distance"] == distance)
+                                   & (summary["relevance"] == relevance)]
+                    values = rows.set_index("k").loc[list(ks), f"map_{definition}"].to_numpy()
+                    table[title] = [f"{v:.4f}" for v in values]
+                frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def map_tables_markdown(tables: pd.DataFrame, notes: list[str]) -> str:
+    """Markdown with one table per relevance, definition and distance, preceded by ``notes``."""
+    lines = ["# mAP@k", "", *notes, ""]
+    for (relevance, definition, distance), table in tables.groupby(["relevance", "definition", "distance"],
+                                                                   sort=False):
+        lines += [f"## Relevant = same {relevance}; {definition} definition, {distance} distance", "",
+                  f"mAP@k: {DEFINITIONS[definition]}.", ""]
+        body = table.drop(columns=["relevance", "definition", "distance"]).rename(columns={"rank": ""})
+        lines += [markdown_table(body), ""]
+    return "\n".join(lines)
+
+
+def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevance: str, distance: str,
+                     ks: tuple[int, ...]) -> pd.DataFrame:
+    """One row per model: training time, mAP@k under both definitions, precision@k, recall@k."""
+    rows = []
+    for model, manifest in manifests.items():
+        row = {"backbone": manifest["backbone"], "recipe": manifest.get("recipe", "frozen"),
+               "size": manifest["image_size"],
+               "training (min)": f"{manifest['train_seconds'] / 60:.1f}" if "train_seconds" in manifest else "-"}
+        part = summary[(summary["model"] == model) & (summary["relevance"] == relevance)
+                       & (summary["distance"] == distance)].set_index("k")
+        missing = f"weights unavailable: {manifest.get('hint', 'see map_table.md')}"
+        for column, label in [("map_report", "mAP@{k}"), ("map_standard", "mAP@{k} std"),
+                              ("precision", "P@{k}"), ("recall", "R@{k}")]:
+            for k in ks:
+                row[label.format(k=k)] = f"{part.loc[k, column]:.4f}" if k in part.index else missing
+                missing = ""  # said once per row
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def comparison_markdown(summary: pd.DataFrame, manifests: dict[str, dict], params: Params) -> str:
+    """``results.md``: the comparison table per relevance definition (first distance)."""
+    distance = params.evaluate.distances[0]
+    lines = ["# Retrieval by backbone and recipe", "",
+             f"Test split, {distance} distance; mAP@k = the report's definition, 'std' = the min(k, R) "
+             "denominator; P@k precision, R@k hit rate; training = wall-clock minutes of model.fit.", ""]
+    for relevance in params.evaluate.relevance:
+        part = summary[summary["relevance"] == relevance]
+        counts = part.iloc[0] if len(part) else None
+        lines += [f"## Relevant = same {relevance}", ""]
+        if counts is not None:
+            lines += [f"{counts['queries']} queries scored, {counts['skipped']} skipped (no other test item "
+                      f"shares their {relevance}).", ""]
+        lines += [markdown_table(comparison_table(summary, manifests, relevance, distance, params.evaluate.ks)), ""]
+    return "\n".join(lines)
+
+
+def protocol_notes(test: Catalog, params: Params, summary: pd.DataFrame, manifests: dict[str, dict]) -> list[str]:
+    """Sentences that say how the tables were measured, for the top of ``map_table.md``."""
+    notes = [f"Protocol: each of the {len(test)} test items is a query against all other test items "
+             "(the query itself excluded); relevant = same value in every column of the relevance "
+             "definition. No model saw a test item in training."]
+    for relevance in params.evaluate.relevance:
+        part = summary[summary["relevance"] == relevance]
+        if len(part):
+            notes.append(f"- same {relevance}: {part['queries'].iloc[0]} queries scored, {part['skipped'].iloc[0]} "
+                         "skipped because no other test item matches them.")
+    for model, manifest in manifests.items():
+        used = manifest.get("weights_used") or f"unavailable: {manifest.get('remedy', '')}"
+        notes.append(f"- {model}: weights {used}")
+    if any(m["weights"] == "none" for m in manifests.values()):
+        notes.append("**Columns marked 'random weights' use randomly initialised backbones (weights: none), "
+                     "not ImageNet weights: their numbers say nothing about pretrained features.**")
+    return notes
+
+
+def write_reports(summary: pd.DataFrame, manifests: dict[str, dict], test: Catalog, params: Params,
+                  folder: Path) -> pd.DataFrame:
+    """Write ``map_table.csv``, ``map_table.md`` and ``results.md`` into ``folder``; return the map tables."""
+    tables = map_tables(summary, manifests, params.evaluate.ks, params.evaluate.relevance, params.evaluate.distances)
+    write_text_atomic(folder / "map_table.csv", tables.to_csv(index=False))
+    write_text_atomic(folder / "map_table.md",
+                      map_tables_markdown(tables, protocol_notes(test, params, summary, manifests)))
+    write_text_atomic(folder / "results.md", comparison_markdown(summary, manifests, params))
+    return tables
+
+
+def per_category_table(per_query: dict[str, pd.DataFrame], label_column: str, column: str) -> pd.DataFrame:
+    """Mean of ``column`` per category (rows) and model (columns)."""
+    return pd.DataFrame({name: frame.groupby(label_column)[column].mean() for name, frame in per_query.items()})
+
+
+def write_per_category_map(layout: RunLayout, models: list[str], relevance: str, distance: str,
+                           k: int) -> pd.DataFrame:
+    """AP@k (the report's definition) per category of the relevance's first column and model,
+    from the per-query results 04 wrote; saved as ``metrics/per_category_map@<k>.csv``."""
+    per_query = {name: pd.read_csv(layout.per_query(name, relevance, distance)) for name in models}
+    table = per_category_table(per_query, relevance.split("+")[0], f"ap_report@{k}") if per_query else pd.DataFrame()
+    write_text_atomic(layout.metrics / f"per_category_map@{k}.csv", table.to_csv())
+    return table

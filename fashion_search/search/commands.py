@@ -1,0 +1,152 @@
+"""The search engine's commands: ``fashion-search index | query | add | remove | info | serve``.
+
+Each ``cmd_*`` takes the arguments :mod:`fashion_search.cli` parsed and returns an exit code.
+A user mistake raises one of the errors :mod:`fashion_search.cli` turns into one line on
+stderr and exit code 2. Nothing here imports TensorFlow: the model loads only when a command
+embeds a photo.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from fashion_search.data import detect_source, list_catalogue, source_name
+from fashion_search.data.catalog import Catalog
+from fashion_search.data.photo_folder import list_photos
+from fashion_search.params import ConfigError, IndexParams
+from fashion_search.params_file import parse_index, read_yaml
+from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
+from fashion_search.search.store import open_index
+
+SHOWN_COLUMNS = ("category", "articleType", "gender", "brand", "price", "baseColour", "product_id")
+
+
+def _settings(args: argparse.Namespace) -> IndexParams:
+    """The ``index`` block of the parameter file (``--params``, else ./params.yaml if present),
+    with the command line's overrides."""
+    path = args.params or ("params.yaml" if Path("params.yaml").is_file() else None)
+    settings = parse_index(read_yaml(path).get("index")) if path else IndexParams()
+    overrides = {key: getattr(args, key, None) for key in ("model", "weights", "image_size", "type")}
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _catalogue(args: argparse.Namespace) -> Catalog:
+    """The catalogue ``index`` was given: its source named by ``--layout``, or recognised."""
+    source = detect_source(args.catalogue) if args.layout == "auto" else source_name(args.layout)
+    path = None if args.catalogue in ("fashion-mnist", "fashion_mnist") else args.catalogue
+    return list_catalogue(source, path, args.metadata, args.split)
+
+
+def _report_skipped(skipped: pd.DataFrame, folder: Path) -> None:
+    if len(skipped):
+        reasons = skipped["reason"].str.split(" \\(").str[0].value_counts()
+        summary = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+        print(f"skipped {len(skipped)} photos ({summary}); listed in {folder / 'skipped.csv'}")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    catalog = _catalogue(args)
+    started = time.perf_counter()
+    index = build_index(catalog, args.index, settings, overwrite=args.overwrite)
+    info = index.info()
+    print(f"indexed {info['products']:,} products into {args.index} in {time.perf_counter() - started:.1f} s: "
+          f"{info['kind']} ({info['factory']}, {info['metric']}), {info['dimension']}-d vectors of "
+          f"{info['model']['backbone']} ({info['model']['recipe']})")
+    _report_skipped(index.skipped, Path(args.index))
+    return 0
+
+
+def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
+    print(f"{label} — {index_info['products']:,} products, {index_info['kind']} index")
+    if results.empty:
+        print("no product matches")
+        return
+    columns = ["rank", "id", "distance", *[c for c in ("score",) if c in results.columns],
+               *[c for c in SHOWN_COLUMNS if c in results.columns], "colours", "path"]
+    print(results[columns].to_string(index=False))
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    given = [x for x in (args.photo, args.like) if x]
+    if len(given) > 1 or not (given or args.colour):
+        raise ConfigError("give one of: a photo, --like PRODUCT_ID, or --colour COLOUR")
+    engine = SearchEngine.open(args.index, _settings(args), model=args.model)
+    if args.photo:
+        query = engine.photo_query(args.photo)
+    elif args.like:
+        query = engine.product_query(args.like)
+    else:
+        query = engine.colour_query(args.colour)
+    swatch = args.colour if query.vector is not None else None
+    weight = colour_weight_for(args.colour_weight, swatch)
+    results = engine.search(query, args.top_k, args.filter, colour_weight=weight, swatch=swatch)
+    if args.json:
+        print(json.dumps({"query": query.label, "index": str(args.index), "filters": args.filter,
+                          "colour_weight": weight, "results": json.loads(results.to_json(orient="records"))},
+                         indent=2))
+    else:
+        _print_results(results, query.label, engine.index.info())
+    if args.contact_sheet:
+        from fashion_search.search.contact_sheet import save_contact_sheet
+
+        path = save_contact_sheet(results, query.path, args.contact_sheet)
+        print(f"contact sheet: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    engine = SearchEngine.open(args.index, _settings(args))
+    catalog = list_photos(args.photos, args.metadata)
+    before = int(engine.index.live.sum())
+    skipped = engine.add(catalog)
+    after = int(engine.index.live.sum())
+    print(f"added {len(catalog) - len(skipped):,} photos to {args.index} ({after - before:+,} products; "
+          f"{after:,} in all)")
+    _report_skipped(skipped, Path(args.index))
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    engine = SearchEngine.open(args.index, _settings(args))
+    engine.remove(args.ids)
+    print(f"removed {len(args.ids)} products from {args.index}; {int(engine.index.live.sum()):,} remain")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = open_index(args.index, _settings(args)).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    model = info["model"]
+    print(f"index      {info['folder']} (generation {info['generation']}, updated {info['updated']})")
+    print(f"products   {info['products']:,} ({info['removed_rows']:,} removed rows, {info['skipped_photos']:,} "
+          "photos skipped)")
+    print(f"kind       {info['kind']} ({info['factory']}, {info['metric']}): {info['chosen_because']}")
+    print(f"model      {model['backbone']} {model['recipe']}, {model['image_size']} px, {info['dimension']}-d, "
+          f"weights sha256 {model['weights_sha256'][:12]} ({model['model']})")
+    print(f"filters    {', '.join(c for c in info['columns'] if c not in ('path', 'colours'))}, colour")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fashion_search.search.server import API_KEY_ENV, create_app
+
+    engine = SearchEngine.open(args.index, _settings(args))
+    engine.embedder  # load the model now, not on the first request
+    api_key = os.environ.get(API_KEY_ENV) or None
+    app = create_app(engine, api_key, int(args.max_upload_mb * 2**20))
+    print(f"serving {args.index} ({int(engine.index.live.sum()):,} products) on http://{args.host}:{args.port}/ "
+          f"({'writes need X-API-Key' if api_key else f'read-only: set {API_KEY_ENV} to allow writes'})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

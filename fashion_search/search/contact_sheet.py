@@ -1,0 +1,55 @@
+"""A contact sheet of search results: the query photo, then the results with rank, id and distance."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from fashion_search.images import UnusableImageError, fit_to_square, read_photo
+from fashion_search.io import atomic_path
+
+THUMB = 160
+CAPTION = 34
+PER_ROW = 6
+
+
+def _thumbnail(path: str | None) -> Image.Image:
+    """A square thumbnail of a photo; grey where it cannot be read."""
+    try:
+        pixels = read_photo(path) if path else None
+    except UnusableImageError:
+        pixels = None
+    if pixels is None:
+        return Image.new("RGB", (THUMB, THUMB), (200, 200, 200))
+    return Image.fromarray(fit_to_square(pixels, THUMB))
+
+
+def contact_sheet(results: pd.DataFrame, query_path: str | None) -> Image.Image:
+    """The query (first tile, when it has a photo) and each result, in rows of :data:`PER_ROW`."""
+    tiles = [(query_path, "query", Path(query_path).name[-24:])] if query_path else []
+    describe = [c for c in ("category", "articleType", "brand", "colours") if c in results.columns]
+    for _, row in results.iterrows():
+        detail = str(row[describe[0]])[:22] if describe else ""
+        tiles.append((row["path"], f"#{row['rank']} {row['id']}"[:24], f"{row['distance']:.3f} {detail}"))
+    columns = min(PER_ROW, max(len(tiles), 1))
+    rows = int(np.ceil(len(tiles) / columns)) or 1
+    sheet = Image.new("RGB", (columns * THUMB, rows * (THUMB + CAPTION)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (path, title, detail) in enumerate(tiles):
+        x, y = (i % columns) * THUMB, (i // columns) * (THUMB + CAPTION)
+        sheet.paste(_thumbnail(path), (x, y))
+        if i == 0 and query_path:
+            draw.rectangle([x, y, x + THUMB - 1, y + THUMB - 1], outline=(220, 40, 40), width=3)
+        draw.text((x + 4, y + THUMB + 2), title, fill="black")
+        draw.text((x + 4, y + THUMB + 17), detail, fill=(90, 90, 90))
+    return sheet
+
+
+def save_contact_sheet(results: pd.DataFrame, query_path: str | None, path: str | Path) -> Path:
+    """Write the contact sheet as a PNG (atomically)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        contact_sheet(results, query_path).save(tmp, format="PNG")
+    return path

@@ -1,0 +1,181 @@
+"""Photos in, embeddings and colour descriptors out, for the search engine.
+
+The model is a backbone used frozen (by name, ImageNet or random weights) or a model trained
+by the notebooks (its folder under ``outputs/<run>/models/``). Its *identity* (what made it,
+with a checksum of its weights) is written into every index, so an index is never queried
+with vectors from another model. Catalogue embedding runs in chunks saved as they finish, so
+an interrupted indexing job resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from fashion_search.images import MAX_PIXELS, UnusableImageError, as_rgb, fit_to_square, read_photo
+from fashion_search.io import file_sha256, resumable_chunks
+from fashion_search.models import saved
+from fashion_search.models.registry import BACKBONES, get_spec
+from fashion_search.params import IndexParams
+from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor
+
+RANDOM_WEIGHTS_SEED = 0
+# What must agree between an index and the model that queries it.
+IDENTITY_KEYS = ("backbone", "recipe", "weights_sha256", "image_size", "preprocessing", "dim", "normalised")
+
+
+class ModelError(ValueError):
+    """The model cannot be loaded, or is not the one an index was built with."""
+
+
+@dataclass
+class Embedder:
+    """A model mapping photos to (optionally L2-normalised) vectors, and what it is."""
+
+    model: object
+    image_size: int
+    preprocess: Callable
+    identity: dict
+
+    def embed(self, squares: np.ndarray) -> np.ndarray:
+        """Square RGB uint8 photos ``(B, size, size, 3)`` → float32 vectors ``(B, dim)``."""
+        vectors = np.asarray(self.model.predict_on_batch(self.preprocess(squares.astype(np.float32))), np.float32)
+        if self.identity["normalised"]:
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+
+def describe(identity: dict) -> str:
+    """A model identity in one phrase, for messages."""
+    return (f"{identity.get('backbone')} ({identity.get('recipe')}, {identity.get('image_size')} px, "
+            f"weights sha256 {str(identity.get('weights_sha256'))[:12]})")
+
+
+def check_identity(index_identity: dict, model_identity: dict, where: str) -> None:
+    """Refuse a model whose identity differs from the one the index at ``where`` was built with."""
+    differ = [k for k in IDENTITY_KEYS if index_identity.get(k) != model_identity.get(k)]
+    if differ:
+        raise ModelError(f"the index at {where} was built with {describe(index_identity)}, but the model given is "
+                         f"{describe(model_identity)} ({', '.join(differ)} differ); query with the index's own "
+                         "model, or build a new index")
+
+
+def _load_trained(folder: Path, normalise: bool) -> Embedder:
+    manifest = saved.read_manifest(folder)
+    if not saved.is_usable(folder):
+        raise ModelError(f"{folder} holds no usable model ({manifest.get('reason', f'{saved.MODEL_FILE} missing')})")
+    model = saved.load_model(folder)
+    identity = {"backbone": manifest["backbone"], "recipe": manifest["recipe"], "weights": manifest["weights"],
+                "weights_sha256": file_sha256(folder / saved.MODEL_FILE), "image_size": manifest["image_size"],
+                "preprocessing": manifest["preprocessing"], "dim": int(model.output_shape[-1]),
+                "normalised": normalise, "model": str(folder.resolve())}
+    return Embedder(model, manifest["image_size"], get_spec(manifest["backbone"]).preprocess, identity)
+
+
+def _load_backbone(name: str, weights: str, image_size: int | None, normalise: bool) -> Embedder:
+    import keras
+
+    from fashion_search.models.backbones import build_feature_extractor
+    from fashion_search.models.weights import WeightsUnavailableError
+
+    if name not in BACKBONES:
+        raise ModelError(f"'{name}' is neither a model folder (with {saved.MANIFEST_FILE} and {saved.MODEL_FILE}) nor a "
+                         f"backbone ({', '.join(BACKBONES)})")
+    spec = get_spec(name)
+    keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)  # weights: none gives the same model in every process
+    try:
+        model, source = build_feature_extractor(name, weights, image_size)
+    except WeightsUnavailableError as err:
+        raise ModelError(f"{err} ({err.remedy})") from None
+    size = image_size or spec.default_size
+    identity = {"backbone": name, "recipe": "frozen", "weights": weights,
+                "weights_sha256": source.sha256 or f"random-seed-{RANDOM_WEIGHTS_SEED}", "image_size": size,
+                "preprocessing": spec.preprocessing, "dim": int(model.output_shape[-1]), "normalised": normalise,
+                "model": name}
+    return Embedder(model, size, spec.preprocess, identity)
+
+
+def load_embedder(settings: IndexParams) -> Embedder:
+    """The model ``settings.model`` names: a trained model folder, or a backbone used frozen."""
+    folder = Path(settings.model).expanduser()
+    if saved.is_model_folder(folder):
+        return _load_trained(folder, settings.normalise)
+    return _load_backbone(settings.model, settings.weights, settings.image_size, settings.normalise)
+
+
+# ----------------------------------------------------------------------------- catalogues
+@dataclass
+class Embedded:
+    """Vectors and colour descriptors of the items that could be read; the others' reasons."""
+
+    vectors: np.ndarray       # (usable items, dim)
+    colours: np.ndarray       # (usable items, DESCRIPTOR_DIM)
+    usable: np.ndarray        # bool per input item
+    reasons: list[str | None]  # per input item: why it was skipped, or None
+
+
+def load_item(image: np.ndarray | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One catalogue image (pixels, or a photo path) as RGB uint8."""
+    return as_rgb(image) if isinstance(image, np.ndarray) else read_photo(image, max_pixels)
+
+
+def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: tqdm | None = None,
+                 max_pixels: int = MAX_PIXELS) -> Embedded:
+    """Embed photos (paths or pixel arrays); unusable ones are skipped with their reason."""
+    dim = embedder.identity["dim"]
+    vectors, colours, reasons = [], [], []
+    squares: list[np.ndarray] = []
+
+    def flush() -> None:
+        if squares:
+            vectors.append(embedder.embed(np.stack(squares)))
+            squares.clear()
+
+    for image in images:
+        try:
+            pixels = load_item(image, max_pixels)
+        except UnusableImageError as err:
+            reasons.append(str(err))
+        else:
+            squares.append(fit_to_square(pixels, embedder.image_size))
+            colours.append(colour_descriptor(pixels))
+            reasons.append(None)
+            if len(squares) == batch_size:
+                flush()
+        if progress is not None:
+            progress.update(1)
+    flush()
+    return Embedded(np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+                    np.array(colours, np.float32).reshape(-1, DESCRIPTOR_DIM),
+                    np.array([r is None for r in reasons], bool), reasons)
+
+
+def work_key(identity: dict, ids: list[str]) -> str:
+    """A key for a job's chunk folder: the same model over the same items, in order."""
+    digest = hashlib.sha256(json.dumps([identity, ids]).encode())
+    return digest.hexdigest()[:16]
+
+
+def embed_catalog(embedder: Embedder, ids: list[str], images: np.ndarray, work_dir: Path, chunk_size: int,
+                  batch_size: int, description: str = "embedding", max_pixels: int = MAX_PIXELS) -> Embedded:
+    """Embed a catalogue in chunks of ``chunk_size`` items, each saved to ``work_dir`` when done;
+    chunks already there (from an interrupted run) are reused."""
+    with tqdm(total=len(ids), unit="photo", desc=description, mininterval=2.0) as bar:
+        def compute(start: int, stop: int) -> dict[str, np.ndarray]:
+            done = embed_photos(embedder, list(images[start:stop]), batch_size, bar, max_pixels)
+            return {"vectors": done.vectors, "colours": done.colours, "usable": done.usable,
+                    "reasons": np.array([r or "" for r in done.reasons], dtype=str)}
+
+        chunks = resumable_chunks(work_dir, len(ids), chunk_size, compute)
+        bar.update(len(ids) - bar.n)
+    if not chunks:
+        return Embedded(np.zeros((0, embedder.identity["dim"]), np.float32), np.zeros((0, DESCRIPTOR_DIM), np.float32),
+                        np.zeros(0, bool), [])
+    return Embedded(np.concatenate([c["vectors"] for c in chunks]), np.concatenate([c["colours"] for c in chunks]),
+                    np.concatenate([c["usable"] for c in chunks]),
+                    [r or None for c in chunks for r in c["reasons"].tolist()])

@@ -1,0 +1,211 @@
+"""The search engine: build an index of a catalogue, then query it by photo, product or colour.
+
+    engine = SearchEngine.open("outputs/index", settings)
+    engine.search(engine.photo_query("photo.jpg"), k=10, filters=["category=shoes"])
+
+Results are a table, best first: ``rank``, ``id``, ``distance`` (smaller is closer), the
+product's metadata and colour names, and its photo's ``path``. With a colour weight w, the
+order blends visual distance with colour distance (each scaled to 0..1 over the candidates):
+(1 − w)·visual + w·colour. A preferred colour without a weight gets :data:`DEFAULT_COLOUR_WEIGHT`.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fashion_search.data.catalog import Catalog
+from fashion_search.images import UnusableImageError, fit_to_square, read_photo
+from fashion_search.params import IndexParams
+from fashion_search.search.colour import colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
+from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder, work_key
+from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
+from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, create_index, open_index,
+                                         record_skipped, refuse_existing, remove_products)
+
+WORK_DIR = "work"
+DEFAULT_COLOUR_WEIGHT = 0.5  # a photo with a preferred colour, when no weight is given
+
+
+def colour_weight_for(weight: float | None, swatch: str | None) -> float:
+    """The colour weight a search uses: the one given, else the default with a swatch, else 0."""
+    if weight is None:
+        return DEFAULT_COLOUR_WEIGHT if swatch is not None else 0.0
+    return weight
+
+
+@dataclass
+class Query:
+    """What to look for: a vector and/or colours, and rows never to return."""
+
+    label: str
+    vector: np.ndarray | None = None
+    colours: np.ndarray | None = None   # the query photo's colour descriptor
+    swatch: np.ndarray | None = None    # a CIELAB colour to match
+    exclude: np.ndarray | None = None   # rows of the product itself ("more like this")
+    path: str | None = None             # the query photo, for contact sheets
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    spread = values.max() - values.min() if len(values) else 0.0
+    return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
+
+
+def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, settings: IndexParams,
+                     description: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Embed a catalogue (resumable in ``work_dir``); return the usable items, their vectors and
+    colours, and every skipped photo with its reason."""
+    ids = catalog.items["id"].astype(str).tolist()
+    chunks = work_dir / work_key(embedder.identity, ids)
+    done = embed_catalog(embedder, ids, catalog.images, chunks, settings.chunk_size, settings.batch_size, description,
+                         settings.max_image_pixels)
+    items = catalog.items.drop(columns=[c for c in ("label", "split") if c in catalog.items.columns])
+    if "path" not in items.columns:
+        items.insert(1, "path", "")
+    bad = ~done.usable
+    skipped = pd.DataFrame({"id": items["id"][bad].tolist(), "path": items["path"][bad].astype(str).tolist(),
+                            "reason": [r for r in done.reasons if r is not None]})
+    skipped = pd.concat([catalog.skipped.astype(str), skipped], ignore_index=True) if len(catalog.skipped) else skipped
+    return items[done.usable].reset_index(drop=True), done.vectors, done.colours, skipped
+
+
+def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, overwrite: bool = False,
+                embedder: Embedder | None = None) -> ProductIndex:
+    """Embed every photo of ``catalog`` and write a new index to ``folder``. An interrupted run
+    resumes from the chunks already embedded."""
+    folder = Path(folder)
+    if overwrite and folder.is_dir():
+        for path in folder.iterdir():
+            if path.name != WORK_DIR:
+                path.unlink() if path.is_file() else shutil.rmtree(path)
+    else:
+        refuse_existing(folder)  # before hours of embedding, not after
+    embedder = embedder or load_embedder(settings)
+    items, vectors, colours, skipped = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, "indexing")
+    index = create_index(folder, embedder.identity, settings, items, vectors, colours, skipped)
+    shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
+    return index
+
+
+class SearchEngine:
+    """An opened index and, loaded on first need, the model that embeds query photos."""
+
+    def __init__(self, index: ProductIndex, settings: IndexParams, embedder: Embedder | None = None):
+        self.index, self.settings, self._embedder = index, settings, embedder
+        if embedder is not None:
+            check_identity(index.identity, embedder.identity, str(index.folder))
+
+    @classmethod
+    def open(cls, folder: str | Path, settings: IndexParams, model: str | None = None) -> "SearchEngine":
+        """Open the index in ``folder``; ``model`` (a backbone or model folder) must be the one it was built with."""
+        index = open_index(folder, settings)
+        embedder = load_embedder(replace(settings, model=model)) if model else None
+        return cls(index, settings, embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The index's own model, loaded once and checked against the index."""
+        if self._embedder is None:
+            identity = self.index.identity
+            self._embedder = load_embedder(replace(self.settings, model=identity["model"], weights=identity["weights"],
+                                                   image_size=identity["image_size"], normalise=identity["normalised"]))
+            check_identity(identity, self._embedder.identity, str(self.index.folder))
+        return self._embedder
+
+    # ------------------------------------------------------------------ queries
+    def photo_query(self, path: str | Path) -> Query:
+        """A query photo (raises UnusableImageError when it cannot be read)."""
+        try:
+            pixels = read_photo(path)
+        except UnusableImageError as err:
+            raise UnusableImageError(f"cannot read the query photo {path}: {err}") from None
+        return self.pixels_query(pixels, f"photo {path}", str(path))
+
+    def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None) -> Query:
+        """A query from decoded RGB pixels (an uploaded photo)."""
+        vector = self.embedder.embed(fit_to_square(pixels, self.embedder.image_size)[None])[0]
+        return Query(label, vector, colour_descriptor(pixels), path=path)
+
+    def product_query(self, product: str) -> Query:
+        """"More like this": a catalogue product's own vector and colours; the product excluded."""
+        rows = self.index.rows_of(product)
+        if len(rows) == 0:
+            raise ProductIndexError(f"product '{product}' is not in the index")
+        row = int(rows[0])
+        return Query(f"product {product}", np.asarray(self.index.vectors.vectors[row]), self.index.colours[row],
+                     exclude=rows, path=str(self.index.products["path"].iloc[row]))
+
+    def colour_query(self, colour: str) -> Query:
+        """Products whose colours are closest to a swatch (a colour name or #rrggbb)."""
+        return Query(f"colour {colour}", swatch=swatch_lab(colour))
+
+    # ------------------------------------------------------------------ search
+    def allowed_rows(self, query: Query, filters: list[str]) -> np.ndarray | None:
+        """Rows a search may return (None: all rows)."""
+        products = self.index.products
+        live = self.index.live
+        if not filters and query.exclude is None and live.all():
+            return None
+        allowed = live & filter_mask(products, parse_filters(filters, products))
+        if query.exclude is not None:
+            allowed[query.exclude] = False
+        return allowed
+
+    def search(self, query: Query, k: int = 10, filters: list[str] | None = None, colour_weight: float | None = None,
+               swatch: str | None = None) -> pd.DataFrame:
+        """The ``k`` best products for ``query`` among those passing ``filters``; ``colour_weight``
+        (0..1; None: see :func:`colour_weight_for`) blends in colour closeness to ``swatch``
+        (else to the query photo's colours)."""
+        colour_weight = colour_weight_for(colour_weight, swatch)
+        if not 0.0 <= colour_weight <= 1.0:
+            raise ValueError(f"the colour weight must lie in 0..1, got {colour_weight}")
+        allowed = self.allowed_rows(query, filters or [])
+        if swatch is not None:
+            query = replace(query, swatch=swatch_lab(swatch))
+        if query.vector is None:  # by swatch alone
+            candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(len(self.index.products))
+            colour = swatch_distance(self.index.colours[candidates], query.swatch)
+            order = np.lexsort((candidates, colour))[:k]
+            return self._table(candidates[order], colour[order], None)
+        pool = k if colour_weight == 0 else max(k, self.settings.colour_pool)
+        rows, distances = self.index.vectors.search(query.vector, pool, allowed)
+        if colour_weight == 0 or len(rows) == 0:
+            return self._table(rows, distances, None)
+        colours = self.index.colours[rows]
+        colour = (swatch_distance(colours, query.swatch) if query.swatch is not None
+                  else descriptor_distance(query.colours, colours))
+        score = (1 - colour_weight) * _scaled(distances) + colour_weight * _scaled(colour)
+        order = np.lexsort((rows, score))[:k]
+        return self._table(rows[order], distances[order], score[order], colour[order])
+
+    def _table(self, rows: np.ndarray, distances: np.ndarray, score: np.ndarray | None,
+               colour: np.ndarray | None = None) -> pd.DataFrame:
+        products = self.index.products.iloc[rows]
+        table = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "id": products["id"].to_numpy(),
+                              "distance": np.round(distances.astype(float), 4)})
+        if score is not None:
+            table["colour_distance"] = np.round(colour.astype(float), 2)
+            table["score"] = np.round(score.astype(float), 4)
+        shown = [c for c in products.columns if c not in (*HIDDEN_COLUMNS, "id")]
+        for column in [*shown, "colours", "path"]:
+            table[column] = products[column].to_numpy()
+        return table
+
+    # ------------------------------------------------------------------ changes
+    def add(self, catalog: Catalog) -> pd.DataFrame:
+        """Embed and add a catalogue's photos (an id already indexed is replaced); returns the
+        photos skipped, with reasons."""
+        items, vectors, colours, skipped = embed_into_items(self.embedder, catalog, self.index.folder / WORK_DIR,
+                                                            self.settings, "adding")
+        if len(items):
+            self.index = add_products(self.index, items, vectors, colours, skipped)
+        elif len(skipped):
+            self.index = record_skipped(self.index, skipped)
+        shutil.rmtree(self.index.folder / WORK_DIR, ignore_errors=True)
+        return skipped
+
+    def remove(self, ids: list[str]) -> None:
+        self.index = remove_products(self.index, ids)

@@ -1,0 +1,91 @@
+"""Metadata filters: ``key=value`` expressions turned into a boolean mask over index rows.
+
+``category=shoes`` matches case-insensitively; ``category=shoes,bags`` is either; a number
+column takes a range, ``price=50..200``, ``price=..100`` or ``price=300..``; ``colour=red``
+matches the colour names read from the photos. Several filters must all hold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fashion_search.search.colour import PALETTE_HEX
+
+COLOUR_KEY = "colour"
+HIDDEN_COLUMNS = ("path", "deleted", "colours", "split", "description")
+
+
+class FilterError(ValueError):
+    """A filter that cannot be applied; the message says which keys and values exist."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    key: str
+    values: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+
+
+def filter_keys(products: pd.DataFrame) -> list[str]:
+    """Keys a filter may name: the metadata columns and ``colour``."""
+    return [c for c in products.columns if c not in HIDDEN_COLUMNS] + [COLOUR_KEY]
+
+
+def _number(text: str, expression: str) -> float | None:
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise FilterError(f"'{expression}': '{text}' is not a number") from None
+
+
+def parse_filter(expression: str, products: pd.DataFrame) -> Filter:
+    """One ``key=value`` expression, checked against the index's columns."""
+    key, sep, value = expression.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or not value:
+        raise FilterError(f"'{expression}' is not a filter: write key=value, e.g. category=shoes or price=50..200")
+    keys = filter_keys(products)
+    if key not in keys:
+        raise FilterError(f"unknown filter key '{key}'; this index has: {', '.join(keys)}")
+    if key == COLOUR_KEY:
+        names = tuple(v.strip().lower() for v in value.split(","))
+        unknown = [n for n in names if n not in PALETTE_HEX]
+        if unknown:
+            raise FilterError(f"unknown colour '{unknown[0]}'; colours: {', '.join(PALETTE_HEX)}")
+        return Filter(key, names)
+    if ".." in value:
+        if not pd.api.types.is_numeric_dtype(products[key]):
+            raise FilterError(f"'{expression}': a range needs a number column, and '{key}' holds text")
+        low, _, high = value.partition("..")
+        return Filter(key, low=_number(low.strip(), expression), high=_number(high.strip(), expression))
+    return Filter(key, tuple(v.strip() for v in value.split(",")))
+
+
+def filter_mask(products: pd.DataFrame, filters: list[Filter]) -> np.ndarray:
+    """Rows matching every filter."""
+    mask = np.ones(len(products), bool)
+    for f in filters:
+        if f.key == COLOUR_KEY:
+            names = products["colours"].fillna("").str.split()
+            mask &= names.map(lambda have, want=set(f.values): bool(want & set(have))).to_numpy(bool)
+        elif f.values:
+            column = products[f.key].astype(str).str.lower()
+            mask &= column.isin([v.lower() for v in f.values]).to_numpy(bool)
+        else:
+            column = pd.to_numeric(products[f.key], errors="coerce")
+            inside = column.notna()
+            if f.low is not None:
+                inside &= column >= f.low
+            if f.high is not None:
+                inside &= column <= f.high
+            mask &= inside.to_numpy(bool)
+    return mask
+
+
+def parse_filters(expressions: list[str], products: pd.DataFrame) -> list[Filter]:
+    return [parse_filter(e, products) for e in expressions]

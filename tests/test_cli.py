@@ -1,0 +1,63 @@
+"""The one ``fashion-search`` command tree: help for every command, and no TensorFlow where no model is needed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fashion_search.cli import build_parser, main
+
+COMMANDS = ("run", "index", "query", "add", "remove", "info", "serve")
+
+
+def test_help_lists_every_command_with_a_description_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("    ") and line.split()}
+    for command in COMMANDS:
+        assert command in lines and len(lines[command].split()) > 3, f"{command} has no description"
+
+
+def test_no_command_prints_the_usage_and_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2 and "usage: fashion-search" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_its_own_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and f"fashion-search {command}" in capsys.readouterr().out
+
+
+def modules_loaded_by(argv: list[str]) -> set[str]:
+    """The top-level modules a fresh interpreter has loaded after ``fashion-search <argv>``."""
+    script = ("import sys\nfrom fashion_search.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+              "    pass\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
+    return set(result.stdout.split())
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["query", "--help"], ["run", "--help"]])
+def test_help_loads_no_tensorflow(argv):
+    loaded = modules_loaded_by(argv)
+    assert "fashion_search" in loaded and not loaded & {"tensorflow", "keras"}
+
+
+def test_info_on_an_index_loads_no_tensorflow(tmp_path, photo_folder):
+    index = tmp_path / "index"
+    assert main(["index", str(photo_folder), "--index", str(index), "--model", "efficientnet_lite0",
+                 "--weights", "none", "--image-size", "32"]) == 0
+    loaded = modules_loaded_by(["info", "--index", str(index)])
+    assert "faiss" in loaded and not loaded & {"tensorflow", "keras"}
+
+
+def test_the_parser_knows_the_engine_and_the_pipeline():
+    args = build_parser().parse_args(["run", "--only", "04,05", "--set", "seed=1"])
+    assert args.only == "04,05" and args.overrides == ["seed=1"]
+    args = build_parser().parse_args(["query", "photo.jpg", "--colour", "red"])
+    assert args.photo == "photo.jpg" and args.colour == "red" and args.colour_weight is None

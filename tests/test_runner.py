@@ -1,0 +1,75 @@
+"""The pipeline runner's command line: validation, exit codes and stage selection."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from fashion_search.params import ConfigError
+from fashion_search.params_file import parse_params
+from fashion_search.pipeline.runner import STAGES, is_up_to_date, select_stages, stage_fingerprint
+from fashion_search.layout import RunLayout
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fashion_search.cli", "run", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_bad_params_exit_2_with_a_message_naming_the_key(tmp_path, raw_params):
+    raw_params["finetune"]["frozen_epochs"] = "three"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw_params))
+    result = run_cli("--params", str(path), "--outputs", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "finetune.frozen_epochs" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # rejected before any work started
+
+
+def test_bad_override_exits_2(params_file, tmp_path):
+    result = run_cli("--params", str(params_file), "--set", "evaluate.ks=[0]", "--outputs", str(tmp_path / "o"))
+    assert result.returncode == 2 and "evaluate.ks" in result.stderr
+
+
+def test_missing_dataset_exits_2_naming_the_package(tmp_path, raw_params):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    raw_params["data"]["path"] = str(empty)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw_params))
+    result = run_cli("--params", str(path), "--outputs", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "dataset-fashion-mnist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_params_file_exits_2(tmp_path):
+    result = run_cli("--params", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_stage_selection():
+    assert select_stages(None, None) == list(STAGES)
+    assert select_stages(["05", "finetune"], None) == ["02_finetune", "05_visualise"]
+    assert select_stages(None, "04_evaluate") == ["04_evaluate", "05_visualise", "06_search"]
+    with pytest.raises(ConfigError, match="unknown stage"):
+        select_stages(["07"], None)
+
+
+def test_stage_fingerprint_depends_only_on_the_stage_inputs(raw_params):
+    base = parse_params(raw_params)
+    raw_params["visualise"]["top_k"] = 3
+    changed = parse_params(raw_params)
+    assert stage_fingerprint(base, "04_evaluate") == stage_fingerprint(changed, "04_evaluate")
+    assert stage_fingerprint(base, "05_visualise") != stage_fingerprint(changed, "05_visualise")
+
+
+def test_a_stage_is_stale_when_an_earlier_one_finished_after_it(tmp_path, raw_params):
+    params = parse_params(raw_params)
+    layout = RunLayout(tmp_path)
+    layout.notebooks.mkdir(parents=True)
+    for stage, finished in (("01_data", 10.0), ("02_finetune", 20.0)):
+        layout.stamp(stage).write_text(
+            f'{{"fingerprint": "{stage_fingerprint(params, stage)}", "finished": {finished}}}')
+    assert is_up_to_date(layout, params, "02_finetune")
+    layout.stamp("01_data").write_text(f'{{"fingerprint": "{stage_fingerprint(params, "01_data")}", "finished": 30}}')
+    assert not is_up_to_date(layout, params, "02_finetune")
