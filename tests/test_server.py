@@ -17,7 +17,7 @@ from fashion_search.search.store import open_index
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.server import create_app
 from fashion_search.data.photo_folder import list_photo_folder
-from test_search import pixel_embedder  # noqa: E402
+from test_search_engine import pixel_embedder  # noqa: E402
 
 SETTINGS = IndexParams(chunk_size=8, batch_size=4, max_image_pixels=200_000)
 KEY = {"X-API-Key": "s3cret"}

@@ -14,7 +14,7 @@ from fashion_search.search.store import open_index
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.server import create_app
 from fashion_search.data.photo_folder import list_photo_folder
-from test_search import pixel_embedder  # noqa: E402
+from test_search_engine import pixel_embedder  # noqa: E402
 from test_server import SETTINGS, serve  # noqa: E402
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "outputs" / "web-page-e2e.png"

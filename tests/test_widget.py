@@ -7,7 +7,7 @@ from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.widget import panel_search, search_grid, search_widget
 from fashion_search.data.photo_folder import list_photo_folder
 from fashion_search.data.catalog import with_labels
-from test_search import SETTINGS, pixel_embedder  # noqa: E402
+from test_search_engine import SETTINGS, pixel_embedder  # noqa: E402
 
 
 def test_the_panel_searches_an_item_or_an_upload_and_draws_the_grid(photo_folder, tmp_path):
