@@ -1,10 +1,11 @@
 """The ``fashion-search`` command: one argparse tree for both wings.
 
 ``run`` executes the notebook pipeline (:mod:`fashion_search.pipeline.runner`); ``index``,
-``query``, ``add``, ``remove``, ``info`` and ``serve`` drive the search engine
+``query``, ``add``, ``remove``, ``compact``, ``info`` and ``serve`` drive the search engine
 (:mod:`fashion_search.search.commands`). Building the parser imports nothing heavy, and a
 command imports only what it needs, so ``--help`` and ``info`` answer without loading
-TensorFlow. A user mistake prints one line on stderr and exits with 2.
+TensorFlow. A user mistake, or a disk that is full or read-only, prints one line on stderr
+and exits with 2.
 """
 from __future__ import annotations
 
@@ -98,6 +99,10 @@ def _add_engine(commands) -> None:
     _common(remove)
     remove.set_defaults(run=_engine("remove"))
 
+    compact = commands.add_parser("compact", help="drop removed rows, rebuild the index's structure, clean debris")
+    _common(compact)
+    compact.set_defaults(run=_engine("compact"))
+
     info = commands.add_parser("info", help="describe the index: size, kind, model, filters")
     _common(info)
     info.add_argument("--json", action="store_true")
@@ -107,7 +112,9 @@ def _add_engine(commands) -> None:
     _common(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-upload-mb", type=float, default=10.0)
+    serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload (default 10)")
+    serve.add_argument("--max-upload-pixels", type=int, default=16_000_000,
+                       help="largest photo decoded for a request, in pixels (default 16,000,000)")
     serve.set_defaults(run=_engine("serve"))
 
 
@@ -116,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fashion-search",
         description="Fashion image search: measure backbones in the notebook pipeline (run), and search "
-                    "your own catalogue by photo (index, query, add, remove, info, serve).",
+                    "your own catalogue by photo (index, query, add, remove, compact, info, serve).",
         epilog="'fashion-search COMMAND --help' lists a command's options.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
@@ -126,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """The errors that are a user's mistake: one line, exit code 2, no traceback."""
-    from fashion_search.data.catalog import DatasetNotFoundError
+    from fashion_search.data.catalog import CatalogueError, DatasetNotFoundError
     from fashion_search.images import UnusableImageError
     from fashion_search.params import ConfigError
     from fashion_search.search.colour import ColourError
@@ -134,8 +141,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from fashion_search.search.filters import FilterError
     from fashion_search.search.store import ProductIndexError
 
-    return (ConfigError, DatasetNotFoundError, ModelError, FilterError, UnusableImageError, ProductIndexError,
-            ColourError)
+    return (ConfigError, DatasetNotFoundError, CatalogueError, ModelError, FilterError, UnusableImageError,
+            ProductIndexError, ColourError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except errors as err:
         print(f"fashion-search: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        from fashion_search.search.generations import is_disk_error
+
+        if not is_disk_error(err):
+            raise
+        print(f"fashion-search: error: cannot write {err.filename or 'a file'}: {err.strerror}; nothing was "
+              "changed (free some space, or point --index at a folder you may write)", file=sys.stderr)
         return 2
 
 

@@ -65,6 +65,25 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def content_key(image: np.ndarray | str | Path) -> str:
+    """What an item's image is, cheaply: a file's path, size and modification time, or the pixels' hash."""
+    if isinstance(image, np.ndarray):
+        return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+    try:
+        stat = Path(image).stat()
+    except OSError:
+        return f"{image}|missing"
+    return f"{image}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def work_key(*parts: Any, images=()) -> str:
+    """A short key for a resumable job's chunk folder: its parts (model, ids...) and the content
+    of its images, so chunks of another model, or of an earlier photo under the same id, are
+    never reused."""
+    digest = hashlib.sha256(json.dumps([parts, [content_key(image) for image in images]], default=str).encode())
+    return digest.hexdigest()[:16]
+
+
 def resumable_chunks(work_dir: str | Path, total: int, chunk_size: int,
                      compute: Callable[[int, int], dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """Run ``compute(start, stop)`` over ``range(total)`` in chunks, saving each chunk's arrays

@@ -130,6 +130,7 @@ class IndexParams:
     batch_size: int = 32
     chunk_size: int = 512
     max_image_pixels: int = 60_000_000
+    lock_wait_s: float = 10.0            # how long a change waits for another process's change to finish
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "index.memory_budget_gb": (0.01, 1e6),
     "index.flat_max_items": (0, 1e12),
     "index.exact_filter_rows": (0, 1e12),
+    "index.lock_wait_s": (0.0, 3600.0),
 }
 
 

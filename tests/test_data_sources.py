@@ -34,7 +34,7 @@ def test_a_folder_without_csv_is_searched_recursively_and_its_subfolders_are_cat
 def test_repeated_file_names_get_path_ids(tmp_path):
     photo(tmp_path / "a" / "1.jpg")
     photo(tmp_path / "b" / "1.jpg")
-    assert sorted(list_photo_folder(tmp_path).items["id"]) == ["a/1", "b/1"]
+    assert sorted(list_photo_folder(tmp_path).items["id"]) == ["a.1", "b.1"]  # safe ids: no slash
 
 
 def test_a_metadata_csv_gives_the_rows_and_lists_what_does_not_match(tmp_path):

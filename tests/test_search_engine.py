@@ -34,7 +34,7 @@ def pixel_embedder(seed: str = "a") -> Embedder:
     return Embedder(PixelModel(), 16, lambda x: x / 255.0, identity)
 
 
-SETTINGS = IndexParams(chunk_size=8, batch_size=4)
+SETTINGS = IndexParams(chunk_size=8, batch_size=4, lock_wait_s=0.5)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ relevance, leaving out unusable photos, and saving it for the later stages.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,32 @@ from fashion_search.params import SplitFractions
 
 SPLITS = ("train", "validation", "test")
 SKIPPED_COLUMNS = ["id", "path", "reason"]
+# An id the service can put in a URL and a file name: never a path, never hidden, no spaces.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SAFE_ID_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
+# Columns the project sets itself; metadata may not name them.
+RESERVED_COLUMNS = ("path", "label", "split", "deleted", "colours", "rank", "distance", "score", "colour_distance")
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """The catalogue's files are missing; the message says how to get them."""
+
+
+class CatalogueError(ValueError):
+    """Catalogue metadata that cannot be used as it is; the message names the column or id."""
+
+
+def is_safe_id(item_id: str) -> bool:
+    """Whether ``item_id`` follows :data:`SAFE_ID` (the whole string)."""
+    return SAFE_ID.fullmatch(item_id) is not None
+
+
+def check_metadata_columns(columns, where: str) -> None:
+    """Refuse metadata naming a column the project sets itself (:data:`RESERVED_COLUMNS`)."""
+    taken = [c for c in columns if str(c) in RESERVED_COLUMNS]
+    if taken:
+        raise CatalogueError(f"{where} has a column '{taken[0]}', a name fashion-search sets itself "
+                             f"({', '.join(RESERVED_COLUMNS)}); rename it")
 
 
 @dataclass
@@ -78,15 +101,30 @@ def photo_problem(path: str | Path) -> str | None:
     return None
 
 
+def _with_skipped(catalog: Catalog, keep: np.ndarray, reasons: list[str]) -> Catalog:
+    """The items where ``keep`` holds; the others added to ``skipped`` with their ``reasons``."""
+    paths = catalog.items["path"] if "path" in catalog.items.columns else pd.Series([""] * len(catalog))
+    bad = pd.DataFrame({"id": catalog.items["id"][~keep].astype(str), "path": paths[~keep].astype(str),
+                        "reason": reasons})
+    skipped = pd.concat([catalog.skipped, bad], ignore_index=True) if len(catalog.skipped) else bad.reset_index(drop=True)
+    return Catalog(catalog.items[keep].reset_index(drop=True), catalog.images[keep], catalog.label_column, skipped)
+
+
+def drop_unsafe_ids(catalog: Catalog) -> Catalog:
+    """Leave out items whose id breaks :data:`SAFE_ID` (a space, a slash, an accent...), listing why."""
+    ids = catalog.items["id"].astype(str)
+    keep = ids.map(is_safe_id).to_numpy(bool)
+    reasons = [f"id '{i}' cannot be served ({SAFE_ID_RULE} characters); rename the photo or its row"
+               for i in ids[~keep]]
+    return _with_skipped(catalog, keep, reasons)
+
+
 def drop_unusable(catalog: Catalog) -> Catalog:
     """Leave out photos that cannot be read, adding them to ``skipped`` with the reason."""
     problems = [photo_problem(p) for p in tqdm(catalog.images, desc="checking photos", unit="photo",
                                                  mininterval=2.0)]
     usable = np.array([problem is None for problem in problems], bool)
-    bad = pd.DataFrame({"id": catalog.items["id"][~usable], "path": catalog.images[~usable],
-                        "reason": [p for p in problems if p is not None]})
-    skipped = pd.concat([catalog.skipped, bad], ignore_index=True) if len(catalog.skipped) else bad.reset_index(drop=True)
-    return Catalog(catalog.items[usable].reset_index(drop=True), catalog.images[usable], catalog.label_column, skipped)
+    return _with_skipped(catalog, usable, [p for p in problems if p is not None])
 
 
 # ----------------------------------------------------------------------------- splits

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.data.catalog import SKIPPED_COLUMNS, Catalog, DatasetNotFoundError
+from fashion_search.data.catalog import (SKIPPED_COLUMNS, Catalog, CatalogueError, DatasetNotFoundError,
+                                         check_metadata_columns)
 from fashion_search.images import PHOTO_SUFFIXES
 
 METADATA_FILES = ("labels.csv", "metadata.csv")
@@ -27,11 +28,11 @@ def find_photos(folder: str | Path) -> list[Path]:
 
 def photo_ids(photos: list[Path], folder: Path) -> list[str]:
     """A product id per photo: its file name without suffix, or, where two photos share that
-    name, its path below ``folder`` without suffix."""
+    name, its path below ``folder`` without suffix, folders joined by '.' (``shoes.runner``)."""
     stems = [p.stem for p in photos]
     if len(set(stems)) == len(stems):
         return stems
-    return [p.relative_to(folder).with_suffix("").as_posix() for p in photos]
+    return [".".join(p.relative_to(folder).with_suffix("").parts) for p in photos]
 
 
 def find_metadata(folder: Path) -> Path | None:
@@ -46,7 +47,8 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
         raise DatasetNotFoundError(f"no metadata file {path}")
     table = pd.read_csv(path, dtype={"id": str})
     if "id" not in table.columns:
-        raise ValueError(f"{path} has no 'id' column; its columns: {', '.join(table.columns)}")
+        raise CatalogueError(f"{path} has no 'id' column; its columns: {', '.join(table.columns)}")
+    check_metadata_columns(table.columns, str(path))
     for column in table.columns.drop("id"):
         if not pd.api.types.is_numeric_dtype(table[column]):
             table[column] = table[column].fillna("unknown").astype(str)

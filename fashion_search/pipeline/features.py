@@ -6,7 +6,6 @@ Extraction writes its work in chunks, so an interrupted run continues where it s
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fashion_search.data.catalog import Catalog
-from fashion_search.io import read_json, resumable_chunks, save_npy, write_json
+from fashion_search.io import read_json, resumable_chunks, save_npy, work_key, write_json
 from fashion_search.layout import RunLayout, variants
 from fashion_search.models.registry import get_spec
 from fashion_search.params import Params
@@ -60,11 +59,6 @@ def extract_features(model: keras.Model, images: np.ndarray, size: int, preproce
     return np.concatenate([c["features"] for c in chunks]) if chunks else np.zeros((0, 0), np.float32)
 
 
-def work_key(*parts: str) -> str:
-    """A short stable key for a chunk folder, so chunks of another model are never reused."""
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
 def save_feature_store(store: FeatureStore, folder: str | Path) -> None:
     """Write the store's three files (each atomically) and drop the extraction chunks."""
     folder = Path(folder)
@@ -103,7 +97,7 @@ def extract_all(params: Params, test: Catalog, layout: RunLayout) -> dict[str, F
             store = FeatureStore(np.zeros((0, 0), np.float32), [], manifest)
         else:
             started = time.perf_counter()
-            key = work_key(manifest["fingerprint"], str(len(test)), test.items["id"].iloc[0] if len(test) else "")
+            key = work_key(manifest["fingerprint"], test.items["id"].tolist(), images=test.images)
             matrix = extract_features(embedding.model, test.images, backbone.input_size,
                                       get_spec(backbone.name).preprocess, params.features.batch_size,
                                       folder / PARTS_DIR / key, params.features.chunk_size, description=variant.name)

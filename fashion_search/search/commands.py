@@ -134,6 +134,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"model      {model['backbone']} {model['recipe']}, {model['image_size']} px, {info['dimension']}-d, "
           f"weights sha256 {model['weights_sha256'][:12]} ({model['model']})")
     print(f"filters    {', '.join(c for c in info['columns'] if c not in ('path', 'colours'))}, colour")
+    print(f"debris     {info['debris_files']:,} files, {info['debris_bytes'] / 2**20:.1f} MiB no generation uses "
+          "(removed by the next change, or 'fashion-search compact')")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    engine = SearchEngine.open(args.index, _settings(args))
+    before = engine.index.info()
+    engine.compact()
+    after = engine.index.info()
+    print(f"compacted {args.index}: {before['removed_rows']:,} removed rows dropped, {after['products']:,} products, "
+          f"{after['kind']} ({after['factory']}); {before['debris_bytes'] / 2**20:.1f} MiB of debris removed")
     return 0
 
 
@@ -145,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = SearchEngine.open(args.index, _settings(args))
     engine.embedder  # load the model now, not on the first request
     api_key = os.environ.get(API_KEY_ENV) or None
-    app = create_app(engine, api_key, int(args.max_upload_mb * 2**20))
+    app = create_app(engine, api_key, int(args.max_upload_mb * 2**20), args.max_upload_pixels)
     print(f"serving {args.index} ({int(engine.index.live.sum()):,} products) on http://{args.host}:{args.port}/ "
           f"({'writes need X-API-Key' if api_key else f'read-only: set {API_KEY_ENV} to allow writes'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -8,8 +8,6 @@ an interrupted indexing job resumes where it stopped.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -153,12 +151,6 @@ def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: tq
     return Embedded(np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
                     np.array(colours, np.float32).reshape(-1, DESCRIPTOR_DIM),
                     np.array([r is None for r in reasons], bool), reasons)
-
-
-def work_key(identity: dict, ids: list[str]) -> str:
-    """A key for a job's chunk folder: the same model over the same items, in order."""
-    digest = hashlib.sha256(json.dumps([identity, ids]).encode())
-    return digest.hexdigest()[:16]
 
 
 def embed_catalog(embedder: Embedder, ids: list[str], images: np.ndarray, work_dir: Path, chunk_size: int,

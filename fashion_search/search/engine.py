@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.data.catalog import Catalog
+from fashion_search.data.catalog import Catalog, drop_unsafe_ids
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.params import IndexParams
 from fashion_search.search.colour import colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
-from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder, work_key
+from fashion_search.io import work_key
+from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
-from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, create_index, open_index,
-                                         record_skipped, refuse_existing, remove_products)
+from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, compact, create_index,
+                                         open_index, read_manifest, record_skipped, refuse_existing, remove_products)
 
 WORK_DIR = "work"
 DEFAULT_COLOUR_WEIGHT = 0.5  # a photo with a preferred colour, when no weight is given
@@ -54,12 +55,25 @@ def _scaled(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
 
 
+@dataclass
+class Embedded:
+    """A catalogue ready for the index: the usable items, their vectors and colours, every skipped
+    photo with its reason, and the folder of saved chunks (to drop once the index holds them)."""
+
+    items: pd.DataFrame
+    vectors: np.ndarray
+    colours: np.ndarray
+    skipped: pd.DataFrame
+    chunks: Path
+
+
 def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, settings: IndexParams,
-                     description: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame]:
-    """Embed a catalogue (resumable in ``work_dir``); return the usable items, their vectors and
-    colours, and every skipped photo with its reason."""
+                     description: str) -> Embedded:
+    """Embed a catalogue, resumable in a folder under ``work_dir`` keyed by the model and the
+    photos' content; ids the service could not serve are skipped with the reason."""
+    catalog = drop_unsafe_ids(catalog)
     ids = catalog.items["id"].astype(str).tolist()
-    chunks = work_dir / work_key(embedder.identity, ids)
+    chunks = work_dir / work_key(embedder.identity, ids, images=catalog.images)
     done = embed_catalog(embedder, ids, catalog.images, chunks, settings.chunk_size, settings.batch_size, description,
                          settings.max_image_pixels)
     items = catalog.items.drop(columns=[c for c in ("label", "split") if c in catalog.items.columns])
@@ -69,7 +83,7 @@ def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, setti
     skipped = pd.DataFrame({"id": items["id"][bad].tolist(), "path": items["path"][bad].astype(str).tolist(),
                             "reason": [r for r in done.reasons if r is not None]})
     skipped = pd.concat([catalog.skipped.astype(str), skipped], ignore_index=True) if len(catalog.skipped) else skipped
-    return items[done.usable].reset_index(drop=True), done.vectors, done.colours, skipped
+    return Embedded(items[done.usable].reset_index(drop=True), done.vectors, done.colours, skipped, chunks)
 
 
 def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, overwrite: bool = False,
@@ -84,8 +98,8 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
     else:
         refuse_existing(folder)  # before hours of embedding, not after
     embedder = embedder or load_embedder(settings)
-    items, vectors, colours, skipped = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, "indexing")
-    index = create_index(folder, embedder.identity, settings, items, vectors, colours, skipped)
+    done = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, "indexing")
+    index = create_index(folder, embedder.identity, settings, done.items, done.vectors, done.colours, done.skipped)
     shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
     return index
 
@@ -198,14 +212,22 @@ class SearchEngine:
     def add(self, catalog: Catalog) -> pd.DataFrame:
         """Embed and add a catalogue's photos (an id already indexed is replaced); returns the
         photos skipped, with reasons."""
-        items, vectors, colours, skipped = embed_into_items(self.embedder, catalog, self.index.folder / WORK_DIR,
-                                                            self.settings, "adding")
-        if len(items):
-            self.index = add_products(self.index, items, vectors, colours, skipped)
-        elif len(skipped):
-            self.index = record_skipped(self.index, skipped)
-        shutil.rmtree(self.index.folder / WORK_DIR, ignore_errors=True)
-        return skipped
+        done = embed_into_items(self.embedder, catalog, self.index.folder / WORK_DIR, self.settings, "adding")
+        if len(done.items):
+            self.index = add_products(self.index, done.items, done.vectors, done.colours, done.skipped)
+        elif len(done.skipped):
+            self.index = record_skipped(self.index, done.skipped)
+        shutil.rmtree(done.chunks, ignore_errors=True)  # only this job's: another process may be adding too
+        return done.skipped
+
+    def refresh(self) -> None:
+        """Re-open the index if another process changed it since (a server sees the CLI's adds)."""
+        current = read_manifest(self.index.folder).get("generation")
+        if current != self.index.manifest.get("generation"):
+            self.index = open_index(self.index.folder, self.settings)
+
+    def compact(self) -> None:
+        self.index = compact(self.index)
 
     def remove(self, ids: list[str]) -> None:
         self.index = remove_products(self.index, ids)

@@ -16,7 +16,9 @@ fewer than ``k`` rows while more are allowed is redone exactly, so a filter neve
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,9 +179,13 @@ class VectorIndex:
 
 
 def save_faiss_index(index: faiss.Index, path: str | Path) -> None:
-    """Write a faiss index atomically."""
+    """Write a faiss index atomically; a failed write (faiss raises RuntimeError) is an OSError."""
     with atomic_path(path) as tmp:
-        faiss.write_index(index, str(tmp))
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as err:
+            code = errno.ENOSPC if "No space" in str(err) else errno.EIO
+            raise OSError(code, f"{os.strerror(code)} (faiss could not write the index)", str(path)) from None
 
 
 def load_faiss_index(path: str | Path) -> faiss.Index:

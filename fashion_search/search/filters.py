@@ -2,7 +2,10 @@
 
 ``category=shoes`` matches case-insensitively; ``category=shoes,bags`` is either; a number
 column takes a range, ``price=50..200``, ``price=..100`` or ``price=300..``; ``colour=red``
-matches the colour names read from the photos. Several filters must all hold.
+matches the colour names read from the photos. Several filters must all hold. A value that
+is not a number never matches a range. A request holds at most :data:`MAX_FILTERS` filters of
+at most :data:`MAX_VALUES` values each, so one request cannot make the engine scan its table
+thousands of times.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import pandas as pd
 from fashion_search.search.colour import PALETTE_HEX
 
 COLOUR_KEY = "colour"
+MAX_FILTERS = 20
+MAX_VALUES = 100
 HIDDEN_COLUMNS = ("path", "deleted", "colours", "split", "description")
 
 
@@ -58,9 +63,11 @@ def parse_filter(expression: str, products: pd.DataFrame) -> Filter:
         if unknown:
             raise FilterError(f"unknown colour '{unknown[0]}'; colours: {', '.join(PALETTE_HEX)}")
         return Filter(key, names)
+    if len(value.split(",")) > MAX_VALUES:
+        raise FilterError(f"'{key}=': at most {MAX_VALUES} values in one filter")
     if ".." in value:
-        if not pd.api.types.is_numeric_dtype(products[key]):
-            raise FilterError(f"'{expression}': a range needs a number column, and '{key}' holds text")
+        if pd.to_numeric(products[key], errors="coerce").isna().all():
+            raise FilterError(f"'{expression}': a range needs numbers, and '{key}' holds none")
         low, _, high = value.partition("..")
         return Filter(key, low=_number(low.strip(), expression), high=_number(high.strip(), expression))
     return Filter(key, tuple(v.strip() for v in value.split(",")))
@@ -88,4 +95,7 @@ def filter_mask(products: pd.DataFrame, filters: list[Filter]) -> np.ndarray:
 
 
 def parse_filters(expressions: list[str], products: pd.DataFrame) -> list[Filter]:
+    """Every expression parsed (at most :data:`MAX_FILTERS`)."""
+    if len(expressions) > MAX_FILTERS:
+        raise FilterError(f"{len(expressions)} filters; at most {MAX_FILTERS} in one search")
     return [parse_filter(e, products) for e in expressions]

@@ -2,39 +2,46 @@
 
 Read endpoints are open; writes (``POST /items``, ``DELETE /items/{id}``) need the API key
 set in ``FASHION_SEARCH_API_KEY`` (sent as ``X-API-Key``); without one the service is
-read-only. The model loads once at start. Requests that touch the engine are serialised by
-one lock, so concurrent queries and writes never see half a change; writes are persisted by
-the index's atomic generations and survive a restart. Uploads are size-limited, their format
-is sniffed from the content, and their pixel count checked before decoding.
+read-only. The key, the declared size and the body's size and pace are checked before the
+body is read (:mod:`.request_limits`). The model loads once at start. Requests that touch the
+engine are serialised by one lock and first pick up changes other processes made; writes are
+persisted by the index's atomic generations and survive a restart. Uploads are decoded two at
+a time within a pixel budget well below the indexing cap, their format sniffed from the
+content. A busy index answers 503 with ``Retry-After``, a full or read-only disk 507.
 """
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from PIL import Image
 
-from fashion_search.data.catalog import Catalog
+from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, check_metadata_columns, is_safe_id
 from fashion_search.images import PHOTO_SUFFIXES, UnusableImageError, decode_photo
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, SearchEngine
 from fashion_search.search.filters import FilterError
+from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
+from fashion_search.search.request_limits import RequestLimits
 from fashion_search.search.store import ProductIndexError
 
 API_KEY_ENV = "FASHION_SEARCH_API_KEY"
 MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_UPLOAD_PIXELS = 16_000_000   # a query or new product photo; indexing allows more (index.max_image_pixels)
+FORM_OVERHEAD_BYTES = 64 * 2**10  # multipart boundaries and the other fields of an upload
+DECODES_AT_ONCE = 2
 MAX_K = 100
-UPLOADS_DIR = "uploads"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # no slashes, no leading dot: never a path
+RETRY_AFTER_S = 5
 PAGE = Path(__file__).with_name("web") / "index.html"
 
 
@@ -44,56 +51,94 @@ def _records(results: pd.DataFrame) -> list[dict]:
     return table.where(pd.notna(table), None).to_dict(orient="records")
 
 
+def write_refusal(api_key: str | None, method: str, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+    """Why a request may not write (403 read-only service, 401 missing or wrong key), or None.
+    The key is compared as bytes, so any header value gets an answer, never an error."""
+    writes = (method == "POST" and path.rstrip("/") == "/items") or (method == "DELETE" and path.startswith("/items/"))
+    if not writes:
+        return None
+    if api_key is None:
+        return 403, f"read-only service: set {API_KEY_ENV} to allow writes"
+    given = headers.get(b"x-api-key")
+    if given is None or not secrets.compare_digest(given, api_key.encode()):
+        return 401, "missing or wrong X-API-Key"
+    return None
+
+
 class Service:
     """The engine behind a lock, plus request counters for ``/stats``."""
 
-    def __init__(self, engine: SearchEngine, api_key: str | None, max_upload_bytes: int):
-        self.engine, self.api_key, self.max_upload_bytes = engine, api_key, max_upload_bytes
+    def __init__(self, engine: SearchEngine, api_key: str | None, max_upload_bytes: int, max_upload_pixels: int):
+        self.engine, self.api_key = engine, api_key
+        self.max_upload_bytes = max_upload_bytes
+        self.max_upload_pixels = min(max_upload_pixels, engine.settings.max_image_pixels)
         self.lock = threading.Lock()
+        self.decode_slots = threading.BoundedSemaphore(DECODES_AT_ONCE)
         self.started = time.time()
         self.counts: dict[str, int] = {}
+
+    @contextmanager
+    def current(self) -> Iterator[SearchEngine]:
+        """The engine, held for one request, with changes other processes made picked up."""
+        with self.lock:
+            self.engine.refresh()
+            yield self.engine
 
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
 
-    def read_upload(self, upload: UploadFile) -> tuple[bytes, np.ndarray]:
-        """The upload's bytes and pixels; 413 when too large, 415 when not a readable image."""
+    def read_upload(self, upload: UploadFile) -> np.ndarray:
+        """The upload's pixels; 413 when too large, 415 when not a readable image or over the pixel budget."""
         data = upload.file.read(self.max_upload_bytes + 1)
         if len(data) > self.max_upload_bytes:
             raise HTTPException(413, f"upload larger than {self.max_upload_bytes:,} bytes")
         try:
-            return data, decode_photo(data, self.engine.settings.max_image_pixels)
+            with self.decode_slots:
+                return decode_photo(data, self.max_upload_pixels)
         except UnusableImageError as err:
             raise HTTPException(415, f"not a usable photo: {err}") from None
 
     def row_of(self, item_id: str) -> int:
         """The live row of a product id; 400 for a malformed id, 404 for an unknown one."""
-        if not ID_PATTERN.match(item_id):
-            raise HTTPException(400, "malformed id: letters, digits, '.', '_' and '-' only")
+        if not is_safe_id(item_id):
+            raise HTTPException(400, f"malformed id: {SAFE_ID_RULE} characters")
         rows = np.flatnonzero((self.engine.index.products["id"].to_numpy(str) == item_id) & self.engine.index.live)
         if len(rows) == 0:
             raise HTTPException(404, f"no product '{item_id}'")
         return int(rows[0])
 
 
-def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_upload_pixels: int = MAX_UPLOAD_PIXELS, read_timeout_s: float = 30.0) -> FastAPI:
     """The HTTP service over an opened engine (its model already loaded)."""
-    service = Service(engine, api_key, max_upload_bytes)
+    service = Service(engine, api_key, max_upload_bytes, max_upload_pixels)
     app = FastAPI(title="fashion-search", version="1",
                   description="Search a fashion catalogue by photo, product or filters; keep it up to date.")
     app.state.service = service
+    app.add_middleware(RequestLimits, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
+                       refuse=lambda method, path, headers: write_refusal(service.api_key, method, path, headers),
+                       read_timeout_s=read_timeout_s)
 
     @app.exception_handler(FilterError)
     @app.exception_handler(ColourError)
+    @app.exception_handler(CatalogueError)
     def bad_request(request: Request, err: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
 
-    def writer(x_api_key: str | None = Header(default=None)) -> None:
-        """Allow a write only with the configured API key."""
-        if service.api_key is None:
-            raise HTTPException(403, f"read-only service: set {API_KEY_ENV} to allow writes")
-        if x_api_key is None or not secrets.compare_digest(x_api_key, service.api_key):
-            raise HTTPException(401, "missing or wrong X-API-Key")
+    @app.exception_handler(IndexBusyError)
+    def busy(request: Request, err: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.exception_handler(ProductIndexError)
+    def conflict(request: Request, err: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=409)
+
+    @app.exception_handler(OSError)
+    def storage(request: Request, err: OSError) -> JSONResponse:
+        if not is_disk_error(err):
+            raise err
+        return JSONResponse({"detail": f"the index could not be written ({err.strerror}); nothing was changed"},
+                            status_code=507)
 
     def checked_k(k: int) -> int:
         if not 1 <= k <= MAX_K:
@@ -110,7 +155,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
 
     @app.get("/stats", summary="The index (kind, model, counts) and the requests served")
     def stats() -> dict:
-        info = service.engine.index.info()
+        with service.current() as engine:
+            info = engine.index.info()
         info.pop("folder", None)
         return {"index": info, "requests": dict(service.counts), "uptime_s": round(time.time() - service.started, 1)}
 
@@ -121,69 +167,67 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                colour_weight: float | None = Form(
                    default=None, ge=0.0, le=1.0,
                    description=f"0..1; default {DEFAULT_COLOUR_WEIGHT} with a colour, else 0")) -> dict:
-        _, pixels = service.read_upload(photo)
-        with service.lock:
+        pixels = service.read_upload(photo)
+        with service.current() as engine:
             service.count("search")
-            query = service.engine.pixels_query(pixels, f"upload {photo.filename or ''}".strip())
-            results = service.engine.search(query, checked_k(k), filter, colour_weight, colour)
+            query = engine.pixels_query(pixels, f"upload {photo.filename or ''}".strip())
+            results = engine.search(query, checked_k(k), filter, colour_weight, colour)
         return {"results": _records(results)}
 
     @app.get("/items/{item_id}", summary="A product's metadata")
     def item(item_id: str) -> dict:
-        with service.lock:
+        with service.current() as engine:
             row = service.row_of(item_id)
-            record = _records(service.engine.index.products.iloc[[row]].drop(columns=["deleted"]))[0]
+            record = _records(engine.index.products.iloc[[row]].drop(columns=["deleted"]))[0]
         return record
 
     @app.get("/items/{item_id}/similar", summary="More like this product (the product itself excluded)")
     def similar(item_id: str, k: int = 10, filter: list[str] = Query(default=[])) -> dict:
-        with service.lock:
+        with service.current() as engine:
             service.row_of(item_id)
             service.count("similar")
-            results = service.engine.search(service.engine.product_query(item_id), checked_k(k), filter)
+            results = engine.search(engine.product_query(item_id), checked_k(k), filter)
         return {"results": _records(results)}
 
     @app.get("/items/{item_id}/image", summary="A product's photo", response_class=FileResponse)
     def image(item_id: str) -> FileResponse:
-        with service.lock:
-            path = Path(str(service.engine.index.products["path"].iloc[service.row_of(item_id)]))
+        with service.current() as engine:
+            path = Path(str(engine.index.products["path"].iloc[service.row_of(item_id)]))
         if path.suffix.lower() not in PHOTO_SUFFIXES or not path.is_file():
             raise HTTPException(404, f"the photo of '{item_id}' is not available")
         return FileResponse(path)
 
-    @app.post("/items", status_code=201, dependencies=[Depends(writer)],
-              summary="Add a product (or replace one with the same id); needs X-API-Key")
+    @app.post("/items", status_code=201, summary="Add a product (or replace one with the same id); needs X-API-Key")
     def add(id: str = Form(...), photo: UploadFile = File(...),
             metadata: str = Form(default="{}", description="a JSON object of metadata columns")) -> dict:
-        if not ID_PATTERN.match(id):
-            raise HTTPException(400, "malformed id: letters, digits, '.', '_' and '-' only")
+        if not is_safe_id(id):
+            raise HTTPException(400, f"malformed id: {SAFE_ID_RULE} characters")
         try:
             fields = json.loads(metadata)
         except ValueError:
             fields = None
         if not isinstance(fields, dict):
             raise HTTPException(400, "metadata must be a JSON object")
-        _, pixels = service.read_upload(photo)
-        with service.lock:
-            path = service.engine.index.folder / UPLOADS_DIR / f"{id}.png"  # re-encoded: only our own bytes are served
+        check_metadata_columns([k for k in fields if k != "id"], "the metadata")
+        pixels = service.read_upload(photo)
+        with service.current() as engine:
+            # Re-encoded, so only our own bytes are served; a fresh name per add, so a failed add
+            # never changes the photo an indexed product shows (debris clean-up removes it later).
+            path = engine.index.folder / UPLOADS_DIR / f"{id}.{secrets.token_hex(4)}.png"
             with atomic_path(path) as tmp:
                 Image.fromarray(pixels).save(tmp, format="PNG")
-            items = pd.DataFrame([{**{k: v for k, v in fields.items() if k not in ("id", "path")},
-                                   "id": id, "path": str(path)}])
-            skipped = service.engine.add(Catalog(items, items["path"].to_numpy(str)))
+            items = pd.DataFrame([{**{k: v for k, v in fields.items() if k != "id"}, "id": id, "path": str(path)}])
+            skipped = engine.add(Catalog(items, items["path"].to_numpy(str)))
             service.count("add")
         if len(skipped):
             raise HTTPException(415, f"not a usable photo: {skipped['reason'].iloc[0]}")
         return {"id": id, "products": int(service.engine.index.live.sum())}
 
-    @app.delete("/items/{item_id}", dependencies=[Depends(writer)], summary="Remove a product; needs X-API-Key")
+    @app.delete("/items/{item_id}", summary="Remove a product; needs X-API-Key")
     def delete(item_id: str) -> dict:
-        with service.lock:
+        with service.current() as engine:
             service.row_of(item_id)
-            try:
-                service.engine.remove([item_id])
-            except ProductIndexError as err:
-                raise HTTPException(409, str(err)) from None
+            engine.remove([item_id])
             service.count("delete")
         return {"id": item_id, "products": int(service.engine.index.live.sum())}
 
