@@ -50,6 +50,14 @@ class Query:
     path: str | None = None             # the query photo, for contact sheets
 
 
+@dataclass
+class Framed:
+    """A photo reduced to what a query needs: the model's square input and its colour descriptor."""
+
+    square: np.ndarray
+    colours: np.ndarray
+
+
 def _scaled(values: np.ndarray) -> np.ndarray:
     spread = values.max() - values.min() if len(values) else 0.0
     return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
@@ -140,8 +148,16 @@ class SearchEngine:
 
     def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None) -> Query:
         """A query from decoded RGB pixels (an uploaded photo)."""
-        vector = self.embedder.embed(fit_to_square(pixels, self.embedder.image_size)[None])[0]
-        return Query(label, vector, colour_descriptor(pixels), path=path)
+        return self.framed_query(self.frame(pixels), label, path)
+
+    def frame(self, pixels: np.ndarray) -> Framed:
+        """What a query needs of a photo, small: the model's square and the colour descriptor
+        (needs the model's size only, not the model; a server does it before taking its lock)."""
+        return Framed(fit_to_square(pixels, self.embedder.image_size), colour_descriptor(pixels))
+
+    def framed_query(self, framed: Framed, label: str, path: str | None = None) -> Query:
+        """A query from a framed photo: its vector computed now."""
+        return Query(label, self.embedder.embed(framed.square[None])[0], framed.colours, path=path)
 
     def product_query(self, product: str) -> Query:
         """"More like this": a catalogue product's own vector and colours; the product excluded."""

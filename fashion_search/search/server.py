@@ -11,13 +11,17 @@ content. A busy index answers 503 with ``Retry-After``, a full or read-only disk
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import io
 import json
 import secrets
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -43,6 +47,22 @@ DECODES_AT_ONCE = 2
 MAX_K = 100
 RETRY_AFTER_S = 5
 PAGE = Path(__file__).with_name("web") / "index.html"
+T = TypeVar("T")
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed after a large decode back to the system (glibc keeps it per thread
+    otherwise, and a server's resident size creeps up under large uploads)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """A photo re-encoded as PNG: only bytes we wrote are stored and served."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _records(results: pd.DataFrame) -> list[dict]:
@@ -87,16 +107,22 @@ class Service:
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
 
-    def read_upload(self, upload: UploadFile) -> np.ndarray:
-        """The upload's pixels; 413 when too large, 415 when not a readable image or over the pixel budget."""
+    def read_upload(self, upload: UploadFile, reduce: Callable[[np.ndarray], T]) -> T:
+        """``reduce`` of the upload's pixels, computed within a decode slot so that at most
+        :data:`DECODES_AT_ONCE` full-size photos are in memory; 413 when too large, 415 when
+        not a readable image or over the pixel budget."""
         data = upload.file.read(self.max_upload_bytes + 1)
         if len(data) > self.max_upload_bytes:
             raise HTTPException(413, f"upload larger than {self.max_upload_bytes:,} bytes")
-        try:
-            with self.decode_slots:
-                return decode_photo(data, self.max_upload_pixels)
-        except UnusableImageError as err:
-            raise HTTPException(415, f"not a usable photo: {err}") from None
+        with self.decode_slots:
+            try:
+                pixels = decode_photo(data, self.max_upload_pixels)
+            except UnusableImageError as err:
+                raise HTTPException(415, f"not a usable photo: {err}") from None
+            reduced = reduce(pixels)
+            del pixels
+            release_freed_memory()
+            return reduced
 
     def row_of(self, item_id: str) -> int:
         """The live row of a product id; 400 for a malformed id, 404 for an unknown one."""
@@ -167,10 +193,10 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                colour_weight: float | None = Form(
                    default=None, ge=0.0, le=1.0,
                    description=f"0..1; default {DEFAULT_COLOUR_WEIGHT} with a colour, else 0")) -> dict:
-        pixels = service.read_upload(photo)
+        framed = service.read_upload(photo, service.engine.frame)
         with service.current() as engine:
             service.count("search")
-            query = engine.pixels_query(pixels, f"upload {photo.filename or ''}".strip())
+            query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
             results = engine.search(query, checked_k(k), filter, colour_weight, colour)
         return {"results": _records(results)}
 
@@ -209,13 +235,13 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         if not isinstance(fields, dict):
             raise HTTPException(400, "metadata must be a JSON object")
         check_metadata_columns([k for k in fields if k != "id"], "the metadata")
-        pixels = service.read_upload(photo)
+        png = service.read_upload(photo, encode_png)
         with service.current() as engine:
             # Re-encoded, so only our own bytes are served; a fresh name per add, so a failed add
             # never changes the photo an indexed product shows (debris clean-up removes it later).
             path = engine.index.folder / UPLOADS_DIR / f"{id}.{secrets.token_hex(4)}.png"
             with atomic_path(path) as tmp:
-                Image.fromarray(pixels).save(tmp, format="PNG")
+                tmp.write_bytes(png)
             items = pd.DataFrame([{**{k: v for k, v in fields.items() if k != "id"}, "id": id, "path": str(path)}])
             skipped = engine.add(Catalog(items, items["path"].to_numpy(str)))
             service.count("add")
