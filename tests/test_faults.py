@@ -147,6 +147,19 @@ def test_readers_always_open_a_whole_generation_while_another_process_writes(ind
     assert opened > 5 and not failures
 
 
+def test_a_reader_that_read_the_manifest_just_before_a_change_still_opens_it(index_folder):
+    """The race above, made certain: the generation a reader has just read the manifest of
+    survives the next change, and after two changes opening moves on to the current one."""
+    seen = store.read_manifest(index_folder)
+    store.remove_products(open_index(index_folder, SETTINGS), ["100"])
+    stale = store._open_once(index_folder, seen, SETTINGS, None)  # what a reader mid-open gets
+    assert "100" in set(stale.products["id"][stale.live])
+    store.remove_products(open_index(index_folder, SETTINGS), ["101"])
+    assert not (index_folder / seen["files"]["products"]).exists()  # two changes on: cleaned
+    current = open_index(index_folder, SETTINGS)
+    assert not {"100", "101"} & set(current.products["id"][current.live])
+
+
 def test_two_writers_both_land(index_folder, tmp_path):
     adder = textwrap.dedent('''
         import sys
