@@ -1,7 +1,9 @@
 """Atomic file writes and small JSON helpers shared by every stage.
 
 A file is written to a temporary sibling and renamed into place, so an interrupted job
-never leaves a half-written artefact that a later stage would mistake for a finished one.
+never leaves a half-written artefact that a later stage would mistake for a finished one. The
+file gets the permissions the process's umask gives any new file (``mkstemp`` alone would make
+it owner-only, and a colleague could not read the reports, nor another user serve the index).
 """
 from __future__ import annotations
 
@@ -16,6 +18,20 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (no window in which
+    another thread would create files with a umask of 0)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
@@ -25,6 +41,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -204,3 +204,14 @@ def test_a_second_process_changing_the_index_is_refused(engine):
             engine.remove(["100"])
     engine.remove(["100"])
     assert "100" not in set(engine.index.products["id"][engine.index.live])
+
+
+def test_adding_photos_without_metadata_invents_no_column(engine, photo_folder, tmp_path):
+    loose = tmp_path / "loose" / "summer"  # a sub-folder a catalogue without a CSV would call a category
+    loose.mkdir(parents=True)
+    shutil.copy(photo_folder / "images" / "100.jpg", loose / "n1.jpg")
+    before = list(engine.index.products.columns)
+    engine.add(list_photo_folder(tmp_path / "loose"))
+    assert list(engine.index.products.columns) == before and "n1" in set(engine.index.products["id"])
+    engine.add(list_photo_folder(tmp_path / "loose"), new_columns=True)  # on purpose: kept
+    assert "category" in engine.index.products.columns

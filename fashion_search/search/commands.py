@@ -19,7 +19,7 @@ import pandas as pd
 
 from fashion_search.data import detect_source, list_catalogue, source_name
 from fashion_search.data.catalog import Catalog
-from fashion_search.data.photo_folder import list_photos
+from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import parse_index, read_yaml
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
@@ -105,8 +105,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     engine = SearchEngine.open(args.index, _settings(args))
     catalog = list_photos(args.photos, args.metadata)
+    csv_given = args.metadata is not None or any(find_metadata(Path(p)) for p in args.photos if Path(p).is_dir())
     before = int(engine.index.live.sum())
-    skipped = engine.add(catalog)
+    skipped = engine.add(catalog, new_columns=csv_given)
     after = int(engine.index.live.sum())
     print(f"added {len(catalog) - len(skipped):,} photos to {args.index} ({after - before:+,} products; "
           f"{after:,} in all)")

@@ -225,9 +225,15 @@ class SearchEngine:
         return table
 
     # ------------------------------------------------------------------ changes
-    def add(self, catalog: Catalog) -> pd.DataFrame:
+    def add(self, catalog: Catalog, new_columns: bool = False) -> pd.DataFrame:
         """Embed and add a catalogue's photos (an id already indexed is replaced); returns the
-        photos skipped, with reasons."""
+        photos skipped, with reasons. The index keeps the columns it was built with: a column it
+        lacks is added only with ``new_columns`` (metadata a user gave on purpose), never from a
+        guess such as a loose photo's folder."""
+        if not new_columns:
+            known = set(self.index.products.columns) | {"id", "path", "split"}
+            catalog = Catalog(catalog.items[[c for c in catalog.items.columns if c in known]], catalog.images,
+                              catalog.label_column, catalog.skipped)
         done = embed_into_items(self.embedder, catalog, self.index.folder / WORK_DIR, self.settings, "adding")
         if len(done.items):
             self.index = add_products(self.index, done.items, done.vectors, done.colours, done.skipped)

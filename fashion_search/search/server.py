@@ -243,7 +243,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             with atomic_path(path) as tmp:
                 tmp.write_bytes(png)
             items = pd.DataFrame([{**{k: v for k, v in fields.items() if k != "id"}, "id": id, "path": str(path)}])
-            skipped = engine.add(Catalog(items, items["path"].to_numpy(str)))
+            skipped = engine.add(Catalog(items, items["path"].to_numpy(str)), new_columns=True)
             service.count("add")
         if len(skipped):
             raise HTTPException(415, f"not a usable photo: {skipped['reason'].iloc[0]}")
