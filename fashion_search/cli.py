@@ -16,6 +16,36 @@ from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
 from fashion_search.params import INDEX_TYPES
 
 DEFAULT_INDEX = "outputs/index"
+EXAMPLES = {
+    "run": ["fashion-search run", "fashion-search run --params configs/fashion-products-dev.yaml",
+            "fashion-search run --only 04,05 --set evaluate.ks=[1,5,20]"],
+    "index": ["fashion-search index ../shared/data/fashion-products-dev --index outputs/dev-index",
+              "fashion-search index photos/ --metadata photos.csv "
+              "--model outputs/default/models/efficientnet_lite0/softmax",
+              "fashion-search index fashion-mnist --split test --index outputs/fm-index"],
+    "query": ["fashion-search query my-photo.jpg --index outputs/dev-index --top-k 5",
+              "fashion-search query my-photo.jpg --filter gender=Women --filter price=..100 --json",
+              "fashion-search query --like 10007 --colour navy --index outputs/dev-index"],
+    "add": ["fashion-search add new-photos/ --metadata new-photos.csv --index outputs/dev-index",
+            "fashion-search add one.jpg two.jpg --index outputs/dev-index"],
+    "remove": ["fashion-search remove 10007 10017 --index outputs/dev-index"],
+    "compact": ["fashion-search compact --index outputs/dev-index"],
+    "info": ["fashion-search info --index outputs/dev-index", "fashion-search info --index outputs/dev-index --json"],
+    "serve": ["FASHION_SEARCH_API_KEY=secret fashion-search serve --index outputs/dev-index --port 8000",
+              "fashion-search serve --index outputs/dev-index --host 0.0.0.0   # read-only, every interface"],
+}
+
+
+def _examples(*commands: str) -> str:
+    lines = [f"  {line}" for command in commands for line in EXAMPLES[command][:3 if len(commands) == 1 else 1]]
+    return "examples:\n" + "\n".join(lines)
+
+
+def _command(commands, name: str, summary: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary and its examples."""
+    description = kwargs.pop("description", summary[0].upper() + summary[1:])
+    return commands.add_parser(name, help=summary, description=description, epilog=_examples(name),
+                               formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,7 +64,7 @@ def _engine(name: str):
 
 
 def _add_run(commands) -> None:
-    run = commands.add_parser("run", help="run the notebook pipeline (01_data … 06_search) on a parameter file",
+    run = _command(commands, "run", "run the notebook pipeline (01_data … 06_search) on a parameter file",
                               description="Run the numbered notebooks in order with papermill and export each to "
                                           "HTML; stages already up to date are skipped.")
     run.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
@@ -55,7 +85,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_engine(commands) -> None:
-    index = commands.add_parser("index", help="build a search index of a catalogue")
+    index = _command(commands, "index", "build a search index of a catalogue")
     index.add_argument("catalogue", help="a folder of photos (with optional labels.csv / metadata.csv), a Farfetch "
                                          "listings folder, or 'fashion-mnist'")
     _common(index)
@@ -63,7 +93,8 @@ def _add_engine(commands) -> None:
                                             "fashion-mnist"), default="auto",
                        help="the catalogue's source (default: recognised from the folder)")
     index.add_argument("--metadata", help="metadata CSV with an 'id' column (default: labels.csv or metadata.csv)")
-    index.add_argument("--split", choices=("train", "test", "all"), default="test", help="Fashion-MNIST images to index")
+    index.add_argument("--split", choices=("train", "test", "all"), default="test",
+                       help="Fashion-MNIST images to index")
     index.add_argument("--model", help=f"backbone ({', '.join(BACKBONES)}) or trained model folder "
                                        "(default: index.model)")
     index.add_argument("--weights", choices=WEIGHT_CHOICES)
@@ -72,7 +103,7 @@ def _add_engine(commands) -> None:
     index.add_argument("--overwrite", action="store_true", help="replace an existing index")
     index.set_defaults(run=_engine("index"))
 
-    query = commands.add_parser("query", help="search the index by photo, by product or by colour")
+    query = _command(commands, "query", "search the index by photo, by product or by colour")
     query.add_argument("photo", nargs="?", help="query photo")
     _common(query)
     query.add_argument("--like", metavar="PRODUCT_ID", help="more like this catalogue product (itself excluded)")
@@ -80,7 +111,7 @@ def _add_engine(commands) -> None:
                                                    "prefer that colour")
     query.add_argument("--colour-weight", type=float, help="0..1: blend of colour closeness into the order "
                                                            "(default 0.5 with --colour, else 0)")
-    query.add_argument("--top-k", type=int, default=10)
+    query.add_argument("--top-k", type=int, default=10, help="how many results (default 10)")
     query.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                        help="category=shoes, brand=a,b, price=50..200, colour=red; repeat to combine")
     query.add_argument("--json", action="store_true", help="results as JSON")
@@ -88,27 +119,27 @@ def _add_engine(commands) -> None:
     query.add_argument("--model", help="refuse unless the index was built with this model")
     query.set_defaults(run=_engine("query"))
 
-    add = commands.add_parser("add", help="add photos to the index (an id already there is replaced)")
+    add = _command(commands, "add", "add photos to the index (an id already there is replaced)")
     add.add_argument("photos", nargs="+", help="photos and folders")
     _common(add)
     add.add_argument("--metadata", help="metadata CSV with an 'id' column")
     add.set_defaults(run=_engine("add"))
 
-    remove = commands.add_parser("remove", help="remove products from the index")
+    remove = _command(commands, "remove", "remove products from the index")
     remove.add_argument("ids", nargs="+")
     _common(remove)
     remove.set_defaults(run=_engine("remove"))
 
-    compact = commands.add_parser("compact", help="drop removed rows, rebuild the index's structure, clean debris")
+    compact = _command(commands, "compact", "drop removed rows, rebuild the index's structure, clean debris")
     _common(compact)
     compact.set_defaults(run=_engine("compact"))
 
-    info = commands.add_parser("info", help="describe the index: size, kind, model, filters")
+    info = _command(commands, "info", "describe the index: size, kind, model, filters")
     _common(info)
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=_engine("info"))
 
-    serve = commands.add_parser("serve", help="serve the index over HTTP, with a web page")
+    serve = _command(commands, "serve", "serve the index over HTTP, with a web page")
     _common(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000)
@@ -124,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fashion-search",
         description="Fashion image search: measure backbones in the notebook pipeline (run), and search "
                     "your own catalogue by photo (index, query, add, remove, compact, info, serve).",
-        epilog="'fashion-search COMMAND --help' lists a command's options.")
+        epilog=_examples(*EXAMPLES) + "\n\n'fashion-search COMMAND --help' lists a command's options and examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
     _add_engine(commands)

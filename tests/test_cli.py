@@ -31,7 +31,9 @@ def test_no_command_prints_the_usage_and_exits_2(capsys):
 def test_each_command_has_its_own_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
-    assert exit_info.value.code == 0 and f"fashion-search {command}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and f"fashion-search {command}" in out
+    assert "examples:" in out and out.split("examples:")[1].count(f"fashion-search {command}") >= 1
 
 
 def modules_loaded_by(argv: list[str]) -> set[str]:

@@ -70,6 +70,13 @@ def test_user_mistakes_give_one_line_and_exit_2(index_dir, photo_folder, tmp_pat
     assert re.search(message, err), err
 
 
+def test_a_filter_value_that_matches_nothing_names_the_values_that_exist(index_dir, photo_folder, capsys):
+    photo = photo_folder / "images" / "108.jpg"
+    code, out, err = run(capsys, "query", str(photo), "--index", str(index_dir), "--filter", "articleType=Tshirt")
+    assert code == 0 and "no product matches" in out
+    assert "no product has articleType=Tshirt; articleType values, closest first: Tshirts" in err
+
+
 def test_fashion_mnist_is_a_catalogue_too(fashion_mnist_dir, tmp_path, capsys):
     code, out, _ = run(capsys, "index", str(fashion_mnist_dir), "--layout", "fashion-mnist", "--index",
                        str(tmp_path / "fm"), *TINY)

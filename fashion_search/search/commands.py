@@ -23,6 +23,7 @@ from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import parse_index, read_yaml
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
+from fashion_search.search.filters import closest_values
 from fashion_search.search.store import open_index
 
 SHOWN_COLUMNS = ("category", "articleType", "gender", "brand", "price", "baseColour", "product_id")
@@ -74,6 +75,16 @@ def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
     print(results[columns].to_string(index=False))
 
 
+def _hint_filter_values(filters: list[str], engine: SearchEngine) -> None:
+    """On stderr: for each filter that matches no product, the values that exist, closest first."""
+    for expression in filters:
+        values = closest_values(expression, engine.index.products, engine.index.live)
+        if values:
+            key = expression.partition("=")[0].strip()
+            print(f"no product has {expression.strip()}; {key} values, closest first: {', '.join(values)}",
+                  file=sys.stderr)
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     given = [x for x in (args.photo, args.like) if x]
     if len(given) > 1 or not (given or args.colour):
@@ -94,6 +105,8 @@ def cmd_query(args: argparse.Namespace) -> int:
                          indent=2))
     else:
         _print_results(results, query.label, engine.index.info())
+    if results.empty:
+        _hint_filter_values(args.filter, engine)
     if args.contact_sheet:
         from fashion_search.search.contact_sheet import save_contact_sheet
 

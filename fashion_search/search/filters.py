@@ -9,6 +9,7 @@ thousands of times.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +93,18 @@ def filter_mask(products: pd.DataFrame, filters: list[Filter]) -> np.ndarray:
                 inside &= column <= f.high
             mask &= inside.to_numpy(bool)
     return mask
+
+
+def closest_values(expression: str, products: pd.DataFrame, live: np.ndarray, n: int = 5) -> list[str] | None:
+    """For a ``key=value`` filter no live product matches: the values its column does hold,
+    closest to the ones asked for first (None when the filter matches, or is a range or colour)."""
+    parsed = parse_filter(expression, products)
+    if not parsed.values or parsed.key == COLOUR_KEY or filter_mask(products[live], [parsed]).any():
+        return None
+    held = sorted(set(products.loc[live, parsed.key].astype(str)))
+    wanted = parsed.values[0].lower()
+    by_closeness = sorted(held, key=lambda v: -difflib.SequenceMatcher(None, wanted, v.lower()).ratio())
+    return by_closeness[:n]
 
 
 def parse_filters(expressions: list[str], products: pd.DataFrame) -> list[Filter]:
