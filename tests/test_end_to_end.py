@@ -51,6 +51,14 @@ def test_the_whole_chain_runs_and_leaves_its_artefacts(tiny_run):
     assert (run_dir / "index" / "efficientnet_lite0" / "softmax" / "manifest.json").is_file()
 
 
+def test_the_search_report_shows_each_model_grid_once(tiny_run):
+    run_dir, _, _ = tiny_run
+    cells = json.loads((run_dir / "notebooks" / "06_search.ipynb").read_text())["cells"]
+    last = [c for c in cells if c["cell_type"] == "code"][-1]
+    images = [o for o in last["outputs"] if "image/png" in o.get("data", {})]
+    assert len(images) == len(list((run_dir / "figures").glob("search_*.png"))) == 4  # 2 backbones × 2 recipes
+
+
 def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_run):
     run_dir, _, _ = tiny_run
     table = pd.read_csv(run_dir / "metrics" / "map_table.csv")

@@ -114,6 +114,7 @@ def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: in
             checkpoint = ResumableCheckpoint(state, validation.key, params.patience, phase)
             started = time.perf_counter()
             models.training.fit(train, initial_epoch=max(first, state.epochs_done), epochs=last, verbose=2,
+                                shuffle=False,  # the dataset shuffles itself; Keras would warn and ignore it
                                 callbacks=[validation, logger, checkpoint])
             state.seconds += time.perf_counter() - started
             state.save()

@@ -8,9 +8,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from fashion_search.data.catalog import Catalog
-from fashion_search.figures import show_image
+from fashion_search.figures import frame_tile, show_image
 
-RELEVANT, IRRELEVANT = "#2e7d32", "#c62828"
 
 
 def plot_catalog_samples(catalog: Catalog, per_class: int = 8, seed: int = 0, max_classes: int = 12) -> Figure:
@@ -76,10 +75,7 @@ def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int]
         for rank, item in enumerate(neighbours[query, :top_k], start=1):
             ax = axes[row][rank]
             show_image(ax, test.images[item])
-            colour = RELEVANT if labels[item] == labels[query] else IRRELEVANT
-            for spine in ax.spines.values():
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(3)
+            colour = frame_tile(ax, labels[item] == labels[query])
             ax.set_title(f"{rank}. {labels[item]}", fontsize=6, color=colour)
     fig.suptitle(title)
     fig.tight_layout()

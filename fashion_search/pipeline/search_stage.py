@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from fashion_search.data.catalog import Catalog
@@ -29,19 +30,23 @@ def build_run_indexes(params: Params, layout: RunLayout, test: Catalog) -> dict[
         if not saved.is_usable(model):
             continue
         settings = dataclasses.replace(params.index, model=str(model), type="auto")
-        index = build_index(test, layout.index(variant), settings, overwrite=True)
+        index = build_index(test, layout.index(variant), settings, overwrite=True,
+                            description=f"indexing with {variant.name}")
         engines[variant.name] = SearchEngine(index, settings)
     return engines
 
 
 def example_grids(engines: dict[str, SearchEngine], catalog: Catalog, example: str, k: int,
                   figures: Path) -> dict[str, Figure]:
-    """"More like" one catalogue item with each model, drawn and saved as ``search_<model>.png``."""
+    """"More like" one catalogue item with each model, drawn and saved as ``search_<model>.png``;
+    each figure is closed, so a notebook shows it once, where it is displayed."""
     image = item_images(catalog, [example])[0]
+    label = str(catalog.items.set_index(catalog.items["id"].astype(str)).loc[example, catalog.label_column])
     grids = {}
     for name, engine in engines.items():
-        _, figure = search_grid(engine, catalog, engine.product_query(example), image, k, [])
+        _, figure = search_grid(engine, catalog, engine.product_query(example), image, k, [], query_label=label)
         figure.suptitle(f"{name}: more like {example}", fontsize=9)
         save_figure(figure, figures / f"search_{name}.png")
+        plt.close(figure)
         grids[name] = figure
     return grids

@@ -95,7 +95,7 @@ def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, setti
 
 
 def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, overwrite: bool = False,
-                embedder: Embedder | None = None) -> ProductIndex:
+                embedder: Embedder | None = None, description: str = "indexing") -> ProductIndex:
     """Embed every photo of ``catalog`` and write a new index to ``folder``. An interrupted run
     resumes from the chunks already embedded."""
     folder = Path(folder)
@@ -106,7 +106,7 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
     else:
         refuse_existing(folder)  # before hours of embedding, not after
     embedder = embedder or load_embedder(settings)
-    done = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, "indexing")
+    done = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, description)
     index = create_index(folder, embedder.identity, settings, done.items, done.vectors, done.colours, done.skipped)
     shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
     return index

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from fashion_search.data.catalog import Catalog
-from fashion_search.figures import show_image
+from fashion_search.figures import frame_tile, show_image
 from fashion_search.images import decode_photo
 from fashion_search.search.engine import Query, SearchEngine
 
@@ -22,18 +22,20 @@ def item_images(catalog: Catalog, ids: list[str]) -> list[np.ndarray | str]:
 
 
 def search_grid(engine: SearchEngine, catalog: Catalog, query: Query, query_image, k: int,
-                filters: list[str]) -> tuple[pd.DataFrame, Figure]:
+                filters: list[str], query_label: str | None = None) -> tuple[pd.DataFrame, Figure]:
     """Search, and draw the query with its results."""
     results = engine.search(query, k, filters)
     figure = plot_search_grid(query_image, results, item_images(catalog, results["id"].tolist()), query.label,
-                              catalog.label_column)
+                              catalog.label_column, query_label)
     return results, figure
 
 
 def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, images: list[np.ndarray | str],
-                     title: str, label_column: str | None = None) -> Figure:
-    """The query (when it has an image) and each result with its id, label and distance."""
-    tiles = ([(query, "query")] if query is not None else []) + [
+                     title: str, label_column: str | None = None, query_label: str | None = None) -> Figure:
+    """The query (when it has an image) and each result with its id, label and distance; with
+    the query's label known, results that share it are framed green, the others red (as in 05)."""
+    query_caption = "query" if query_label is None else f"query\n{query_label}"
+    tiles = ([(query, query_caption)] if query is not None else []) + [
         (image, f"#{row['rank']} {row['id']}\n{row.get(label_column, '') if label_column else ''} {row['distance']:.3f}")
         for image, (_, row) in zip(images, results.iterrows())]
     columns = min(6, max(len(tiles), 1))
@@ -41,10 +43,14 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.9, rows * 2.6), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (image, caption) in zip(axes.ravel(), tiles):
+    labels = [None] * (query is not None) + [row.get(label_column) if label_column else None
+                                             for _, row in results.iterrows()]
+    for position, (ax, (image, caption)) in enumerate(zip(axes.ravel(), tiles)):
         show_image(ax, image)
         ax.axis("on")
-        ax.set_title(caption, fontsize=7)
+        is_result = position >= (query is not None)
+        colour = frame_tile(ax, labels[position] == query_label) if is_result and query_label is not None else "black"
+        ax.set_title(caption, fontsize=7, color=colour, fontweight="bold" if not is_result else "normal")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
