@@ -13,12 +13,13 @@ message is the reason a catalogue report lists.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 60_000_000  # a 60-megapixel product photo is already absurd; larger is refused
@@ -64,6 +65,15 @@ def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         return decode_photo(handle, max_pixels)
 
 
+def _reason(err: Exception) -> str:
+    """Why PIL could not read a file, in words a person can use: no type names of Python
+    objects, no memory addresses (the message reaches CLI users and the web page)."""
+    if isinstance(err, UnidentifiedImageError):
+        return "not a photo format that can be read: JPEG, PNG, WebP, BMP, GIF or TIFF"
+    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", str(err)).strip() or type(err).__name__
+    return text[:200]
+
+
 def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Photo bytes (or an open binary file) → RGB uint8 ``(H, W, 3)``; the format is sniffed
     from the content, never trusted from a name, and the size checked before decoding."""
@@ -83,7 +93,7 @@ def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.n
     except UnusableImageError:
         raise
     except Exception as err:  # PIL raises many exception types for broken files
-        raise UnusableImageError(f"not a readable image ({type(err).__name__}: {err})") from None
+        raise UnusableImageError(f"not a readable image ({_reason(err)})") from None
     return np.asarray(rgb, dtype=np.uint8)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_search.images import UnusableImageError, fit_to_square, read_photo
+from fashion_search.images import UnusableImageError, decode_photo, fit_to_square, read_photo
 
 
 def test_cmyk_sixteen_bit_palette_and_alpha_images_become_rgb(tmp_path):
@@ -56,3 +56,11 @@ def test_fit_to_square_keeps_proportions_on_white():
     square = fit_to_square(tall, 20)
     assert square.shape == (20, 20, 3)
     assert (square[:, :4] == 255).all() and (square[:, -4:] == 255).all() and square[:, 8:12].max() < 30
+
+
+@pytest.mark.parametrize("data", [b"id,name\n1,a csv\n", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
+def test_an_unreadable_upload_is_explained_without_python_internals(data):
+    with pytest.raises(UnusableImageError) as caught:
+        decode_photo(data)
+    message = str(caught.value)
+    assert message.startswith("not a readable image (") and " at 0x" not in message and "<_io" not in message

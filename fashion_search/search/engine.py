@@ -19,9 +19,9 @@ import pandas as pd
 
 from fashion_search.data.catalog import Catalog, drop_unsafe_ids
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
+from fashion_search.io import work_key
 from fashion_search.params import IndexParams
 from fashion_search.search.colour import colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
-from fashion_search.io import work_key
 from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, compact, create_index,
