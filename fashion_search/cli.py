@@ -75,7 +75,8 @@ def _add_run(commands) -> None:
     group.add_argument("--from", dest="start", help="run from this stage on, e.g. 03")
     run.add_argument("--force", action="store_true", help="re-run stages even if up to date")
     run.add_argument("--outputs", default="outputs", help="folder holding the runs (default: outputs)")
-    run.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
+    run.add_argument("--verbose", action="store_true",
+                     help="also stream the notebooks' warnings (their progress and epochs always stream)")
     run.set_defaults(run=_run)
 
 

@@ -9,7 +9,8 @@ is why this is numpy rather than ``faiss.knn``.
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
+
+from fashion_search.progress import progress as with_progress
 
 # euclidean: ‖q − g‖; cosine: 1 − cos(q, g); dot: 1 − q·g (cosine for vectors already unit length)
 DISTANCES = ("euclidean", "cosine", "dot")
@@ -51,7 +52,7 @@ def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str
     indices = np.empty((len(queries), k), np.int64)
     distances = np.empty((len(queries), k), np.float32)
     starts = range(0, len(queries), batch_size)
-    for start in tqdm(starts, desc="search", unit="batch", disable=not progress):
+    for start in with_progress(starts, "search", unit="batch", disable=not progress):
         stop = min(start + batch_size, len(queries))
         block = _distance_block(queries[start:stop], gallery, gallery_sq, distance)
         if exclude is not None:

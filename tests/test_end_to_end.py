@@ -19,14 +19,17 @@ def tiny_run(tmp_path_factory, fashion_mnist_dir):
         "run": "tiny", "seed": 3,
         "data": {"path": str(fashion_mnist_dir), "per_class": {"train": 10, "validation": 4, "test": 8}},
         "backbones": [{"name": "vgg16", "weights": "none", "image_size": 32},
-                      {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 32}],
+                      {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 32},
+                      # asked for, but its weights are nowhere (offline): left out of every table, one note
+                      {"name": "resnet50", "weights": "imagenet", "image_size": 32}],
         "finetune": {"recipes": ["frozen", "softmax"], "frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 16},
         "features": {"chunk_size": 50},
         "visualise": {"n_queries": 2, "top_k": 5},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
-    env = {**os.environ, "KERAS_HOME": str(root / "keras-home")}  # converted weights land here, not in ~
+    env = {**os.environ, "KERAS_HOME": str(root / "keras-home"),  # converted weights land here, not in ~
+           "FASHION_SEARCH_OFFLINE": "1"}  # the same on a machine with internet
 
     def run(*extra):
         return subprocess.run([sys.executable, "-m", "fashion_search.cli", "run", "--params", str(root / "params.yaml"),
@@ -72,10 +75,36 @@ def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_r
     assert ((values >= 0) & (values <= 1)).all()
     markdown = (run_dir / "metrics" / "map_table.md").read_text()
     assert "| Top 10 |" in markdown and "random initialisation" in markdown
-    # the first build converts the package's .pth and caches it; the next reads the cache
-    assert "efficientnet_lite0-frozen: weights package:" in markdown and "sha256" in markdown
-    assert "efficientnet_lite0-softmax: weights keras-cache:" in markdown
-    assert "| softmax |" in (run_dir / "metrics" / "results.md").read_text()
+    # the first build converts the package's .pth and caches it: the original file is named
+    assert "efficientnet_lite0 weights: package:" in markdown and "sha256" in markdown
+    results = (run_dir / "metrics" / "results.md").read_text()
+    assert "| softmax |" in results and "| resnet50 |" not in results
+
+
+def test_an_unavailable_backbone_is_one_note_not_a_column(tiny_run):
+    run_dir, first, _ = tiny_run
+    table = pd.read_csv(run_dir / "metrics" / "map_table.csv")
+    assert not [c for c in table.columns if c.startswith("resnet50")]
+    for name in ("map_table.md", "results.md", "headline.md"):
+        text = (run_dir / "metrics" / name).read_text()
+        assert "Not compared, because their ImageNet weights were not found: resnet50." in text
+        assert "copy resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models/" in text
+    assert "Not compared" in first.stdout  # the closing summary
+
+
+def test_the_terminal_streams_progress_and_ends_with_the_table_and_the_reports(tiny_run):
+    run_dir, first, _ = tiny_run
+    out = first.stdout
+    assert "efficientnet_lite0 softmax (frozen backbone): epoch 1/2, loss" in out
+    assert "validation mAP@10" in out and "left" in out
+    assert "efficientnet_lite0 softmax (unfrozen backbone): epoch 2/2" in out
+    assert "images" in out.split("[run ] 03_extract_features")[1].split("[done]")[0]  # extraction progress
+    assert "photos" in out.split("[run ] 06_search")[1].split("[done]")[0]  # indexing progress
+    summary = out.split("pipeline finished")[1]
+    assert "| Top 1 |" in summary and str(run_dir / "reports" / "04_evaluate.html") in summary
+    assert max(len(line) for line in summary.splitlines()) < 200
+    for noise in ("without encryption", "shuffle=True", "Downloading data from", "setuptools"):
+        assert noise not in out + first.stderr
 
 
 def test_a_second_run_skips_finished_stages(tiny_run):

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from fashion_search.data.catalog import Catalog
-from fashion_search.pipeline.report import comparison_table, map_tables, map_tables_markdown
+from fashion_search.pipeline.report import (comparison_table, headline_markdown, map_tables, map_tables_markdown,
+                                            unavailable_note)
 from fashion_search.pipeline.evaluate import evaluate_store, rank_store
 from fashion_search.pipeline.features import FeatureStore
 
@@ -54,24 +55,32 @@ def test_relevance_on_two_columns_needs_both_to_match():
     assert by_both.skipped_queries == 0 and list(by_both.per_query.columns[:3]) == ["id", "category", "colour"]
 
 
-def test_table_keeps_a_column_for_unavailable_weights_and_marks_random_ones():
+def test_unavailable_backbones_get_no_column_but_one_note_and_random_weights_are_marked():
     summary = pd.DataFrame({"model": "resnet50-softmax", "relevance": "category", "distance": "euclidean",
                             "k": [1, 5], "map_report": [0.5, 0.6], "map_standard": [0.5, 0.4],
                             "precision": [0.5, 0.3], "recall": [0.5, 0.9]})
+    vgg = {"backbone": "vgg16", "weights": "imagenet", "image_size": 224, "available": False,
+           "hint": "copy vgg16.h5 into ~/.keras/models/"}
     manifests = {"resnet50-softmax": {"backbone": "resnet50", "recipe": "softmax", "weights": "none",
                                       "image_size": 32, "train_seconds": 90},
-                 "vgg16-frozen": {"backbone": "vgg16", "recipe": "frozen", "weights": "imagenet",
-                                  "image_size": 224, "available": False, "hint": "copy it into ~/.keras/models/"}}
+                 "vgg16-frozen": {**vgg, "recipe": "frozen"}, "vgg16-softmax": {**vgg, "recipe": "softmax"}}
     table = map_tables(summary, manifests, (1, 5), ("category",), ("euclidean",))
     assert table["rank"].tolist() == ["Top 1", "Top 5", "Top 1", "Top 5"]
     random_column = "resnet50 softmax (random weights, 32 px)"
     assert table[random_column].tolist() == ["0.5000", "0.6000", "0.5000", "0.4000"]
-    vgg = [c for c in table.columns if c.startswith("vgg16")][0]
-    assert table[vgg].str.startswith("weights unavailable: copy it").all()
-    markdown = map_tables_markdown(table, ["a note"])
+    assert not [c for c in table.columns if c.startswith("vgg16")]
+    note = unavailable_note(manifests)
+    assert note.count("copy vgg16.h5 into ~/.keras/models/") == 1  # one fix per backbone, not per recipe
+    markdown = map_tables_markdown(table, ["a note"], note)
     assert "## Relevant = same category; report definition, euclidean distance" in markdown
-    assert "| Top 5 |" in markdown
+    assert "| Top 5 |" in markdown and markdown.count("copy vgg16.h5") == 2  # under each of the two tables
+    assert max(len(line) for line in markdown.splitlines() if line.startswith("|")) < 120
+    headline = headline_markdown(table, note)
+    assert headline.count("| Top") == 2 and "0.6000" in headline and "0.4000" not in headline
     compared = comparison_table(summary, manifests, "category", "euclidean", (1, 5)).set_index("recipe")
+    assert compared.index.tolist() == ["softmax"]
     assert compared.loc["softmax", "training (min)"] == "1.5" and compared.loc["softmax", "R@5"] == "0.9000"
-    assert compared.loc["frozen", "mAP@1"] == "weights unavailable: copy it into ~/.keras/models/"
-    assert compared.loc["frozen", "R@5"] == ""
+
+
+def test_no_note_when_every_backbone_was_built():
+    assert unavailable_note({"m": {"backbone": "efficientnet_lite0", "available": True}}) == ""

@@ -105,6 +105,37 @@ def test_unresolvable_weights_name_the_file_the_url_and_the_folder(keras_home, m
     assert str(keras_home) in message
 
 
+def test_an_offline_download_is_tried_once_per_backbone_then_the_cache_is_looked_at_again(keras_home, monkeypatch):
+    from fashion_search.models import weights
+
+    monkeypatch.setattr(weights, "_FAILED_DOWNLOADS", set())
+    attempts = []
+
+    def offline(*args, **kwargs):
+        attempts.append(args[0])
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    spec = get_spec("resnet50")
+    for _ in range(3):  # one backbone, three recipes
+        with pytest.raises(WeightsUnavailableError):
+            resolve_weights(spec)
+    assert attempts == [spec.weights_file]
+    keras_home.mkdir(parents=True)
+    (keras_home / spec.weights_file).write_bytes(b"copied by hand")  # the user follows the hint
+    assert resolve_weights(spec).kind == "keras-cache"
+
+
+def test_offline_mode_never_tries_a_download(keras_home, monkeypatch):
+    from fashion_search.models import weights
+
+    monkeypatch.setattr(weights, "_FAILED_DOWNLOADS", set())
+    monkeypatch.setenv("FASHION_SEARCH_OFFLINE", "1")
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("a download was attempted"))
+    with pytest.raises(WeightsUnavailableError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        resolve_weights(get_spec("resnet50"))
+
+
 def test_missing_explicit_path_is_an_error(keras_home):
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
         resolve_weights(get_spec("resnet50"), str(keras_home / "nope.h5"))

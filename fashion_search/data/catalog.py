@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from fashion_search.progress import progress
 
 from fashion_search.images import UnusableImageError, read_photo
 from fashion_search.io import read_json, save_npy, write_json, write_text_atomic
@@ -121,8 +121,7 @@ def drop_unsafe_ids(catalog: Catalog) -> Catalog:
 
 def drop_unusable(catalog: Catalog) -> Catalog:
     """Leave out photos that cannot be read, adding them to ``skipped`` with the reason."""
-    problems = [photo_problem(p) for p in tqdm(catalog.images, desc="checking photos", unit="photo",
-                                                 mininterval=2.0)]
+    problems = [photo_problem(p) for p in progress(catalog.images, "checking photos", unit="photo")]
     usable = np.array([problem is None for problem in problems], bool)
     return _with_skipped(catalog, usable, [p for p in problems if p is not None])
 

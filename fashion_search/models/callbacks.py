@@ -3,6 +3,7 @@ interrupted training continue from its last finished epoch."""
 from __future__ import annotations
 
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from fashion_search import metrics
 from fashion_search.exact import exact_search
 from fashion_search.io import atomic_path, read_json, write_json, write_text_atomic
+from fashion_search.progress import format_seconds
 
 STATE_FILE = "state.json"
 LAST_WEIGHTS = "last.weights.h5"
@@ -42,7 +44,6 @@ class RetrievalValidation(keras.callbacks.Callback):
         value = validation_map(features, self.codes, self.k)
         if logs is not None:
             logs[self.key] = value
-        print(f"epoch {epoch + 1}: {self.key} = {value:.4f}", flush=True)
 
 
 class TrainingState:
@@ -106,6 +107,35 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
             self.state.stopped_phases.append(self.phase)
         self.state.save()
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per finished epoch: loss, the validation measure and its best so far, the
+    epoch's time and the most time left (early stopping may end sooner). Goes after
+    :class:`ResumableCheckpoint`, whose state holds the best value."""
+
+    def __init__(self, title: str, total_epochs: int, monitor: str, k: int, state: TrainingState) -> None:
+        super().__init__()
+        self.title, self.total, self.monitor, self.k, self.state = title, total_epochs, monitor, k, state
+        self.started = time.monotonic()
+        self.durations: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        seconds = time.monotonic() - self.started
+        self.durations.append(seconds)
+        left = (self.total - epoch - 1) * float(np.mean(self.durations))
+        parts = [f"{self.title}: epoch {epoch + 1}/{self.total}"]
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.4f}")
+        if self.monitor in logs:
+            parts.append(f"validation mAP@{self.k} {logs[self.monitor]:.4f} (best {self.state.best:.4f})")
+        parts.append(f"{format_seconds(seconds)}")
+        parts.append(f"at most {format_seconds(left)} left" if left > 0 else "last epoch")
+        print(", ".join(parts), flush=True)
 
 
 def trim_history(path: str | Path, epochs_done: int) -> None:

@@ -3,7 +3,8 @@
 1. an explicit file named in ``params.yaml`` (``backbones[i].weights_path``);
 2. the Keras cache (``$KERAS_HOME/models``, default ``~/.keras/models``);
 3. a Python package from ``requirements.txt`` that ships them (converted once, then cached in 2);
-4. keras.applications' own download (machines with internet; the file lands in 2);
+4. keras.applications' own download (machines with internet; the file lands in 2), tried once
+   per process, never with ``FASHION_SEARCH_OFFLINE=1``;
 5. otherwise :class:`WeightsUnavailableError`, naming the file, its URL and where to put it.
 
 This module only finds the weights; :mod:`fashion_search.models.backbones` builds the model
@@ -71,14 +72,19 @@ def _from_package(spec: BackboneSpec) -> WeightsSource | None:
     return _to_convert("package", spec, pth) if pth else None
 
 
+OFFLINE_VARIABLE = "FASHION_SEARCH_OFFLINE"  # "1": never try to download weights
+_FAILED_DOWNLOADS: set[str] = set()  # tried once in this process: offline, not tried again
+
+
 def _download(spec: BackboneSpec) -> WeightsSource | None:
-    if not spec.weights_url:
+    if not spec.weights_url or spec.weights_url in _FAILED_DOWNLOADS or os.environ.get(OFFLINE_VARIABLE) == "1":
         return None
     import keras
 
     try:
         path = keras.utils.get_file(spec.weights_file, spec.weights_url, cache_subdir="models")
     except Exception:  # keras raises a bare Exception when the download fails
+        _FAILED_DOWNLOADS.add(spec.weights_url)
         return None
     return _source("download", Path(path))
 

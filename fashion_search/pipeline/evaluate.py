@@ -96,13 +96,24 @@ def evaluated_models(params: Params, summary: pd.DataFrame) -> list[str]:
     return [variant.name for variant in variants(params) if variant.name in set(summary["model"])]
 
 
-def pick_queries(test: Catalog, n: int, seed: int) -> list[int]:
-    """``n`` fixed query rows to show: one from each of the ``n`` largest test categories (cycling if fewer)."""
+def pick_queries(test: Catalog, n: int, seed: int, categories: list[str] | None = None) -> list[int]:
+    """``n`` fixed query rows to show: one from each of ``categories`` in order (default: the
+    ``n`` largest test categories), cycling if there are fewer."""
     rng = np.random.default_rng(seed)
-    labels = test.items[test.label_column].to_numpy()
-    counts = test.items[test.label_column].value_counts()
-    names = sorted(counts.index, key=lambda name: (-counts[name], name))
+    labels = test.items[test.label_column].astype(str).to_numpy()
+    counts = test.items[test.label_column].astype(str).value_counts()
+    names = [str(c) for c in categories if str(c) in counts] if categories else []
+    names = names or sorted(counts.index, key=lambda name: (-counts[name], name))
     return [int(rng.choice(np.flatnonzero(labels == names[i % len(names)]))) for i in range(n)]
+
+
+def worst_and_best_categories(per_category: pd.DataFrame, n: int) -> list[tuple[str, float]]:
+    """``n`` categories with their score averaged over the models (``per_category``: one row per
+    category, one column per model): the worst half first, worst first, then the best, best first."""
+    mean = per_category.mean(axis=1).dropna().sort_values()
+    worst = list(mean.index[: (n + 1) // 2])
+    best = [c for c in mean.index[::-1] if c not in worst][: n // 2]
+    return [(str(c), float(mean[c])) for c in worst + best]
 
 
 def load_neighbours(folder: str | Path, model: str, distance: str) -> tuple[np.ndarray, np.ndarray]:

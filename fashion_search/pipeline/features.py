@@ -14,7 +14,6 @@ from typing import Callable
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
 from fashion_search.data.catalog import Catalog
 from fashion_search.io import read_json, resumable_chunks, save_npy, work_key, write_json
@@ -23,6 +22,7 @@ from fashion_search.models.registry import get_spec
 from fashion_search.params import Params
 from fashion_search.pipeline.finetune import load_embedding_model
 from fashion_search.pipeline.input_pipeline import make_dataset
+from fashion_search.progress import progress_bar
 
 FEATURES_FILE = "features.npy"
 IDS_FILE = "ids.json"
@@ -46,7 +46,7 @@ class FeatureStore:
 def extract_features(model: keras.Model, images: np.ndarray, size: int, preprocess: Callable, batch_size: int,
                      work_dir: str | Path, chunk_size: int = 1024, description: str = "features") -> np.ndarray:
     """Run ``model`` over ``images`` in batches; chunks already in ``work_dir`` are reused."""
-    with tqdm(total=len(images), unit="img", desc=description, mininterval=2.0) as bar:
+    with progress_bar(len(images), description, unit="image") as bar:
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
             rows = []
             for batch in make_dataset(images[start:stop], size, preprocess, batch_size):
@@ -100,7 +100,7 @@ def extract_all(params: Params, test: Catalog, layout: RunLayout) -> dict[str, F
             key = work_key(manifest["fingerprint"], test.items["id"].tolist(), images=test.images)
             matrix = extract_features(embedding.model, test.images, backbone.input_size,
                                       get_spec(backbone.name).preprocess, params.features.batch_size,
-                                      folder / PARTS_DIR / key, params.features.chunk_size, description=variant.name)
+                                      folder / PARTS_DIR / key, params.features.chunk_size, description=f"extracting with {variant.name}")
             seconds = time.perf_counter() - started
             manifest.update(seconds=round(seconds, 2), dim=int(matrix.shape[1]))
             store = FeatureStore(matrix, test.items["id"].tolist(), manifest)

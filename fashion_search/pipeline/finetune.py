@@ -26,8 +26,8 @@ from fashion_search.data.catalog import Catalog, relevance_codes
 from fashion_search.layout import RunLayout, Variant, variants
 from fashion_search.models import saved
 from fashion_search.models.backbones import build_feature_extractor
-from fashion_search.models.callbacks import (BEST_WEIGHTS, ResumableCheckpoint, RetrievalValidation, TrainingState,
-                                             trim_history)
+from fashion_search.models.callbacks import (BEST_WEIGHTS, EpochProgress, ResumableCheckpoint, RetrievalValidation,
+                                             TrainingState, trim_history)
 from fashion_search.models.recipes import build_recipe, training_columns
 from fashion_search.models.registry import get_spec
 from fashion_search.models.weights import WeightsUnavailableError
@@ -73,11 +73,13 @@ def class_codes(items: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray
 
 
 def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: int, preprocess,
-                 params: FinetuneParams, folder: Path, seed: int, fingerprint: str = "") -> tuple[keras.Model, pd.DataFrame, float]:
+                 params: FinetuneParams, folder: Path, seed: int, fingerprint: str = "",
+                 title: str = "") -> tuple[keras.Model, pd.DataFrame, float]:
     """Train ``extractor`` with ``recipe`` on the train split; return the embedding model with the
     best epoch's weights, the per-epoch history and the training seconds (over all sessions).
 
     Progress is checkpointed in ``folder``; a call with the same ``fingerprint`` resumes it.
+    One line per epoch, headed ``title``, says how it goes.
     """
     columns = training_columns(recipe, catalog.label_column, params)
     codes = class_codes(catalog.items, columns)
@@ -99,6 +101,11 @@ def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: in
     phases = [("frozen", params.frozen_epochs, params.learning_rate),
               ("unfrozen", params.unfrozen_epochs if params.unfreeze_fraction > 0 else 0,
                params.unfrozen_learning_rate)]
+    total_epochs = sum(epochs for _, epochs, _ in phases)
+    title = title or recipe
+    print(f"{title}: training up to {total_epochs} epochs on {int(train_mask.sum())} items "
+          f"(validation: {int(val_mask.sum())})" + (f", resuming after epoch {state.epochs_done}" if state.epochs_done else ""),
+          flush=True)
     first = 0
     for phase, epochs, learning_rate in phases:
         last = first + epochs
@@ -112,10 +119,11 @@ def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: in
             if state.has_weights:  # resuming: mid-phase, the optimizer's moments too
                 state.restore(models.training, with_optimizer=state.epochs_done > first)
             checkpoint = ResumableCheckpoint(state, validation.key, params.patience, phase)
+            epoch_lines = EpochProgress(f"{title} ({phase} backbone)", total_epochs, validation.key, params.monitor_k, state)
             started = time.perf_counter()
-            models.training.fit(train, initial_epoch=max(first, state.epochs_done), epochs=last, verbose=2,
+            models.training.fit(train, initial_epoch=max(first, state.epochs_done), epochs=last, verbose=0,
                                 shuffle=False,  # the dataset shuffles itself; Keras would warn and ignore it
-                                callbacks=[validation, logger, checkpoint])
+                                callbacks=[validation, logger, checkpoint, epoch_lines])
             state.seconds += time.perf_counter() - started
             state.save()
         first = last
@@ -164,7 +172,7 @@ def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Cata
     embedding = extractor
     if recipe != "frozen":
         embedding, history, seconds = train_recipe(recipe, extractor, catalog, backbone.input_size, spec.preprocess,
-                                                   params, folder, seed, fingerprint)
+                                                   params, folder, seed, fingerprint, f"{backbone.name} {recipe}")
         best = history.loc[history[f"val_map_at_{params.monitor_k}"].idxmax()]
         manifest.update(epochs=len(history), best_epoch=int(best["epoch"]) + 1, train_seconds=round(seconds, 1),
                         monitor=f"val_map_at_{params.monitor_k}",
@@ -204,7 +212,8 @@ def prepare_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str
     for variant in variants(params):
         folder = layout.model(variant)
         fingerprint = model_fingerprint(variant, params)
-        if (saved.read_manifest(folder) or {}).get("fingerprint") == fingerprint:
+        manifest = saved.read_manifest(folder) or {}
+        if manifest.get("fingerprint") == fingerprint and manifest.get("available"):
             print(f"{variant.name}: reusing the model already prepared with these parameters")
             models[variant.name] = load_embedding_model(folder, variant.backbone, variant.recipe)
         else:

@@ -36,12 +36,22 @@ def plot_split_counts(catalog: Catalog, max_classes: int = 30) -> Figure:
     """Items per category and split, as stacked horizontal bars (the ``max_classes`` largest)."""
     counts = catalog.items.groupby([catalog.label_column, "split"]).size().unstack(fill_value=0)
     counts = counts.loc[counts.sum(axis=1).sort_values(ascending=False).index[:max_classes]][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(counts) + 1))
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(counts) + 1.2))
     counts.plot.barh(ax=ax, stacked=True)
     ax.set_xlabel("items")
     ax.set_ylabel("")
     ax.set_title("Items per category and split")
+    ax.legend(title="split", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the bars
+    fig.tight_layout()
     return fig
+
+
+def metric_label(column: str) -> str:
+    """A human name for a metrics column: ``val_map_at_10`` → ``mAP@10``, ``map_report`` → ``mAP@k``."""
+    if column.startswith("val_map_at_"):
+        return f"mAP@{column.removeprefix('val_map_at_')}"
+    return {"map_report": "mAP@k (the report's definition)", "map_standard": "mAP@k (standard definition)",
+            "precision": "precision@k", "recall": "recall@k"}.get(column, column.replace("_", " "))
 
 
 def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str) -> Figure:
@@ -49,29 +59,37 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str) -> Fi
     fig, axes = plt.subplots(2, max(len(histories), 1), figsize=(4.2 * max(len(histories), 1), 6), squeeze=False)
     for col, (name, history) in enumerate(histories.items()):
         epochs = history["epoch"] + 1
-        for row, (metric, label) in enumerate((("loss", "training loss"), (monitor, f"validation {monitor}"))):
+        rows = (("loss", "training loss"), (monitor, f"validation {metric_label(monitor)}"))
+        for row, (metric, label) in enumerate(rows):
             ax = axes[row][col]
             ax.plot(epochs, history[metric], "o-")
             unfrozen = history.loc[history["phase"] == "unfrozen", "epoch"]
             if len(unfrozen):
                 ax.axvline(unfrozen.iloc[0] + 0.5, color="grey", ls="--", lw=1, label="backbone unfrozen")
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=7, loc="lower right" if row else "upper right")
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
             ax.set_title(name if row == 0 else "")
+        frozen = history.loc[history["phase"] == "frozen", monitor]
+        if len(frozen) > 1 and np.ptp(frozen.to_numpy()) < 1e-6:
+            axes[1][col].text(0.03, 0.95, "flat while the backbone is frozen:\nthese features come from it,\n"
+                              "only the classifier head trains", transform=axes[1][col].transAxes,
+                              fontsize=7, va="top", color="dimgrey")
     fig.tight_layout()
     return fig
 
 
 def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int], top_k: int,
-                       title: str = "") -> Figure:
-    """Each row: a query, then its ``top_k`` results; green frames are relevant, red are not."""
+                       title: str = "", row_notes: list[str] | None = None) -> Figure:
+    """Each row: a query, then its ``top_k`` results; green frames are relevant, red are not.
+    ``row_notes`` adds a line under each query's label."""
     labels = test.items[test.label_column].to_numpy()
     fig, axes = plt.subplots(len(queries), top_k + 1, figsize=(1.25 * (top_k + 1), 1.55 * len(queries)),
                              squeeze=False)
     for row, query in enumerate(queries):
         show_image(axes[row][0], test.images[query])
-        axes[row][0].set_title(f"query\n{labels[query]}", fontsize=7, fontweight="bold")
+        note = f"\n{row_notes[row]}" if row_notes else ""
+        axes[row][0].set_title(f"query\n{labels[query]}{note}", fontsize=7, fontweight="bold")
         for rank, item in enumerate(neighbours[query, :top_k], start=1):
             ax = axes[row][rank]
             show_image(ax, test.images[item])
@@ -87,14 +105,19 @@ def plot_map_bars(summary: pd.DataFrame, relevance: str, column: str = "map_repo
     """mAP@k per model (backbone and recipe), grouped by k."""
     rows = summary[(summary["distance"] == distance) & (summary["relevance"] == relevance)]
     table = rows.pivot(index="k", columns="model", values=column)
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    table.plot.bar(ax=ax, rot=0)
+    table = table[list(dict.fromkeys(rows["model"]))]  # the run's order, not alphabetical
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    table.plot.bar(ax=ax, rot=0, width=0.8)
+    for bars in ax.containers:
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
     ax.set_xticklabels([f"Top {k}" for k in table.index])
     ax.set_xlabel("")
-    ax.set_ylabel(column.replace("_", " "))
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{column.replace('_', ' ')}, relevant = same {relevance} ({distance} distance)", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_ylabel(metric_label(column))
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Retrieval quality per model: relevant = same {relevance}, {distance} distance", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(len(table.columns), 3),
+              frameon=False)  # below the axes, never over a bar
+    fig.tight_layout()
     return fig
 
 

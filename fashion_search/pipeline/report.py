@@ -14,6 +14,7 @@ from fashion_search.io import write_text_atomic
 from fashion_search.layout import RunLayout
 from fashion_search.params import Params
 
+HEADLINE_FILE = "headline.md"
 DEFINITIONS = {
     "report": "mean of precision@i over the ranks i ≤ k that hold a relevant item (the report's)",
     "standard": "sum of precision@i at relevant ranks i ≤ k, divided by min(k, relevant items)",
@@ -26,11 +27,29 @@ def column_title(manifest: dict) -> str:
     return f"{manifest['backbone']} {manifest.get('recipe', 'frozen')} ({weights}, {manifest['image_size']} px)"
 
 
+def is_available(manifest: dict) -> bool:
+    """Whether the model behind ``manifest`` could be built (its weights were found)."""
+    return manifest.get("available", True)
+
+
+def unavailable_note(manifests: dict[str, dict]) -> str:
+    """One short paragraph for the backbones that were asked for but whose weights were not
+    found: what is missing and how to get it; empty when every backbone was built."""
+    missing: dict[str, str] = {}
+    for manifest in manifests.values():
+        if not is_available(manifest):
+            missing.setdefault(manifest["backbone"], manifest.get("hint", "see 02_finetune"))
+    if not missing:
+        return ""
+    fixes = "; ".join(f"{backbone}: {hint}" for backbone, hint in missing.items())
+    return (f"Not compared, because their ImageNet weights were not found: {', '.join(missing)}. "
+            f"To add them ({fixes}), or run once with internet, then run again.")
+
+
 def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int, ...],
                relevances: tuple[str, ...], distances: tuple[str, ...]) -> pd.DataFrame:
-    """The report's layout: rows Top k, one column per model, one table per relevance,
-    definition and distance. A model whose weights could not be loaded keeps its column,
-    saying so."""
+    """The report's layout: rows Top k, one column per model whose weights were found, one
+    table per relevance, definition and distance."""
     frames = []
     for relevance in relevances:
         for definition in DEFINITIONS:
@@ -38,46 +57,62 @@ def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int,
                 table = pd.DataFrame({"relevance": relevance, "definition": definition, "distance": distance,
                                       "rank": [f"Top {k}" for k in ks]})
                 for model, manifest in manifests.items():
-                    title = column_title(manifest)
-                    if not manifest.get("available", True):
-                        table[title] = f"weights unavailable: {manifest.get('hint', 'see the notes')}"
+                    if not is_available(manifest):
                         continue
                     rows = summary[(summary["model"] == model) & (summary["distance"] == distance)
                                    & (summary["relevance"] == relevance)]
                     values = rows.set_index("k").loc[list(ks), f"map_{definition}"].to_numpy()
-                    table[title] = [f"{v:.4f}" for v in values]
+                    table[column_title(manifest)] = [f"{v:.4f}" for v in values]
                 frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
 
-def map_tables_markdown(tables: pd.DataFrame, notes: list[str]) -> str:
-    """Markdown with one table per relevance, definition and distance, preceded by ``notes``."""
+def map_tables_markdown(tables: pd.DataFrame, notes: list[str], missing: str = "") -> str:
+    """Markdown with one table per relevance, definition and distance, preceded by ``notes``;
+    ``missing`` (the unavailable backbones' note) follows each table."""
     lines = ["# mAP@k", "", *notes, ""]
     for (relevance, definition, distance), table in tables.groupby(["relevance", "definition", "distance"],
                                                                    sort=False):
         lines += [f"## Relevant = same {relevance}; {definition} definition, {distance} distance", "",
-                  f"mAP@k: {DEFINITIONS[definition]}.", ""]
-        body = table.drop(columns=["relevance", "definition", "distance"]).rename(columns={"rank": ""})
-        lines += [markdown_table(body), ""]
+                  f"mAP@k: {DEFINITIONS[definition]}.", "", _table_body(table), ""]
+        if missing:
+            lines += [f"*{missing}*", ""]
     return "\n".join(lines)
+
+
+def _table_body(table: pd.DataFrame) -> str:
+    """One report-layout table without its key columns, as Markdown."""
+    return markdown_table(table.drop(columns=["relevance", "definition", "distance"]).rename(columns={"rank": ""}))
+
+
+def headline_markdown(tables: pd.DataFrame, missing: str) -> str:
+    """The run's result in a few lines: the first report-layout table (the report's definition,
+    the first relevance and distance) and the unavailable backbones' note."""
+    first = tables.iloc[0]
+    table = tables[(tables["relevance"] == first["relevance"]) & (tables["definition"] == "report")
+                   & (tables["distance"] == first["distance"])]
+    lines = [f"mAP@k on the test split (the report's definition; relevant = same {first['relevance']}; "
+             f"{first['distance']} distance):", "", _table_body(table), ""]
+    return "\n".join(lines + ([missing, ""] if missing else []))
 
 
 def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevance: str, distance: str,
                      ks: tuple[int, ...]) -> pd.DataFrame:
-    """One row per model: training time, mAP@k under both definitions, precision@k, recall@k."""
+    """One row per model whose weights were found: training time, mAP@k under both definitions,
+    precision@k and recall@k."""
     rows = []
     for model, manifest in manifests.items():
+        if not is_available(manifest):
+            continue
         row = {"backbone": manifest["backbone"], "recipe": manifest.get("recipe", "frozen"),
                "size": manifest["image_size"],
                "training (min)": f"{manifest['train_seconds'] / 60:.1f}" if "train_seconds" in manifest else "-"}
         part = summary[(summary["model"] == model) & (summary["relevance"] == relevance)
                        & (summary["distance"] == distance)].set_index("k")
-        missing = f"weights unavailable: {manifest.get('hint', 'see map_table.md')}"
         for column, label in [("map_report", "mAP@{k}"), ("map_standard", "mAP@{k} std"),
                               ("precision", "P@{k}"), ("recall", "R@{k}")]:
             for k in ks:
-                row[label.format(k=k)] = f"{part.loc[k, column]:.4f}" if k in part.index else missing
-                missing = ""  # said once per row
+                row[label.format(k=k)] = f"{part.loc[k, column]:.4f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -103,7 +138,8 @@ def comparison_markdown(summary: pd.DataFrame, manifests: dict[str, dict], param
             lines += [f"{counts['queries']} queries scored, {counts['skipped']} skipped (no other test item "
                       f"shares their {relevance}).", ""]
         lines += [markdown_table(comparison_table(summary, manifests, relevance, distance, params.evaluate.ks)), ""]
-    return "\n".join(lines)
+    missing = unavailable_note(manifests)
+    return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
 
 
 def protocol_notes(test: Catalog, params: Params, summary: pd.DataFrame, manifests: dict[str, dict]) -> list[str]:
@@ -116,9 +152,11 @@ def protocol_notes(test: Catalog, params: Params, summary: pd.DataFrame, manifes
         if len(part):
             notes.append(f"- same {relevance}: {part['queries'].iloc[0]} queries scored, {part['skipped'].iloc[0]} "
                          "skipped because no other test item matches them.")
-    for model, manifest in manifests.items():
-        used = manifest.get("weights_used") or f"unavailable: {manifest.get('remedy', '')}"
-        notes.append(f"- {model}: weights {used}")
+    weights: dict[str, str] = {}  # per backbone, the file its first model was built from
+    for manifest in manifests.values():
+        weights.setdefault(manifest["backbone"],
+                           manifest.get("weights_used") or f"not found. {manifest.get('remedy', '')}")
+    notes += [f"- {backbone} weights: {used}" for backbone, used in weights.items()]
     if any(m["weights"] == "none" for m in manifests.values()):
         notes.append("**Columns marked 'random weights' use randomly initialised backbones (weights: none), "
                      "not ImageNet weights: their numbers say nothing about pretrained features.**")
@@ -127,11 +165,14 @@ def protocol_notes(test: Catalog, params: Params, summary: pd.DataFrame, manifes
 
 def write_reports(summary: pd.DataFrame, manifests: dict[str, dict], test: Catalog, params: Params,
                   folder: Path) -> pd.DataFrame:
-    """Write ``map_table.csv``, ``map_table.md`` and ``results.md`` into ``folder``; return the map tables."""
+    """Write ``map_table.csv``, ``map_table.md``, ``results.md`` and ``headline.md`` (what the
+    terminal shows at the end of a run) into ``folder``; return the map tables."""
     tables = map_tables(summary, manifests, params.evaluate.ks, params.evaluate.relevance, params.evaluate.distances)
+    missing = unavailable_note(manifests)
     write_text_atomic(folder / "map_table.csv", tables.to_csv(index=False))
     write_text_atomic(folder / "map_table.md",
-                      map_tables_markdown(tables, protocol_notes(test, params, summary, manifests)))
+                      map_tables_markdown(tables, protocol_notes(test, params, summary, manifests), missing))
+    write_text_atomic(folder / HEADLINE_FILE, headline_markdown(tables, missing))
     write_text_atomic(folder / "results.md", comparison_markdown(summary, manifests, params))
     return tables
 

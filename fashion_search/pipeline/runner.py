@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from fashion_search.io import write_json, write_text_atomic
 from fashion_search.layout import RunLayout
 from fashion_search.params import ConfigError, Params
 from fashion_search.params_file import label_columns_used, load_params, save_params
+from fashion_search.pipeline.report import HEADLINE_FILE
+from fashion_search.progress import MODE_VARIABLE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
@@ -94,6 +98,20 @@ def ensure_kernel() -> str:
     return KERNEL_NAME
 
 
+def local_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over Unix sockets in Jupyter's runtime folder
+    (private to this user) instead of TCP ports on loopback, which ipykernel warns about."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    return LocalKernelManager
+
+
 def export_html(notebook: Path, target: Path) -> None:
     """Render an executed notebook to a standalone HTML report."""
     from nbconvert import HTMLExporter
@@ -102,8 +120,11 @@ def export_html(notebook: Path, target: Path) -> None:
     write_text_atomic(target, body)
 
 
-def run_stage(stage: str, paths: RunLayout, params: Params, log_output: bool = False) -> None:
-    """Execute one notebook into the run folder and export it; raise StageFailed on error."""
+def run_stage(stage: str, paths: RunLayout, params: Params, verbose: bool = False) -> None:
+    """Execute one notebook into the run folder and export it; raise StageFailed on error.
+
+    What the notebook prints (progress lines, epochs) streams to this terminal as it runs;
+    ``verbose`` streams its stderr (library warnings) too."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -115,7 +136,9 @@ def run_stage(stage: str, paths: RunLayout, params: Params, log_output: bool = F
         papermill.execute_notebook(
             str(NOTEBOOKS_DIR / f"{stage}.ipynb"), str(executed),
             parameters={"params_path": str(paths.params), "run_dir": str(paths.root)},
-            kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR), log_output=log_output,
+            kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+            stdout_file=sys.stdout, stderr_file=sys.stderr if verbose else None,
+            kernel_manager_class=local_kernel_manager(),
         )
     except PapermillExecutionError as err:
         export_html(executed, report)
@@ -128,8 +151,9 @@ def run_stage(stage: str, paths: RunLayout, params: Params, log_output: bool = F
 
 
 def run_pipeline(params: Params, paths: RunLayout, stages: list[str], force: bool = False,
-                 log_output: bool = False) -> list[str]:
+                 verbose: bool = False) -> list[str]:
     """Run the selected stages in order; return those that actually ran."""
+    os.environ[MODE_VARIABLE] = "lines"  # the kernels' progress bars become lines that stream here
     paths.root.mkdir(parents=True, exist_ok=True)
     save_params(params, paths.params)
     ensure_kernel()
@@ -140,7 +164,7 @@ def run_pipeline(params: Params, paths: RunLayout, stages: list[str], force: boo
             continue
         print(f"[run ] {stage}", flush=True)
         started = time.time()
-        run_stage(stage, paths, params, log_output)
+        run_stage(stage, paths, params, verbose)
         print(f"[done] {stage} in {time.time() - started:.0f} s -> {paths.reports / (stage + '.html')}", flush=True)
         ran.append(stage)
     return ran
@@ -166,15 +190,26 @@ def run_command(args: argparse.Namespace) -> int:
     paths = RunLayout(Path(args.outputs).resolve() / params.run)
     started = time.time()
     try:
-        run_pipeline(params, paths, stages, force=args.force, log_output=args.verbose)
+        run_pipeline(params, paths, stages, force=args.force, verbose=args.verbose)
     except StageFailed as err:
         print(f"fashion-search: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; finished stages are kept and will be skipped next time", file=sys.stderr)
         return 130
-    print(f"pipeline finished in {time.time() - started:.0f} s; results in {paths.root}")
-    table = paths.root / "metrics" / "map_table.md"
-    if table.exists():
-        print(table.read_text())
+    print(closing_summary(paths, time.time() - started))
     return 0
+
+
+def closing_summary(paths: RunLayout, seconds: float) -> str:
+    """What the terminal shows when a run ends: the headline mAP table, the unavailable
+    backbones' note and where the HTML reports are."""
+    lines = [f"pipeline finished in {seconds:.0f} s; results in {paths.root}", ""]
+    headline = paths.metrics / HEADLINE_FILE
+    if headline.is_file():  # tables as they are, sentences wrapped for the terminal
+        lines += [line if line.startswith("|") else textwrap.fill(line, 100)
+                  for line in headline.read_text().rstrip().splitlines()] + [""]
+    reports = sorted(paths.reports.glob("*.html"))
+    if reports:
+        lines += ["HTML reports:", *(f"  {report}" for report in reports)]
+    return "\n".join(lines)

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from fashion_search.images import MAX_PIXELS, UnusableImageError, as_rgb, fit_to_square, read_photo
 from fashion_search.io import file_sha256, resumable_chunks
 from fashion_search.models import saved
 from fashion_search.models.registry import BACKBONES, get_spec
 from fashion_search.params import IndexParams
+from fashion_search.progress import Counter, progress_bar
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor
 
 RANDOM_WEIGHTS_SEED = 0
@@ -122,7 +122,7 @@ def load_item(image: np.ndarray | str, max_pixels: int = MAX_PIXELS) -> np.ndarr
     return as_rgb(image) if isinstance(image, np.ndarray) else read_photo(image, max_pixels)
 
 
-def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: tqdm | None = None,
+def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: Counter | None = None,
                  max_pixels: int = MAX_PIXELS) -> Embedded:
     """Embed photos (paths or pixel arrays); unusable ones are skipped with their reason."""
     dim = embedder.identity["dim"]
@@ -157,7 +157,7 @@ def embed_catalog(embedder: Embedder, ids: list[str], images: np.ndarray, work_d
                   batch_size: int, description: str = "embedding", max_pixels: int = MAX_PIXELS) -> Embedded:
     """Embed a catalogue in chunks of ``chunk_size`` items, each saved to ``work_dir`` when done;
     chunks already there (from an interrupted run) are reused."""
-    with tqdm(total=len(ids), unit="photo", desc=description, mininterval=2.0) as bar:
+    with progress_bar(len(ids), description, unit="photo") as bar:
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
             done = embed_photos(embedder, list(images[start:stop]), batch_size, bar, max_pixels)
             return {"vectors": done.vectors, "colours": done.colours, "usable": done.usable,

@@ -1,0 +1,65 @@
+"""The report's figures: nothing drawn over the bars, human titles and axes, the queries 05 shows."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from fashion_search.data.catalog import Catalog  # noqa: E402
+from fashion_search.pipeline import plots  # noqa: E402
+from fashion_search.pipeline.evaluate import pick_queries, worst_and_best_categories  # noqa: E402
+
+
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def catalog(labels: list[str]) -> Catalog:
+    items = pd.DataFrame({"id": [str(i) for i in range(len(labels))], "category": labels,
+                          "split": ["train", "validation", "test"] * (len(labels) // 3) + ["test"] * (len(labels) % 3)})
+    return Catalog(items, np.zeros((len(labels), 8, 8), np.uint8), "category")
+
+
+def test_split_counts_legend_sits_beside_the_bars():
+    fig = plots.plot_split_counts(catalog(["Shirt"] * 30 + ["Bag"] * 12 + ["Sandal"] * 6))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert not any(overlaps(legend, bar.get_window_extent()) for bar in ax.patches)
+
+
+def test_map_bars_have_human_titles_and_the_legend_hides_no_bar():
+    summary = pd.DataFrame([{"model": m, "relevance": "category", "distance": "euclidean", "k": k,
+                             "map_report": v} for m, v in (("lite0-frozen", 0.97), ("lite0-cosface", 0.99))
+                            for k in (1, 5, 10)])
+    fig = plots.plot_map_bars(summary, "category", "map_report", "euclidean")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert "map report" not in ax.get_title() + ax.get_ylabel()
+    assert ax.get_ylabel() == "mAP@k (the report's definition)"
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["lite0-frozen", "lite0-cosface"]  # the run's order
+    assert not any(overlaps(legend.get_window_extent(), bar.get_window_extent()) for bar in ax.patches)
+
+
+def test_learning_curves_name_the_measure_and_explain_a_flat_frozen_phase():
+    history = pd.DataFrame({"epoch": range(4), "loss": [2.0, 1.5, 1.2, 1.0],
+                            "val_map_at_10": [0.6, 0.6, 0.7, 0.72], "phase": ["frozen"] * 2 + ["unfrozen"] * 2})
+    fig = plots.plot_learning_curves({"lite0-softmax": history}, "val_map_at_10")
+    validation = fig.axes[1]
+    assert validation.get_ylabel() == "validation mAP@10"
+    assert any("backbone is frozen" in t.get_text() for t in validation.texts)
+    moving = history.assign(val_map_at_10=[0.5, 0.6, 0.7, 0.72])
+    assert not plots.plot_learning_curves({"lite0-cosface": moving}, "val_map_at_10").axes[1].texts
+
+
+def test_05_shows_the_worst_categories_first_then_the_best():
+    per_category = pd.DataFrame({"a": [0.9, 0.55, 0.7, 0.99], "b": [0.8, 0.5, 0.75, 0.97]},
+                                index=["Bag", "Shirt", "Coat", "Trouser"])
+    picked = worst_and_best_categories(per_category, 4)
+    assert [name for name, _ in picked] == ["Shirt", "Coat", "Trouser", "Bag"]
+    assert picked[0][1] == np.mean([0.55, 0.5])
+    test = catalog(["Bag", "Shirt", "Coat", "Trouser"] * 6)
+    rows = pick_queries(test, 4, seed=0, categories=[name for name, _ in picked])
+    assert test.items["category"].iloc[rows].tolist() == ["Shirt", "Coat", "Trouser", "Bag"]
