@@ -136,8 +136,43 @@ def test_the_openapi_description_matches_the_routes(service):
     assert {p: sorted(m) for p, m in paths.items()} == {
         "/health": ["get"], "/stats": ["get"], "/search": ["post"], "/items": ["post"],
         "/items/{item_id}": ["delete", "get"], "/items/{item_id}/similar": ["get"],
-        "/items/{item_id}/image": ["get"]}
+        "/items/{item_id}/image": ["get"], "/filters": ["get"]}
     assert "<title>fashion-search</title>" in client.get("/").text
+
+
+def test_the_api_docs_work_offline(service):
+    client, _ = service
+    page = client.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get(f"/docs-assets/{asset}").status_code == 200
+
+
+def test_the_filter_keys_and_their_values_are_offered(service):
+    client, _ = service
+    options = client.get("/filters").json()
+    assert "Shoes" in options["articleType"]["values"] and "red" in options["colour"]["values"]
+    assert "id" not in options and "path" not in options
+
+
+def test_invalid_settings_are_said_in_words_without_python_internals(service, photo_folder):
+    client, _ = service
+    photo = photo_bytes(photo_folder / "images" / "100.jpg")
+    wrong_k = client.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "many"})
+    assert wrong_k.status_code == 422 and wrong_k.json()["detail"].startswith("k: ")
+    no_photo = client.post("/search", data={"k": "3"})
+    assert no_photo.status_code == 422 and no_photo.json()["detail"] == "photo: Field required"
+    text_as_photo = client.post("/search", data={"photo": "not a file"})
+    assert text_as_photo.status_code == 422
+    assert not any(mark in text_as_photo.text for mark in ("object at", "<_io", "input"))
+
+
+def test_more_like_this_keeps_a_preferred_colour(service):
+    client, _ = service
+    plain = client.get("/items/104/similar", params={"k": 4}).json()["results"]
+    coloured = client.get("/items/104/similar", params={"k": 4, "colour": "red"}).json()["results"]
+    assert "score" not in plain[0] and all("score" in r for r in coloured)
+    assert client.get("/items/104/similar", params={"colour": "reddish"}).status_code == 400
 
 
 def test_concurrent_searches_all_answer(service, photo_folder):

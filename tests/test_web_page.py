@@ -66,3 +66,42 @@ def test_upload_filter_and_more_like_this(browser, photo_folder, tmp_path):
         browser.save_screenshot(str(SCREENSHOT))
     finally:
         server.should_exit = True
+
+
+def test_errors_read_as_words_and_leave_no_old_results(browser, photo_folder, tmp_path):
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=pixel_embedder())
+    url, server = serve(create_app(SearchEngine(open_index(folder, SETTINGS), SETTINGS, pixel_embedder())))
+    wait = WebDriverWait(browser, 20)
+    not_a_photo = tmp_path / "holiday.jpg"
+    not_a_photo.write_text("these are words, not pixels")
+    try:
+        browser.get(url + "/")
+        wait.until(ready.text_to_be_present_in_element((By.ID, "keys"), "articleType"))
+        offered = browser.execute_script(
+            "return [...document.querySelectorAll('#filter-values option')].map(o => o.value)")
+        assert "articleType=Shoes" in offered and "colour=red" in offered
+
+        browser.find_element(By.ID, "file").send_keys(str(photo_folder / "images" / "100.jpg"))
+        wait.until(lambda d: len(cards(d)) == 12)
+        browser.find_element(By.ID, "file").send_keys(str(not_a_photo))
+        wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error")
+        message = browser.find_element(By.ID, "status").text
+        assert message.startswith("Not a photo we can read: holiday.jpg is not a readable image")
+        assert not any(mark in message for mark in ("{", "<", "object at", "Traceback", '"detail"'))
+        assert cards(browser) == [] and browser.find_elements(By.CSS_SELECTOR, "#query img") == []
+        browser.save_screenshot(str(SCREENSHOT.with_name("web-page-bad-upload.png")))
+
+        browser.find_element(By.ID, "colour").send_keys("red")
+        browser.find_element(By.ID, "file").send_keys(str(photo_folder / "images" / "100.jpg"))
+        wait.until(lambda d: len(cards(d)) == 12)
+        clicked = cards(browser)[1][0]
+        browser.find_element(By.CSS_SELECTOR, f'#grid .card[data-id="{clicked}"]').click()
+        wait.until(ready.text_to_be_present_in_element((By.ID, "status"), f"More like {clicked}"))
+        wait.until(lambda d: len(cards(d)) == 12)
+        labels = [text.splitlines()[-1] for _, text in cards(browser)]
+        assert all(label.startswith("score ") for label in labels)  # the colour still counts, and says so
+        scores = [float(label.split()[1]) for label in labels]
+        assert scores == sorted(scores)
+    finally:
+        server.should_exit = True

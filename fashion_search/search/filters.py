@@ -40,6 +40,25 @@ def filter_keys(products: pd.DataFrame) -> list[str]:
     return [c for c in products.columns if c not in HIDDEN_COLUMNS] + [COLOUR_KEY]
 
 
+def filter_options(products: pd.DataFrame, live: np.ndarray, max_values: int = 50) -> dict[str, dict]:
+    """What a filter may say, for a form to offer: per key, its most common values among live
+    products (at most ``max_values``; ``more`` says whether there are others), or for a number
+    column its range."""
+    options: dict[str, dict] = {}
+    for key in filter_keys(products)[:-1]:
+        column = products.loc[live, key]
+        if key == "id":
+            continue
+        numbers = pd.to_numeric(column, errors="coerce")
+        if len(column) and numbers.notna().all():
+            options[key] = {"range": [float(numbers.min()), float(numbers.max())]}
+            continue
+        counts = column.dropna().astype(str).value_counts()
+        options[key] = {"values": counts.index[:max_values].tolist(), "more": len(counts) > max_values}
+    options[COLOUR_KEY] = {"values": list(PALETTE_HEX), "more": False}
+    return options
+
+
 def _number(text: str, expression: str) -> float | None:
     if text == "":
         return None

@@ -26,7 +26,10 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, check_metadata_columns, is_safe_id
@@ -34,7 +37,7 @@ from fashion_search.images import PHOTO_SUFFIXES, UnusableImageError, decode_pho
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, SearchEngine
-from fashion_search.search.filters import FilterError
+from fashion_search.search.filters import FilterError, filter_options
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
 from fashion_search.search.request_limits import RequestLimits
 from fashion_search.search.store import ProductIndexError
@@ -107,18 +110,24 @@ class Service:
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
 
+    @staticmethod
+    def upload_name(upload: UploadFile) -> str:
+        """The uploaded file's name for a message (printable, short), or ``the upload``."""
+        name = "".join(c for c in (upload.filename or "") if c.isprintable())[:80]
+        return name or "the upload"
+
     def read_upload(self, upload: UploadFile, reduce: Callable[[np.ndarray], T]) -> T:
         """``reduce`` of the upload's pixels, computed within a decode slot so that at most
         :data:`DECODES_AT_ONCE` full-size photos are in memory; 413 when too large, 415 when
         not a readable image or over the pixel budget."""
         data = upload.file.read(self.max_upload_bytes + 1)
         if len(data) > self.max_upload_bytes:
-            raise HTTPException(413, f"upload larger than {self.max_upload_bytes:,} bytes")
+            raise HTTPException(413, f"{self.upload_name(upload)} is larger than {self.max_upload_bytes:,} bytes")
         with self.decode_slots:
             try:
                 pixels = decode_photo(data, self.max_upload_pixels)
             except UnusableImageError as err:
-                raise HTTPException(415, f"not a usable photo: {err}") from None
+                raise HTTPException(415, f"{self.upload_name(upload)} is {err}") from None
             reduced = reduce(pixels)
             del pixels
             release_freed_memory()
@@ -134,12 +143,37 @@ class Service:
         return int(rows[0])
 
 
+def validation_message(err: RequestValidationError) -> str:
+    """FastAPI's validation errors in words: ``k: Input should be a valid integer``, without
+    the rejected input (which may be an upload's Python repr)."""
+    problems = []
+    for error in err.errors():
+        where = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "form")]
+        problems.append(f"{'.'.join(where) or 'request'}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI served from the swagger-ui-bundle package, not from a CDN."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="fashion-search API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
 def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_upload_pixels: int = MAX_UPLOAD_PIXELS, read_timeout_s: float = 30.0) -> FastAPI:
     """The HTTP service over an opened engine (its model already loaded)."""
     service = Service(engine, api_key, max_upload_bytes, max_upload_pixels)
-    app = FastAPI(title="fashion-search", version="1",
+    app = FastAPI(title="fashion-search", version="1", docs_url=None, redoc_url=None,
                   description="Search a fashion catalogue by photo, product or filters; keep it up to date.")
+    add_offline_docs(app)
     app.state.service = service
     app.add_middleware(RequestLimits, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
                        refuse=lambda method, path, headers: write_refusal(service.api_key, method, path, headers),
@@ -150,6 +184,10 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
     @app.exception_handler(CatalogueError)
     def bad_request(request: Request, err: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(err)}, status_code=422)
 
     @app.exception_handler(IndexBusyError)
     def busy(request: Request, err: Exception) -> JSONResponse:
@@ -200,6 +238,11 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             results = engine.search(query, checked_k(k), filter, colour_weight, colour)
         return {"results": _records(results)}
 
+    @app.get("/filters", summary="The filter keys of this index, with their common values or number ranges")
+    def filters() -> dict:
+        with service.current() as engine:
+            return filter_options(engine.index.products, engine.index.live)
+
     @app.get("/items/{item_id}", summary="A product's metadata")
     def item(item_id: str) -> dict:
         with service.current() as engine:
@@ -208,11 +251,13 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         return record
 
     @app.get("/items/{item_id}/similar", summary="More like this product (the product itself excluded)")
-    def similar(item_id: str, k: int = 10, filter: list[str] = Query(default=[])) -> dict:
+    def similar(item_id: str, k: int = 10, filter: list[str] = Query(default=[]),
+                colour: str | None = Query(default=None, description="a colour name or #rrggbb to prefer"),
+                colour_weight: float | None = Query(default=None, ge=0.0, le=1.0)) -> dict:
         with service.current() as engine:
             service.row_of(item_id)
             service.count("similar")
-            results = engine.search(engine.product_query(item_id), checked_k(k), filter)
+            results = engine.search(engine.product_query(item_id), checked_k(k), filter, colour_weight, colour)
         return {"results": _records(results)}
 
     @app.get("/items/{item_id}/image", summary="A product's photo", response_class=FileResponse)
@@ -246,7 +291,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             skipped = engine.add(Catalog(items, items["path"].to_numpy(str)), new_columns=True)
             service.count("add")
         if len(skipped):
-            raise HTTPException(415, f"not a usable photo: {skipped['reason'].iloc[0]}")
+            raise HTTPException(415, f"{service.upload_name(photo)} is not a usable photo: {skipped['reason'].iloc[0]}")
         return {"id": id, "products": int(service.engine.index.live.sum())}
 
     @app.delete("/items/{item_id}", summary="Remove a product; needs X-API-Key")
