@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PARAMS ?= params.yaml
 ARGS   ?=
 
-.PHONY: run test bench bench-index index data browser setup clean
+.PHONY: run test lab bench bench-index index data browser setup clean
 
 ## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
 run: setup data
@@ -14,6 +14,11 @@ run: setup data
 ## test: the test suite (unit tests, one tiny end-to-end papermill run, the web page in headless Chromium)
 test: setup browser
 	$(PY) -m pytest -q tests
+
+## lab: JupyterLab on notebooks/ with the project's kernel, "Python (fashion-search)" (LAB_ARGS="--port 8890" etc.)
+LAB_ARGS ?=
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 ## bench: feature-extraction throughput and frozen-feature retrieval on the dev photos (JSON + Markdown in benchmarks/results/)
 PHOTOS ?= ../shared/data/fashion-products-dev

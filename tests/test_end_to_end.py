@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fashion_search.pipeline.runner import STAGES
+from fashion_search.pipeline.runner import KERNEL_NAME, NOTEBOOKS_DIR, STAGES
+from jupyter_lab import LabServer, run_notebook
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,27 @@ def test_the_whole_chain_runs_and_leaves_its_artefacts(tiny_run):
             "queries_vgg16-softmax.png", "map_per_model_0.png", "search_vgg16-softmax.png",
             "search_efficientnet_lite0-frozen.png"} <= figures
     assert (run_dir / "index" / "efficientnet_lite0" / "softmax" / "manifest.json").is_file()
+
+
+def test_jupyterlab_lists_the_kernel_and_runs_the_search_notebook_through_it(tiny_run):
+    run_dir, _, _ = tiny_run
+    server = LabServer(NOTEBOOKS_DIR)
+    try:
+        server.wait_ready()
+        assert KERNEL_NAME in server.get("/api/kernelspecs").json()["kernelspecs"]
+        assert "06_search.ipynb" in {item["name"] for item in server.get("/api/contents").json()["content"]}
+        assert "JupyterLab" in server.get("/lab").text
+        outputs = run_notebook(server, KERNEL_NAME, NOTEBOOKS_DIR / "06_search.ipynb",
+                               {"params_path": str(run_dir / "params.yaml"), "run_dir": str(run_dir)})
+    finally:
+        log = server.stop()
+    errors = [o for cell in outputs for o in cell if o["type"] == "error"]
+    assert not errors, errors[0]["traceback"][-3:] if errors else ""
+    panel = [o for cell in outputs for o in cell if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert panel, "the search panel (an ipywidget) was not displayed"
+    grids = [o for o in outputs[-1] if "image/png" in o.get("data", {})]
+    assert len(grids) == 4  # the example search, once per model
+    assert "Traceback" not in log
 
 
 def test_the_search_report_shows_each_model_grid_once(tiny_run):

@@ -120,6 +120,18 @@ def test_dev_photo_config_is_valid_where_the_photos_are():
     assert set(params.finetune.recipes) == {"frozen", "softmax", "cosface", "multitask"}
 
 
+def test_the_paper_config_runs_the_reports_backbones_at_their_native_sizes(farfetch_folder):
+    from pathlib import Path
+
+    with pytest.raises(ConfigError, match="data.path"):  # the Farfetch folder must be named
+        load_params(Path("configs/paper.yaml"))
+    params = load_params(Path("configs/paper.yaml"), [f"data.path={farfetch_folder}"])
+    assert params.data.source == "farfetch" and params.evaluate.relevance == ("category",)
+    sizes = {backbone.name: backbone.input_size for backbone in params.backbones}
+    assert sizes == {"vgg16": 224, "resnet50": 224, "inceptionv3": 299, "efficientnet_lite0": 224}
+    assert "softmax" in params.finetune.recipes and "euclidean" in params.evaluate.distances
+
+
 @pytest.mark.parametrize("block, message", [
     ({"type": "annoy"}, "'index.type' must be one of auto, flat, hnsw, ivfpq"),
     ({"metric": "cosine"}, "'index.metric' must be one of inner_product, l2"),
