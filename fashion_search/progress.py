@@ -64,7 +64,8 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        if now - self.last_print >= self.interval_s:
+        unfinished = self.total is None or self.n < self.total  # the last line is close()'s
+        if unfinished and now - self.last_print >= self.interval_s:
             self.last_print = now
             print(self.line(), file=sys.stdout, flush=True)
 

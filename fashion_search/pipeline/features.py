@@ -87,13 +87,16 @@ def extract_all(params: Params, test: Catalog, layout: RunLayout) -> dict[str, F
     """Extract the test split's features with every embedding model (each backbone with each
     recipe) into its store; keyed ``<backbone>-<recipe>``."""
     stores = {}
+    said: set[str] = set()  # backbones already reported as having no model
     for variant in variants(params):
         backbone = variant.backbone
         embedding = load_embedding_model(layout.model(variant), backbone, variant.recipe)
         manifest = {**embedding.manifest, "split": "test", "items": len(test)}
         folder = layout.features(variant)
         if not embedding.available:
-            print(f"{variant.name}: no model ({embedding.manifest.get('reason')}); no features")
+            if backbone.name not in said:
+                said.add(backbone.name)
+                print(f"{backbone.name}: no model (no ImageNet weights, see 02), no features", flush=True)
             store = FeatureStore(np.zeros((0, 0), np.float32), [], manifest)
         else:
             started = time.perf_counter()

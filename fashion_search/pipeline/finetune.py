@@ -209,6 +209,7 @@ def prepare_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str
     """Prepare every backbone with every recipe, keyed ``<backbone>-<recipe>``; a model already
     made with the same inputs is reused, and an interrupted training resumes."""
     models = {}
+    missing: set[str] = set()  # backbones whose weights were not found: said once
     for variant in variants(params):
         folder = layout.model(variant)
         fingerprint = model_fingerprint(variant, params)
@@ -217,9 +218,14 @@ def prepare_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str
             print(f"{variant.name}: reusing the model already prepared with these parameters")
             models[variant.name] = load_embedding_model(folder, variant.backbone, variant.recipe)
         else:
-            print(f"{variant.name}: preparing", flush=True)
+            name = variant.backbone.name
+            if name not in missing:
+                print(f"{variant.name}: preparing", flush=True)
             models[variant.name] = prepare_embedding_model(variant.backbone, variant.recipe, catalog, params.finetune,
                                                            folder, params.seed, fingerprint)
+            if not models[variant.name].available and name not in missing:
+                missing.add(name)
+                print(f"{name}: left out, no ImageNet weights ({models[variant.name].manifest['hint']})", flush=True)
     return models
 
 

@@ -5,6 +5,7 @@ nothing is measured here.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from fashion_search.layout import RunLayout
 from fashion_search.params import Params
 
 HEADLINE_FILE = "headline.md"
+CACHE_HINT = re.compile(r"copy (\S+) into ~/\.keras/models/")  # the hint of weights.WeightsUnavailableError
 DEFINITIONS = {
     "report": "mean of precision@i over the ranks i ≤ k that hold a relevant item (the report's)",
     "standard": "sum of precision@i at relevant ranks i ≤ k, divided by min(k, relevant items)",
@@ -41,9 +43,11 @@ def unavailable_note(manifests: dict[str, dict]) -> str:
             missing.setdefault(manifest["backbone"], manifest.get("hint", "see 02_finetune"))
     if not missing:
         return ""
-    fixes = "; ".join(f"{backbone}: {hint}" for backbone, hint in missing.items())
+    cached = [m.group(1) for hint in missing.values() if (m := CACHE_HINT.fullmatch(hint))]
+    fixes = [f"copy {', '.join(cached)} into ~/.keras/models/ (or run once with internet)"] if cached else []
+    fixes += [f"{backbone}: {hint}" for backbone, hint in missing.items() if not CACHE_HINT.fullmatch(hint)]
     return (f"Not compared, because their ImageNet weights were not found: {', '.join(missing)}. "
-            f"To add them ({fixes}), or run once with internet, then run again.")
+            f"To add them, {'; '.join(fixes)}; then run again.")
 
 
 def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int, ...],

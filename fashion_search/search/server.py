@@ -27,9 +27,7 @@ import numpy as np
 import pandas as pd
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, check_metadata_columns, is_safe_id
@@ -38,6 +36,7 @@ from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, SearchEngine
 from fashion_search.search.filters import FilterError, filter_options
+from fashion_search.search.offline_docs import add_offline_docs
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
 from fashion_search.search.request_limits import RequestLimits
 from fashion_search.search.store import ProductIndexError
@@ -151,20 +150,6 @@ def validation_message(err: RequestValidationError) -> str:
         where = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "form")]
         problems.append(f"{'.'.join(where) or 'request'}: {error.get('msg', 'invalid')}")
     return "; ".join(problems)
-
-
-def add_offline_docs(app: FastAPI) -> None:
-    """``/docs``: Swagger UI served from the swagger-ui-bundle package, not from a CDN."""
-    from swagger_ui_bundle import swagger_ui_path
-
-    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="fashion-search API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
 def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
