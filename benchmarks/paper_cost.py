@@ -20,13 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from fashion_search.io import write_json, write_text_atomic
+from fashion_search.io import write_json, write_text_atomic  # first: quiets TensorFlow's start-up logs
+import keras  # noqa: E402
 from fashion_search.models.backbones import build_feature_extractor
 from fashion_search.models.recipes import build_recipe
-from fashion_search.params_file import read_yaml, parse_params
+from fashion_search.params_file import parse_params, read_yaml
 from fashion_search.pipeline.finetune import unfreeze_top
 
 ROOT = Path(__file__).resolve().parent

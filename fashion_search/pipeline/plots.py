@@ -36,6 +36,8 @@ def plot_split_counts(catalog: Catalog, max_classes: int = 30) -> Figure:
     """Items per category and split, as stacked horizontal bars (the ``max_classes`` largest)."""
     counts = catalog.items.groupby([catalog.label_column, "split"]).size().unstack(fill_value=0)
     counts = counts.loc[counts.sum(axis=1).sort_values(ascending=False).index[:max_classes]][::-1]
+    counts = counts[[s for s in ("train", "validation", "test") if s in counts] +
+                    [s for s in counts.columns if s not in ("train", "validation", "test")]]
     fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(counts) + 1.2))
     counts.plot.barh(ax=ax, stacked=True)
     ax.set_xlabel("items")
@@ -84,7 +86,8 @@ def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int]
     """Each row: a query, then its ``top_k`` results; green frames are relevant, red are not.
     ``row_notes`` adds a line under each query's label."""
     labels = test.items[test.label_column].to_numpy()
-    fig, axes = plt.subplots(len(queries), top_k + 1, figsize=(1.25 * (top_k + 1), 1.55 * len(queries)),
+    row_height = 1.95 if row_notes else 1.55  # room for the note's line above the row
+    fig, axes = plt.subplots(len(queries), top_k + 1, figsize=(1.25 * (top_k + 1), row_height * len(queries)),
                              squeeze=False)
     for row, query in enumerate(queries):
         show_image(axes[row][0], test.images[query])
