@@ -159,7 +159,7 @@ def protocol_notes(test: Catalog, params: Params, summary: pd.DataFrame, manifes
     weights: dict[str, str] = {}  # per backbone, the file its first model was built from
     for manifest in manifests.values():
         weights.setdefault(manifest["backbone"],
-                           manifest.get("weights_used") or f"not found. {manifest.get('remedy', '')}")
+                           manifest.get("weights_used") or f"not found ({manifest.get('remedy', '')})")
     notes += [f"- {backbone} weights: {used}" for backbone, used in weights.items()]
     if any(m["weights"] == "none" for m in manifests.values()):
         notes.append("**Columns marked 'random weights' use randomly initialised backbones (weights: none), "
