@@ -58,3 +58,25 @@ def map_at_k_report(hits: np.ndarray, k: int) -> float:
 def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
     """mAP@k with the min(k, R) denominator: the mean of :func:`average_precision_per_query`."""
     return float(average_precision_per_query(hits, n_relevant, k).mean())
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                  seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-query ``values`` (resampling queries).
+
+    For the difference of two models on the same queries, pass the per-query differences:
+    that is the paired interval, which cancels what the queries share."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 250):  # bounded memory for large query sets
+        stop = min(start + 250, resamples)
+        means[start:stop] = values[rng.integers(0, len(values), (stop - start, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)

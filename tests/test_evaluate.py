@@ -84,3 +84,22 @@ def test_unavailable_backbones_get_no_column_but_one_note_and_random_weights_are
 
 def test_no_note_when_every_backbone_was_built():
     assert unavailable_note({"m": {"backbone": "efficientnet_lite0", "available": True}}) == ""
+
+
+def test_gains_are_paired_against_frozen_features_of_the_same_backbone_and_size():
+    from fashion_search.pipeline.report import gains_table
+
+    rng = np.random.default_rng(0)
+    frozen = rng.uniform(0.3, 0.9, 200)
+    per_query = {"lite0-frozen": pd.DataFrame({"ap_report@10": frozen, "ap_standard@10": frozen / 2}),
+                 "lite0-cosface": pd.DataFrame({"ap_report@10": frozen + 0.05, "ap_standard@10": frozen / 2}),
+                 "lite0@160-cosface": pd.DataFrame({"ap_report@10": frozen + 0.2, "ap_standard@10": frozen})}
+    lite0 = {"backbone": "efficientnet_lite0", "image_size": 224}
+    manifests = {"lite0-frozen": {**lite0, "recipe": "frozen"}, "lite0-cosface": {**lite0, "recipe": "cosface"},
+                 "lite0@160-cosface": {**lite0, "image_size": 160, "recipe": "cosface"}}
+    gains = gains_table(per_query, manifests, 10).set_index("model")
+    assert gains.index.tolist() == ["lite0-cosface"]  # never against frozen features at another size
+    assert gains.loc["lite0-cosface", "against"] == "lite0-frozen"
+    # the same queries moved by the same amount: the paired interval has no width at all
+    assert gains.loc["lite0-cosface", "mAP@10 gain [95% interval]"] == "+0.0500 [+0.0500, +0.0500]"
+    assert gains.loc["lite0-cosface", "mAP@10 std gain [95% interval]"] == "+0.0000 [+0.0000, +0.0000]"

@@ -60,3 +60,16 @@ def test_k_out_of_range_is_refused():
         metrics.precision_at_k(HITS, 5)
     with pytest.raises(ValueError):
         metrics.map_at_k_report(HITS, 0)
+
+
+def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_queries():
+    from fashion_search.metrics import mean_interval
+
+    rng = np.random.default_rng(1)
+    few, many = rng.uniform(0, 1, 50), rng.uniform(0, 1, 5000)
+    low, high = mean_interval(few)
+    assert low < few.mean() < high
+    many_low, many_high = mean_interval(many)
+    assert many_high - many_low < (high - low) / 5  # width ~ 1/sqrt(n)
+    assert mean_interval(np.full(30, 0.25)) == (0.25, 0.25)
+    assert mean_interval(few) == mean_interval(few)  # seeded: the same report twice

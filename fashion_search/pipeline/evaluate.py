@@ -64,9 +64,15 @@ def score_ranking(ranking: Ranking, test: Catalog, ks: tuple[int, ...], relevanc
     rows = []
     for k in ks:
         k_eff = min(k, hits.shape[1])
+        report_ap = metrics.average_precision_report_per_query(hits, k_eff)
+        standard_ap = metrics.average_precision_per_query(hits, n_relevant[scored], k_eff)
+        report_low, report_high = metrics.mean_interval(report_ap)
+        standard_low, standard_high = metrics.mean_interval(standard_ap)
         rows.append({"model": ranking.model, "relevance": relevance, "distance": ranking.distance, "k": k,
-                     "map_report": metrics.map_at_k_report(hits, k_eff),
-                     "map_standard": metrics.map_at_k(hits, n_relevant[scored], k_eff),
+                     "map_report": float(report_ap.mean()) if len(report_ap) else float("nan"),
+                     "map_standard": float(standard_ap.mean()) if len(standard_ap) else float("nan"),
+                     "map_report_low": report_low, "map_report_high": report_high,
+                     "map_standard_low": standard_low, "map_standard_high": standard_high,
                      "precision": metrics.precision_at_k(hits, k_eff),
                      "recall": metrics.recall_at_k(hits, k_eff),
                      "queries": int(scored.sum()), "skipped": int((~scored).sum())})
@@ -122,7 +128,8 @@ def load_neighbours(folder: str | Path, model: str, distance: str) -> tuple[np.n
     return np.load(folder / f"neighbours_{model}_{distance}.npy"), np.load(folder / f"distances_{model}_{distance}.npy")
 
 
-SUMMARY_COLUMNS = ["model", "relevance", "distance", "k", "map_report", "map_standard", "precision", "recall",
+SUMMARY_COLUMNS = ["model", "relevance", "distance", "k", "map_report", "map_standard", "map_report_low",
+                   "map_report_high", "map_standard_low", "map_standard_high", "precision", "recall",
                    "queries", "skipped"]
 
 
@@ -132,6 +139,7 @@ def evaluate_all(params: Params, stores: dict[str, FeatureStore], test: Catalog,
     neighbours. Returns ``(summary, map_table)``: all metrics in long form, and the report-layout tables.
     """
     evaluations = []
+    per_query = {}  # (model, relevance, distance) → per-query AP, for the paired gains
     for name, store in stores.items():
         if not store.manifest.get("available", True):
             continue
@@ -144,8 +152,9 @@ def evaluate_all(params: Params, stores: dict[str, FeatureStore], test: Catalog,
                 write_text_atomic(layout.per_query(name, relevance, distance),
                                   evaluation.per_query.to_csv(index=False))
                 evaluations.append(evaluation)
+                per_query[name, relevance, distance] = evaluation.per_query
     summary = (pd.concat([e.summary for e in evaluations], ignore_index=True) if evaluations
                else pd.DataFrame(columns=SUMMARY_COLUMNS))
     manifests = {name: store.manifest for name, store in stores.items()}
     write_text_atomic(layout.metrics / "metrics.csv", summary.to_csv(index=False))
-    return summary, write_reports(summary, manifests, test, params, layout.metrics)
+    return summary, write_reports(summary, manifests, test, params, layout.metrics, per_query)
