@@ -63,3 +63,21 @@ def test_05_shows_the_worst_categories_first_then_the_best():
     test = catalog(["Bag", "Shirt", "Coat", "Trouser"] * 6)
     rows = pick_queries(test, 4, seed=0, categories=[name for name, _ in picked])
     assert test.items["category"].iloc[rows].tolist() == ["Shirt", "Coat", "Trouser", "Bag"]
+
+
+def test_confusions_count_wrong_results_per_label_pair_most_frequent_first():
+    from fashion_search.pipeline.evaluate import confusions
+
+    labels = np.array(["Shirt", "Shirt", "Tee", "Tee", "Bag"])
+    neighbours = np.array([[2, 1], [3, 0], [0, 3], [2, 1], [0, 2]])  # rows ranked, self excluded
+    table = confusions(labels, neighbours, k=2)
+    first = table.iloc[0]
+    assert (first["query_label"], first["result_label"], first["count"]) == ("Shirt", "Tee", 2)
+    assert first["share"] == 2 / 4  # two Shirt queries × two slots
+    assert labels[int(first["query"])] == "Shirt" and labels[int(first["result"])] == "Tee"
+    assert set(zip(table["query_label"], table["result_label"])) == {("Shirt", "Tee"), ("Tee", "Shirt"),
+                                                                      ("Bag", "Shirt"), ("Bag", "Tee")}
+    assert table["count"].sum() == 6
+    test = catalog(list(labels))
+    fig = plots.plot_confusions(test, table, 2)
+    assert "2 times in the top 2" in fig.axes[1].texts[0].get_text()

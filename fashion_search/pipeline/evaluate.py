@@ -113,6 +113,26 @@ def pick_queries(test: Catalog, n: int, seed: int, categories: list[str] | None 
     return [int(rng.choice(np.flatnonzero(labels == names[i % len(names)]))) for i in range(n)]
 
 
+def confusions(labels: np.ndarray, neighbours: np.ndarray, k: int) -> pd.DataFrame:
+    """How often a query of one label has a result of another among its top ``k``: one row per
+    (query label, result label) pair, most frequent first, with the share of that label's
+    queries' top-k slots it takes and one example (the query row, its best-ranked such result)."""
+    labels = np.asarray(labels).astype(str)
+    top = neighbours[:, :k]
+    wrong = labels[top] != labels[:, None]
+    queries, ranks = np.nonzero(wrong)
+    pairs = pd.DataFrame({"query_label": labels[queries], "result_label": labels[top[queries, ranks]],
+                          "query": queries, "result": top[queries, ranks], "rank": ranks})
+    if pairs.empty:
+        return pd.DataFrame(columns=["query_label", "result_label", "count", "share", "query", "result"])
+    slots = pd.Series(labels).value_counts() * top.shape[1]
+    first = pairs.sort_values(["rank", "query"]).groupby(["query_label", "result_label"]).first()
+    table = pairs.groupby(["query_label", "result_label"]).size().rename("count").to_frame().join(first)
+    table["share"] = table["count"] / slots.reindex(table.index.get_level_values(0)).to_numpy()
+    table = table.reset_index().sort_values(["count", "query_label", "result_label"], ascending=[False, True, True])
+    return table[["query_label", "result_label", "count", "share", "query", "result"]].reset_index(drop=True)
+
+
 def worst_and_best_categories(per_category: pd.DataFrame, n: int) -> list[tuple[str, float]]:
     """``n`` categories with their score averaged over the models (``per_category``: one row per
     category, one column per model): the worst half first, worst first, then the best, best first."""

@@ -103,6 +103,27 @@ def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int]
     return fig
 
 
+def plot_confusions(test: Catalog, table: pd.DataFrame, k: int, title: str = "", n: int = 6) -> Figure:
+    """The ``n`` most frequent confusions: each a query and a result of another label that it
+    returned, captioned with how often queries of that label got one in their top ``k``."""
+    rows = table.head(n)
+    fig, axes = plt.subplots(max(len(rows), 1), 2, figsize=(5.2, 1.7 * max(len(rows), 1)), squeeze=False)
+    for ax, (_, row) in zip(axes, rows.iterrows()):
+        show_image(ax[0], test.images[int(row["query"])])
+        ax[0].set_title(f"query: {row['query_label']}", fontsize=7, fontweight="bold")
+        show_image(ax[1], test.images[int(row["result"])])
+        frame_tile(ax[1], False)
+        ax[1].set_title(f"returned: {row['result_label']}", fontsize=7, color="firebrick")
+        ax[1].text(1.08, 0.5, f"{row['count']} times in the top {k}\n({row['share']:.0%} of these\nqueries' results)",
+                   transform=ax[1].transAxes, fontsize=7, va="center")
+    if rows.empty:
+        for ax in axes.ravel():
+            ax.set_axis_off()
+    fig.suptitle(title or f"Most frequent confusions in the top {k}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def plot_map_bars(summary: pd.DataFrame, relevance: str, column: str = "map_report",
                   distance: str = "euclidean") -> Figure:
     """mAP@k per model (backbone and recipe), grouped by k."""
