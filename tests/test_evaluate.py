@@ -60,7 +60,7 @@ def test_unavailable_backbones_get_no_column_but_one_note_and_random_weights_are
                             "k": [1, 5], "map_report": [0.5, 0.6], "map_standard": [0.5, 0.4],
                             "precision": [0.5, 0.3], "recall": [0.5, 0.9]})
     vgg = {"backbone": "vgg16", "weights": "imagenet", "image_size": 224, "available": False,
-           "hint": "copy vgg16.h5 into ~/.keras/models/"}
+           "hint": "copy vgg16.h5 into ~/.keras/models/", "cache_file": "vgg16.h5"}
     manifests = {"resnet50-softmax": {"backbone": "resnet50", "recipe": "softmax", "weights": "none",
                                       "image_size": 32, "train_seconds": 90},
                  "vgg16-frozen": {**vgg, "recipe": "frozen"}, "vgg16-softmax": {**vgg, "recipe": "softmax"}}
@@ -71,6 +71,9 @@ def test_unavailable_backbones_get_no_column_but_one_note_and_random_weights_are
     assert not [c for c in table.columns if c.startswith("vgg16")]
     note = unavailable_note(manifests)
     assert note.count("copy vgg16.h5 into ~/.keras/models/") == 1  # one fix per backbone, not per recipe
+    lite1 = {"backbone": "efficientnet_lite1", "available": False, "hint": "pip install lite1"}
+    both = unavailable_note({**manifests, "lite1-frozen": lite1})
+    assert "copy vgg16.h5 into ~/.keras/models/" in both and "efficientnet_lite1: pip install lite1" in both
     markdown = map_tables_markdown(table, ["a note"], note)
     assert "## Relevant = same category; report definition, euclidean distance" in markdown
     assert "| Top 5 |" in markdown and markdown.count("copy vgg16.h5") == 2  # under each of the two tables

@@ -132,8 +132,9 @@ def test_offline_mode_never_tries_a_download(keras_home, monkeypatch):
     monkeypatch.setattr(weights, "_FAILED_DOWNLOADS", set())
     monkeypatch.setenv("FASHION_SEARCH_OFFLINE", "1")
     monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("a download was attempted"))
-    with pytest.raises(WeightsUnavailableError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+    with pytest.raises(WeightsUnavailableError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5") as err:
         resolve_weights(get_spec("resnet50"))
+    assert err.value.cache_file == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"  # the one file to copy
 
 
 def test_missing_explicit_path_is_an_error(keras_home):

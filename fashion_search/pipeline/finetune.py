@@ -164,7 +164,7 @@ def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Cata
         extractor, source = build_feature_extractor(backbone.name, backbone.weights, backbone.input_size,
                                                     backbone.weights_path)
     except WeightsUnavailableError as err:
-        manifest.update(available=False, reason=str(err), remedy=err.remedy, hint=err.hint)
+        manifest.update(available=False, reason=str(err), remedy=err.remedy, hint=err.hint, cache_file=err.cache_file)
         saved.save_unavailable(manifest, folder)
         return EmbeddingModel(backbone, recipe, manifest, None)
     manifest.update(weights_source=source.kind, weights_file=source.path, weights_sha256=source.sha256,

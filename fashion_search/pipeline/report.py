@@ -5,7 +5,6 @@ nothing is measured here.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,6 @@ from fashion_search.layout import RunLayout
 from fashion_search.params import Params
 
 HEADLINE_FILE = "headline.md"
-CACHE_HINT = re.compile(r"copy (\S+) into ~/\.keras/models/")  # the hint of weights.WeightsUnavailableError
 DEFINITIONS = {
     "report": "mean of precision@i over the ranks i ≤ k that hold a relevant item (the report's)",
     "standard": "sum of precision@i at relevant ranks i ≤ k, divided by min(k, relevant items)",
@@ -38,15 +36,16 @@ def is_available(manifest: dict) -> bool:
 def unavailable_note(manifests: dict[str, dict]) -> str:
     """One short paragraph for the backbones that were asked for but whose weights were not
     found: what is missing and how to get it; empty when every backbone was built."""
-    missing: dict[str, str] = {}
+    missing: dict[str, dict] = {}  # backbone → the manifest of its first model
     for manifest in manifests.values():
         if not is_available(manifest):
-            missing.setdefault(manifest["backbone"], manifest.get("hint", "see 02_finetune"))
+            missing.setdefault(manifest["backbone"], manifest)
     if not missing:
         return ""
-    cached = [m.group(1) for hint in missing.values() if (m := CACHE_HINT.fullmatch(hint))]
+    cached = [m["cache_file"] for m in missing.values() if m.get("cache_file")]  # one fix for all of these
     fixes = [f"copy {', '.join(cached)} into ~/.keras/models/ (or run once with internet)"] if cached else []
-    fixes += [f"{backbone}: {hint}" for backbone, hint in missing.items() if not CACHE_HINT.fullmatch(hint)]
+    fixes += [f"{backbone}: {m.get('hint', 'see 02_finetune')}" for backbone, m in missing.items()
+              if not m.get("cache_file")]
     return (f"Not compared, because their ImageNet weights were not found: {', '.join(missing)}. "
             f"To add them, {'; '.join(fixes)}; then run again.")
 
