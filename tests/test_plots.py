@@ -8,7 +8,8 @@ import pandas as pd  # noqa: E402
 
 from fashion_search.data.catalog import Catalog  # noqa: E402
 from fashion_search.pipeline import plots  # noqa: E402
-from fashion_search.pipeline.evaluate import pick_queries, worst_and_best_categories  # noqa: E402
+from fashion_search.pipeline.evaluate import (pick_queries, showcase_queries,  # noqa: E402
+                                              worst_and_best_categories)
 
 
 def overlaps(a, b) -> bool:
@@ -63,6 +64,9 @@ def test_05_shows_the_worst_categories_first_then_the_best():
     test = catalog(["Bag", "Shirt", "Coat", "Trouser"] * 6)
     rows = pick_queries(test, 4, seed=0, categories=[name for name, _ in picked])
     assert test.items["category"].iloc[rows].tolist() == ["Shirt", "Coat", "Trouser", "Bag"]
+    queries, notes = showcase_queries(test, per_category, 4, seed=0, k=10)
+    assert queries == rows and notes[0] == "category mAP@10 0.53"
+    assert showcase_queries(test, pd.DataFrame(), 2, seed=0, k=10)[1] is None  # no scores: no notes
 
 
 def test_confusions_count_wrong_results_per_label_pair_most_frequent_first():

@@ -133,6 +133,17 @@ def confusions(labels: np.ndarray, neighbours: np.ndarray, k: int) -> pd.DataFra
     return table[["query_label", "result_label", "count", "share", "query", "result"]].reset_index(drop=True)
 
 
+def showcase_queries(test: Catalog, per_category: pd.DataFrame, n: int, seed: int,
+                     k: int) -> tuple[list[int], list[str] | None]:
+    """05's fixed queries: one from each of the worst and the best categories of
+    ``per_category`` (see :func:`worst_and_best_categories`), each with a note giving its
+    category's mAP@k; without scores, the largest categories and no notes."""
+    picked = worst_and_best_categories(per_category, n) if len(per_category) else []
+    queries = pick_queries(test, n, seed, [name for name, _ in picked])
+    notes = [f"category mAP@{k} {score:.2f}" for _, score in picked]
+    return queries, notes if len(notes) == len(queries) else None
+
+
 def worst_and_best_categories(per_category: pd.DataFrame, n: int) -> list[tuple[str, float]]:
     """``n`` categories with their score averaged over the models (``per_category``: one row per
     category, one column per model): the worst half first, worst first, then the best, best first."""

@@ -223,8 +223,10 @@ def write_reports(summary: pd.DataFrame, manifests: dict[str, dict], test: Catal
 
 
 def per_category_table(per_query: dict[str, pd.DataFrame], label_column: str, column: str) -> pd.DataFrame:
-    """Mean of ``column`` per category (rows) and model (columns)."""
-    return pd.DataFrame({name: frame.groupby(label_column)[column].mean() for name, frame in per_query.items()})
+    """Mean of ``column`` per category (rows) and model (columns), the worst category (lowest
+    mean over the models) first."""
+    table = pd.DataFrame({name: frame.groupby(label_column)[column].mean() for name, frame in per_query.items()})
+    return table.loc[table.mean(axis=1).sort_values(kind="stable").index]
 
 
 def write_per_category_map(layout: RunLayout, models: list[str], relevance: str, distance: str,
