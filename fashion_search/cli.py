@@ -112,6 +112,9 @@ def _add_engine(commands) -> None:
                                                    "prefer that colour")
     query.add_argument("--colour-weight", type=float, help="0..1: blend of colour closeness into the order "
                                                            "(default 0.5 with --colour, else 0)")
+    query.add_argument("--match-colour", type=float, metavar="FACTOR",
+                       help="indexes of a fused model: how much the photo's own colour counts, 1 = as chosen "
+                            "on validation (default), 0 = not at all, 2 = twice")
     query.add_argument("--top-k", type=int, default=10, help="how many results (default 10)")
     query.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                        help="category=shoes, brand=a,b, price=50..200, colour=red; repeat to combine")
@@ -185,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--top-k must be at least 1")
     if not 0.0 <= (getattr(args, "colour_weight", None) or 0.0) <= 1.0:
         parser.error("--colour-weight must lie in 0..1")
+    if not 0.0 <= (getattr(args, "match_colour", None) or 0.0) <= 5.0:
+        parser.error("--match-colour must lie in 0..5")
     errors = _user_errors()
     try:
         return args.run(args)

@@ -71,9 +71,10 @@ class RunLayout:
     def retrieval(self) -> Path:
         return self.root / "metrics" / "retrieval"
 
-    def per_query(self, model: str, relevance: str, distance: str) -> Path:
-        """One model's average precision per query, under one relevance and distance (04 writes it)."""
-        return self.retrieval / f"per_query_{model}_{relevance}_{distance}.csv"
+    def per_query(self, model: str, relevance: str, distance: str, protocol: str = "test split") -> Path:
+        """One model's average precision per query, under one relevance, distance and protocol (04 writes it)."""
+        suffix = "" if protocol == "test split" else f"_{protocol}"
+        return self.retrieval / f"per_query_{model}_{relevance}_{distance}{suffix}.csv"
 
     @property
     def figures(self) -> Path:

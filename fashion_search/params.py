@@ -17,7 +17,7 @@ DISTANCES = ("euclidean", "cosine")
 # frozen: the pretrained backbone as is; softmax: the report's classification head;
 # cosface: an L2-normalised embedding trained with a margin softmax over cosines (CosFace);
 # multitask: the same embedding trained on several label columns at once.
-RECIPES = ("frozen", "softmax", "cosface", "multitask")
+RECIPES = ("frozen", "softmax", "cosface", "multitask", "fused")
 DEFAULT_LABEL_COLUMN = {"fashion_mnist": "category", "photo_folder": "articleType", "farfetch": "category"}
 
 
@@ -81,6 +81,7 @@ class FinetuneParams:
     scale: float = 30.0
     augment: bool = True
     monitor_k: int = 10
+    head_epochs: int = 30
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,8 @@ def test_relevance_on_two_columns_needs_both_to_match():
 
 
 def test_unavailable_backbones_get_no_column_but_one_note_and_random_weights_are_marked():
-    summary = pd.DataFrame({"model": "resnet50-softmax", "relevance": "category", "distance": "euclidean",
-                            "k": [1, 5], "map_report": [0.5, 0.6], "map_standard": [0.5, 0.4],
+    summary = pd.DataFrame({"model": "resnet50-softmax", "protocol": "catalogue", "relevance": "category",
+                            "distance": "euclidean", "k": [1, 5], "map_report": [0.5, 0.6], "map_standard": [0.5, 0.4],
                             "precision": [0.5, 0.3], "recall": [0.5, 0.9]})
     vgg = {"backbone": "vgg16", "weights": "imagenet", "image_size": 224, "available": False,
            "hint": "copy vgg16.h5 into ~/.keras/models/", "cache_file": "vgg16.h5"}
@@ -75,7 +75,7 @@ def test_unavailable_backbones_get_no_column_but_one_note_and_random_weights_are
     both = unavailable_note({**manifests, "lite1-frozen": lite1})
     assert "copy vgg16.h5 into ~/.keras/models/" in both and "efficientnet_lite1: pip install lite1" in both
     markdown = map_tables_markdown(table, ["a note"], note)
-    assert "## Relevant = same category; report definition, euclidean distance" in markdown
+    assert "## Catalogue protocol; relevant = same category; report definition, euclidean distance" in markdown
     assert "| Top 5 |" in markdown and markdown.count("copy vgg16.h5") == 2  # under each of the two tables
     assert max(len(line) for line in markdown.splitlines() if line.startswith("|")) < 120
     headline = headline_markdown(table, note)

@@ -31,9 +31,9 @@ def test_split_counts_legend_sits_beside_the_bars():
 
 
 def test_map_bars_have_human_titles_and_the_legend_hides_no_bar():
-    summary = pd.DataFrame([{"model": m, "relevance": "category", "distance": "euclidean", "k": k,
-                             "map_report": v} for m, v in (("lite0-frozen", 0.97), ("lite0-cosface", 0.99))
-                            for k in (1, 5, 10)])
+    summary = pd.DataFrame([{"model": m, "protocol": protocol, "relevance": "category", "distance": "euclidean",
+                             "k": k, "map_report": v} for m, v in (("lite0-frozen", 0.97), ("lite0-cosface", 0.99))
+                            for k in (1, 5, 10) for protocol in ("catalogue", "test split")])
     fig = plots.plot_map_bars(summary, "category", "map_report", "euclidean")
     fig.canvas.draw()
     ax = fig.axes[0]

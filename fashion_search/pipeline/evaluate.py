@@ -1,9 +1,14 @@
-"""Stage 04: the retrieval protocol, from feature stores to metrics (tables: :mod:`.report`).
+"""Stage 04: the retrieval protocols, from feature stores to metrics (tables: :mod:`.report`).
 
-Protocol: every test item is a query against the gallery of all other test items (the
-query itself is excluded from its results); an item is relevant when it matches the query
-on every column of the relevance definition (``articleType``, or ``articleType+baseColour``).
-Queries with no other relevant test item cannot be scored; they are counted, not averaged.
+Two protocols, both with the test items as queries, each query excluded from its own results:
+
+- ``catalogue``: each test item searches the whole catalogue (train, validation and test
+  items), what ``fashion-search query`` does for a shopper;
+- ``test split``: each test item searches the other test items only (the research report's).
+
+An item is relevant when it matches the query on every column of the relevance definition
+(``articleType``, or ``articleType+baseColour``). Queries with no other relevant item in the
+gallery cannot be scored; they are counted, not averaged.
 """
 from __future__ import annotations
 
@@ -23,14 +28,18 @@ from fashion_search.pipeline.features import FeatureStore
 from fashion_search.pipeline.report import write_reports
 
 
+PROTOCOLS = ("catalogue", "test split")
+
+
 @dataclass
 class Ranking:
-    """One model and distance: the gallery rows ranked for each query, nearest first."""
+    """One model, distance and protocol: the gallery rows ranked for each query, nearest first."""
 
     model: str
     distance: str
-    neighbours: np.ndarray      # (queries, k_max)
+    neighbours: np.ndarray      # (queries, k_max), rows of the gallery
     distances: np.ndarray
+    protocol: str = "test split"
 
 
 @dataclass
@@ -45,22 +54,38 @@ class Evaluation:
     skipped_queries: int
 
 
-def rank_store(store: FeatureStore, test: Catalog, k_max: int, distance: str, batch_size: int = 1024,
-               model: str = "") -> Ranking:
-    """Rank the test split against itself (each query excluded from its own results)."""
-    if list(store.ids) != test.items["id"].tolist():
-        raise ValueError("the feature store's ids do not match the catalogue's test split; re-run extraction")
-    ranked, dists = exact_search(store.features, store.features, k_max, distance,
-                                 exclude=np.arange(len(test)), batch_size=batch_size)
-    return Ranking(model or store.manifest["backbone"], distance, ranked, dists)
+def gallery_of(catalog: Catalog, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(gallery rows, query rows)`` of a protocol: catalogue rows searched, and the test
+    queries' positions within them."""
+    test_rows = np.flatnonzero((catalog.items["split"] == "test").to_numpy())
+    if protocol == "catalogue":
+        return np.arange(len(catalog)), test_rows
+    if protocol == "test split":
+        return test_rows, np.arange(len(test_rows))
+    raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
 
 
-def score_ranking(ranking: Ranking, test: Catalog, ks: tuple[int, ...], relevance: str) -> Evaluation:
+def rank_store(store: FeatureStore, catalog: Catalog, k_max: int, distance: str, batch_size: int = 1024,
+               model: str = "", protocol: str = "test split") -> Ranking:
+    """Rank the gallery of ``protocol`` for each test query (each query excluded from its own results).
+
+    ``store`` holds a vector for every catalogue item, in catalogue order."""
+    if list(store.ids) != catalog.items["id"].tolist():
+        raise ValueError("the feature store's ids do not match the catalogue; re-run extraction (03)")
+    gallery, queries = gallery_of(catalog, protocol)
+    vectors = store.features[gallery]
+    ranked, dists = exact_search(vectors[queries], vectors, k_max, distance, exclude=queries, batch_size=batch_size)
+    return Ranking(model or store.manifest["backbone"], distance, ranked, dists, protocol)
+
+
+def score_ranking(ranking: Ranking, catalog: Catalog, ks: tuple[int, ...], relevance: str) -> Evaluation:
     """mAP@k (both definitions), precision@k and recall@k of ``ranking`` under ``relevance``."""
-    codes = relevance_codes(test.items, relevance)
-    n_relevant = np.bincount(codes)[codes] - 1  # other test items relevant to each one
+    gallery, queries = gallery_of(catalog, ranking.protocol)
+    items = catalog.items.iloc[gallery].reset_index(drop=True)
+    codes = relevance_codes(items, relevance)
+    n_relevant = np.bincount(codes)[codes[queries]] - 1  # other gallery items relevant to each query
     scored = n_relevant > 0
-    hits = metrics.relevance(codes, codes, ranking.neighbours)[scored]
+    hits = metrics.relevance(codes[queries], codes, ranking.neighbours)[scored]
     rows = []
     for k in ks:
         k_eff = min(k, hits.shape[1])
@@ -68,7 +93,8 @@ def score_ranking(ranking: Ranking, test: Catalog, ks: tuple[int, ...], relevanc
         standard_ap = metrics.average_precision_per_query(hits, n_relevant[scored], k_eff)
         report_low, report_high = metrics.mean_interval(report_ap)
         standard_low, standard_high = metrics.mean_interval(standard_ap)
-        rows.append({"model": ranking.model, "relevance": relevance, "distance": ranking.distance, "k": k,
+        rows.append({"model": ranking.model, "protocol": ranking.protocol, "relevance": relevance,
+                     "distance": ranking.distance, "k": k,
                      "map_report": float(report_ap.mean()) if len(report_ap) else float("nan"),
                      "map_standard": float(standard_ap.mean()) if len(standard_ap) else float("nan"),
                      "map_report_low": report_low, "map_report_high": report_high,
@@ -77,17 +103,18 @@ def score_ranking(ranking: Ranking, test: Catalog, ks: tuple[int, ...], relevanc
                      "recall": metrics.recall_at_k(hits, k_eff),
                      "queries": int(scored.sum()), "skipped": int((~scored).sum())})
     k_last = min(max(ks), hits.shape[1])
-    per_query = test.items.loc[scored, ["id", *relevance.split("+")]].reset_index(drop=True)
+    per_query = items.iloc[queries[scored]][["id", *dict.fromkeys(relevance.split("+"))]].reset_index(drop=True)
     per_query[f"ap_report@{max(ks)}"] = metrics.average_precision_report_per_query(hits, k_last)
     per_query[f"ap_standard@{max(ks)}"] = metrics.average_precision_per_query(hits, n_relevant[scored], k_last)
     return Evaluation(ranking.model, ranking.distance, relevance, pd.DataFrame(rows), per_query,
                       int((~scored).sum()))
 
 
-def evaluate_store(store: FeatureStore, test: Catalog, ks: tuple[int, ...], distance: str, relevance: str,
-                   batch_size: int = 1024) -> Evaluation:
+def evaluate_store(store: FeatureStore, catalog: Catalog, ks: tuple[int, ...], distance: str, relevance: str,
+                   batch_size: int = 1024, protocol: str = "test split") -> Evaluation:
     """Rank and score in one call."""
-    return score_ranking(rank_store(store, test, max(ks), distance, batch_size), test, ks, relevance)
+    return score_ranking(rank_store(store, catalog, max(ks), distance, batch_size, protocol=protocol), catalog, ks,
+                         relevance)
 
 
 def save_ranking(ranking: Ranking, folder: str | Path) -> None:
@@ -159,33 +186,36 @@ def load_neighbours(folder: str | Path, model: str, distance: str) -> tuple[np.n
     return np.load(folder / f"neighbours_{model}_{distance}.npy"), np.load(folder / f"distances_{model}_{distance}.npy")
 
 
-SUMMARY_COLUMNS = ["model", "relevance", "distance", "k", "map_report", "map_standard", "map_report_low",
+SUMMARY_COLUMNS = ["model", "protocol", "relevance", "distance", "k", "map_report", "map_standard", "map_report_low",
                    "map_report_high", "map_standard_low", "map_standard_high", "precision", "recall",
                    "queries", "skipped"]
 
 
-def evaluate_all(params: Params, stores: dict[str, FeatureStore], test: Catalog,
+def evaluate_all(params: Params, stores: dict[str, FeatureStore], catalog: Catalog,
                  layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score every available store at every distance and relevance; write metrics, tables and
-    neighbours. Returns ``(summary, map_table)``: all metrics in long form, and the report-layout tables.
+    """Score every available store under both protocols, at every distance and relevance; write
+    metrics, tables and the test-split neighbours (for 05). Returns ``(summary, map_table)``: all
+    metrics in long form, and the report-layout tables.
     """
     evaluations = []
-    per_query = {}  # (model, relevance, distance) → per-query AP, for the paired gains
+    per_query = {}  # (model, protocol, relevance, distance) → per-query AP, for the paired gains
     for name, store in stores.items():
         if not store.manifest.get("available", True):
             continue
-        for distance in params.evaluate.distances:
-            ranking = rank_store(store, test, max(params.evaluate.ks), distance, params.evaluate.query_batch_size,
-                                 model=name)
-            save_ranking(ranking, layout.retrieval)
-            for relevance in params.evaluate.relevance:
-                evaluation = score_ranking(ranking, test, params.evaluate.ks, relevance)
-                write_text_atomic(layout.per_query(name, relevance, distance),
-                                  evaluation.per_query.to_csv(index=False))
-                evaluations.append(evaluation)
-                per_query[name, relevance, distance] = evaluation.per_query
+        for protocol in PROTOCOLS:
+            for distance in params.evaluate.distances:
+                ranking = rank_store(store, catalog, max(params.evaluate.ks), distance,
+                                     params.evaluate.query_batch_size, model=name, protocol=protocol)
+                if protocol == "test split":
+                    save_ranking(ranking, layout.retrieval)
+                for relevance in params.evaluate.relevance:
+                    evaluation = score_ranking(ranking, catalog, params.evaluate.ks, relevance)
+                    write_text_atomic(layout.per_query(name, relevance, distance, protocol),
+                                      evaluation.per_query.to_csv(index=False))
+                    evaluations.append(evaluation)
+                    per_query[name, protocol, relevance, distance] = evaluation.per_query
     summary = (pd.concat([e.summary for e in evaluations], ignore_index=True) if evaluations
                else pd.DataFrame(columns=SUMMARY_COLUMNS))
     manifests = {name: store.manifest for name, store in stores.items()}
     write_text_atomic(layout.metrics / "metrics.csv", summary.to_csv(index=False))
-    return summary, write_reports(summary, manifests, test, params, layout.metrics, per_query)
+    return summary, write_reports(summary, manifests, catalog, params, layout.metrics, per_query)

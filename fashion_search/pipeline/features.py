@@ -10,19 +10,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import keras
 import numpy as np
 
 from fashion_search.data.catalog import Catalog
-from fashion_search.io import read_json, resumable_chunks, save_npy, work_key, write_json
+from fashion_search.io import read_json, save_npy, work_key, write_json
 from fashion_search.layout import RunLayout, variants
 from fashion_search.models.registry import get_spec
 from fashion_search.params import Params
 from fashion_search.pipeline.finetune import load_embedding_model
-from fashion_search.pipeline.input_pipeline import make_dataset
-from fashion_search.progress import progress_bar
+from fashion_search.pipeline.extraction import extract_features
 
 FEATURES_FILE = "features.npy"
 IDS_FILE = "ids.json"
@@ -41,22 +38,6 @@ class FeatureStore:
     def __post_init__(self) -> None:
         if len(self.features) != len(self.ids):
             raise ValueError(f"{len(self.features)} feature rows but {len(self.ids)} ids")
-
-
-def extract_features(model: keras.Model, images: np.ndarray, size: int, preprocess: Callable, batch_size: int,
-                     work_dir: str | Path, chunk_size: int = 1024, description: str = "features") -> np.ndarray:
-    """Run ``model`` over ``images`` in batches; chunks already in ``work_dir`` are reused."""
-    with progress_bar(len(images), description, unit="image") as bar:
-        def compute(start: int, stop: int) -> dict[str, np.ndarray]:
-            rows = []
-            for batch in make_dataset(images[start:stop], size, preprocess, batch_size):
-                rows.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
-                bar.update(len(rows[-1]))
-            return {"features": np.concatenate(rows)}
-
-        chunks = resumable_chunks(work_dir, len(images), chunk_size, compute)
-        bar.update(len(images) - bar.n)
-    return np.concatenate([c["features"] for c in chunks]) if chunks else np.zeros((0, 0), np.float32)
 
 
 def save_feature_store(store: FeatureStore, folder: str | Path) -> None:
@@ -83,15 +64,16 @@ def load_feature_store(folder: str | Path, expect: dict | None = None) -> Featur
     return FeatureStore(np.load(folder / FEATURES_FILE), read_json(folder / IDS_FILE), manifest)
 
 
-def extract_all(params: Params, test: Catalog, layout: RunLayout) -> dict[str, FeatureStore]:
-    """Extract the test split's features with every embedding model (each backbone with each
-    recipe) into its store; keyed ``<backbone>-<recipe>``."""
+def extract_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str, FeatureStore]:
+    """Extract the features of every catalogue item (all splits: 04's catalogue protocol searches
+    them all) with every embedding model (each backbone with each recipe) into its store; keyed
+    ``<backbone>-<recipe>``."""
     stores = {}
     said: set[str] = set()  # backbones already reported as having no model
     for variant in variants(params):
         backbone = variant.backbone
         embedding = load_embedding_model(layout.model(variant), backbone, variant.recipe)
-        manifest = {**embedding.manifest, "split": "test", "items": len(test)}
+        manifest = {**embedding.manifest, "split": "all", "items": len(catalog)}
         folder = layout.features(variant)
         if not embedding.available:
             if backbone.name not in said:
@@ -100,13 +82,13 @@ def extract_all(params: Params, test: Catalog, layout: RunLayout) -> dict[str, F
             store = FeatureStore(np.zeros((0, 0), np.float32), [], manifest)
         else:
             started = time.perf_counter()
-            key = work_key(manifest["fingerprint"], test.items["id"].tolist(), images=test.images)
-            matrix = extract_features(embedding.model, test.images, backbone.input_size,
+            key = work_key(manifest["fingerprint"], catalog.items["id"].tolist(), images=catalog.images)
+            matrix = extract_features(embedding.model, catalog.images, backbone.input_size,
                                       get_spec(backbone.name).preprocess, params.features.batch_size,
                                       folder / PARTS_DIR / key, params.features.chunk_size, description=f"extracting with {variant.name}")
             seconds = time.perf_counter() - started
             manifest.update(seconds=round(seconds, 2), dim=int(matrix.shape[1]))
-            store = FeatureStore(matrix, test.items["id"].tolist(), manifest)
+            store = FeatureStore(matrix, catalog.items["id"].tolist(), manifest)
         save_feature_store(store, folder)
         stores[variant.name] = store
     return stores
@@ -117,5 +99,5 @@ def load_all(params: Params, layout: RunLayout) -> dict[str, FeatureStore]:
     return {variant.name: load_feature_store(
                 layout.features(variant),
                 {"backbone": variant.backbone.name, "recipe": variant.recipe, "weights": variant.backbone.weights,
-                 "image_size": variant.backbone.input_size})
+                 "image_size": variant.backbone.input_size, "split": "all"})
             for variant in variants(params)}

@@ -32,9 +32,11 @@ from fashion_search.models.recipes import build_recipe, training_columns
 from fashion_search.models.registry import get_spec
 from fashion_search.models.weights import WeightsUnavailableError
 from fashion_search.params import BackboneParams, FinetuneParams, Params
+from fashion_search.pipeline.fused_training import train_fused
 from fashion_search.pipeline.input_pipeline import make_dataset
 
 HISTORY_FILE = "history.csv"
+COLOUR_WEIGHTS_FILE = "colour_weights.csv"  # fused recipe: validation scores per colour weight
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -170,7 +172,19 @@ def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Cata
     manifest.update(weights_source=source.kind, weights_file=source.path, weights_sha256=source.sha256,
                     weights_loaded=source.load_path, weights_used=source.describe())
     embedding = extractor
-    if recipe != "frozen":
+    if recipe == "fused":
+        fused = train_fused(extractor, catalog, backbone.input_size, spec.preprocess, params, folder / CHECKPOINT_DIR,
+                            seed, fingerprint,
+                            f"{backbone.name} fused")
+        embedding = fused.model
+        manifest.update(feature_layer="fused", feature_dim=int(embedding.output_shape[-1]),
+                        colour_dims=int(embedding.output_shape[-1]) - params.embedding_dim, **fused.choices,
+                        monitor=f"val_map_at_{params.monitor_k}",
+                        trained_on=[catalog.label_column, *([fused.choices["colour_column"]]
+                                                            if fused.choices["colour_column"] else [])])
+        fused.history.to_csv(folder / HISTORY_FILE, index=False)
+        fused.weights.to_csv(folder / COLOUR_WEIGHTS_FILE, index=False)
+    elif recipe != "frozen":
         embedding, history, seconds = train_recipe(recipe, extractor, catalog, backbone.input_size, spec.preprocess,
                                                    params, folder, seed, fingerprint, f"{backbone.name} {recipe}")
         best = history.loc[history[f"val_map_at_{params.monitor_k}"].idxmax()]

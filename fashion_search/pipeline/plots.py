@@ -125,9 +125,10 @@ def plot_confusions(test: Catalog, table: pd.DataFrame, k: int, title: str = "",
 
 
 def plot_map_bars(summary: pd.DataFrame, relevance: str, column: str = "map_report",
-                  distance: str = "euclidean") -> Figure:
-    """mAP@k per model (backbone and recipe), grouped by k."""
-    rows = summary[(summary["distance"] == distance) & (summary["relevance"] == relevance)]
+                  distance: str = "euclidean", protocol: str = "catalogue") -> Figure:
+    """mAP@k per model (backbone and recipe), grouped by k, under one protocol."""
+    rows = summary[(summary["distance"] == distance) & (summary["relevance"] == relevance)
+                   & (summary["protocol"] == protocol)]
     table = rows.pivot(index="k", columns="model", values=column)
     table = table[list(dict.fromkeys(rows["model"]))]  # the run's order, not alphabetical
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -138,7 +139,8 @@ def plot_map_bars(summary: pd.DataFrame, relevance: str, column: str = "map_repo
     ax.set_xlabel("")
     ax.set_ylabel(metric_label(column))
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"Retrieval quality per model: relevant = same {relevance}, {distance} distance", fontsize=10)
+    ax.set_title(f"Retrieval quality per model ({protocol} protocol): relevant = same {relevance}, {distance} distance",
+                 fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(len(table.columns), 3),
               frameon=False)  # below the axes, never over a bar
     fig.tight_layout()

@@ -16,6 +16,10 @@ from fashion_search.layout import RunLayout
 from fashion_search.params import Params
 
 HEADLINE_FILE = "headline.md"
+PROTOCOL_TITLES = {
+    "catalogue": "catalogue protocol: each test item searches the whole catalogue (itself excluded), as the engine does",
+    "test split": "test-split protocol (the report's): each test item searches the other test items",
+}
 DEFINITIONS = {
     "report": "mean of precision@i over the ranks i ≤ k that hold a relevant item (the report's)",
     "standard": "sum of precision@i at relevant ranks i ≤ k, divided by min(k, relevant items)",
@@ -50,34 +54,38 @@ def unavailable_note(manifests: dict[str, dict]) -> str:
             f"To add them, {'; '.join(fixes)}; then run again.")
 
 
+KEYS = ["protocol", "relevance", "definition", "distance"]
+
+
 def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int, ...],
                relevances: tuple[str, ...], distances: tuple[str, ...]) -> pd.DataFrame:
     """The report's layout: rows Top k, one column per model whose weights were found, one
-    table per relevance, definition and distance."""
+    table per protocol, relevance, definition and distance."""
     frames = []
-    for relevance in relevances:
-        for definition in DEFINITIONS:
-            for distance in distances:
-                table = pd.DataFrame({"relevance": relevance, "definition": definition, "distance": distance,
-                                      "rank": [f"Top {k}" for k in ks]})
-                for model, manifest in manifests.items():
-                    if not is_available(manifest):
-                        continue
-                    rows = summary[(summary["model"] == model) & (summary["distance"] == distance)
-                                   & (summary["relevance"] == relevance)]
-                    values = rows.set_index("k").loc[list(ks), f"map_{definition}"].to_numpy()
-                    table[column_title(manifest)] = [f"{v:.4f}" for v in values]
-                frames.append(table)
-    return pd.concat(frames, ignore_index=True)
+    for protocol in dict.fromkeys(summary["protocol"]):
+        for relevance in relevances:
+            for definition in DEFINITIONS:
+                for distance in distances:
+                    table = pd.DataFrame({"protocol": protocol, "relevance": relevance, "definition": definition,
+                                          "distance": distance, "rank": [f"Top {k}" for k in ks]})
+                    for model, manifest in manifests.items():
+                        if not is_available(manifest):
+                            continue
+                        rows = summary[(summary["model"] == model) & (summary["distance"] == distance)
+                                       & (summary["relevance"] == relevance) & (summary["protocol"] == protocol)]
+                        values = rows.set_index("k").loc[list(ks), f"map_{definition}"].to_numpy()
+                        table[column_title(manifest)] = [f"{v:.4f}" for v in values]
+                    frames.append(table)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*KEYS, "rank"])
 
 
 def map_tables_markdown(tables: pd.DataFrame, notes: list[str], missing: str = "") -> str:
     """Markdown with one table per relevance, definition and distance, preceded by ``notes``;
     ``missing`` (the unavailable backbones' note) follows each table."""
     lines = ["# mAP@k", "", *notes, ""]
-    for (relevance, definition, distance), table in tables.groupby(["relevance", "definition", "distance"],
-                                                                   sort=False):
-        lines += [f"## Relevant = same {relevance}; {definition} definition, {distance} distance", "",
+    for (protocol, relevance, definition, distance), table in tables.groupby(KEYS, sort=False):
+        lines += [f"## {protocol.capitalize()} protocol; relevant = same {relevance}; {definition} definition, "
+                  f"{distance} distance", "",
                   f"mAP@k: {DEFINITIONS[definition]}.", "", _table_body(table), ""]
         if missing:
             lines += [f"*{missing}*", ""]
@@ -86,22 +94,24 @@ def map_tables_markdown(tables: pd.DataFrame, notes: list[str], missing: str = "
 
 def _table_body(table: pd.DataFrame) -> str:
     """One report-layout table without its key columns, as Markdown."""
-    return markdown_table(table.drop(columns=["relevance", "definition", "distance"]).rename(columns={"rank": ""}))
+    return markdown_table(table.drop(columns=KEYS).rename(columns={"rank": ""}))
 
 
 def headline_markdown(tables: pd.DataFrame, missing: str) -> str:
-    """The run's result in a few lines: the first report-layout table (the report's definition,
-    the first relevance and distance) and the unavailable backbones' note."""
+    """The run's result in a few lines: the first report-layout table (the first protocol, the
+    report's definition, the first relevance and distance) and the unavailable backbones' note."""
+    if tables.empty:
+        return "\n".join(["No model could be evaluated.", "", *([missing, ""] if missing else [])])
     first = tables.iloc[0]
-    table = tables[(tables["relevance"] == first["relevance"]) & (tables["definition"] == "report")
-                   & (tables["distance"] == first["distance"])]
-    lines = [f"mAP@k on the test split (the report's definition; relevant = same {first['relevance']}; "
-             f"{first['distance']} distance):", "", _table_body(table), ""]
+    table = tables[(tables["protocol"] == first["protocol"]) & (tables["relevance"] == first["relevance"])
+                   & (tables["definition"] == "report") & (tables["distance"] == first["distance"])]
+    lines = [f"mAP@k, {PROTOCOL_TITLES.get(first['protocol'], first['protocol'])} (the report's definition; "
+             f"relevant = same {first['relevance']}; {first['distance']} distance):", "", _table_body(table), ""]
     return "\n".join(lines + ([missing, ""] if missing else []))
 
 
 def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevance: str, distance: str,
-                     ks: tuple[int, ...]) -> pd.DataFrame:
+                     ks: tuple[int, ...], protocol: str = "catalogue") -> pd.DataFrame:
     """One row per model whose weights were found: training time, mAP@k under both definitions,
     precision@k and recall@k."""
     rows = []
@@ -112,7 +122,7 @@ def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevanc
                "size": manifest["image_size"],
                "training (min)": f"{manifest['train_seconds'] / 60:.1f}" if "train_seconds" in manifest else "-"}
         part = summary[(summary["model"] == model) & (summary["relevance"] == relevance)
-                       & (summary["distance"] == distance)].set_index("k")
+                       & (summary["distance"] == distance) & (summary["protocol"] == protocol)].set_index("k")
         for column, label in [("map_report", "mAP@{k}"), ("map_standard", "mAP@{k} std"),
                               ("precision", "P@{k}"), ("recall", "R@{k}")]:
             for k in ks:
@@ -159,44 +169,57 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def comparison_markdown(summary: pd.DataFrame, manifests: dict[str, dict], params: Params,
-                        per_query: dict[tuple[str, str, str], pd.DataFrame] | None = None) -> str:
-    """``results.md``: per relevance definition (first distance), the comparison table with 95%
-    intervals, then each trained model's gain over frozen features with its paired interval."""
+                        per_query: dict[tuple[str, str, str, str], pd.DataFrame] | None = None) -> str:
+    """``results.md``: per protocol and relevance definition (first distance), the comparison
+    table with 95% intervals, then each trained model's gain over frozen features with its
+    paired interval."""
     distance = params.evaluate.distances[0]
     lines = ["# Retrieval by backbone and recipe", "",
-             f"Test split, {distance} distance; mAP@k = the report's definition, 'std' = the min(k, R) "
+             f"Test queries, {distance} distance; mAP@k = the report's definition, 'std' = the min(k, R) "
              "denominator; P@k precision, R@k hit rate (at k = 1 all four equal mAP@1); training = wall-clock minutes "
              "of model.fit; 95% CI: percentile bootstrap interval over queries (how far the mean could move with "
              "other test items).", ""]
-    for relevance in params.evaluate.relevance:
-        part = summary[summary["relevance"] == relevance]
-        counts = part.iloc[0] if len(part) else None
-        lines += [f"## Relevant = same {relevance}", ""]
-        if counts is not None:
-            lines += [f"{counts['queries']} queries scored, {counts['skipped']} skipped (no other test item "
-                      f"shares their {relevance}).", ""]
-        lines += [markdown_table(comparison_table(summary, manifests, relevance, distance, params.evaluate.ks)), ""]
-        k = max(params.evaluate.ks)
-        gains = gains_table({model: frame for (model, rel, dist), frame in (per_query or {}).items()
-                             if rel == relevance and dist == distance}, manifests, k)
-        if len(gains):
-            lines += [f"Gain of each trained model over frozen features of the same backbone at the same size, on the "
-                      f"same queries: the mean per-query difference of AP@{k}, with its 95% paired bootstrap interval "
-                      "(an interval above zero: a gain that is not chance).", "", markdown_table(gains), ""]
+    for protocol in dict.fromkeys(summary["protocol"]):
+        gallery = "the whole catalogue" if protocol == "catalogue" else "the other test items"
+        for relevance in params.evaluate.relevance:
+            part = summary[(summary["relevance"] == relevance) & (summary["protocol"] == protocol)]
+            counts = part.iloc[0] if len(part) else None
+            lines += [f"## {PROTOCOL_TITLES.get(protocol, protocol).capitalize()}; relevant = same {relevance}", ""]
+            if counts is not None:
+                lines += [f"{counts['queries']} queries scored, {counts['skipped']} skipped (no other item of "
+                          f"{gallery} shares their {relevance}).", ""]
+            lines += [markdown_table(comparison_table(summary, manifests, relevance, distance, params.evaluate.ks,
+                                                      protocol)), ""]
+            lines += _gains_lines(per_query, manifests, protocol, relevance, distance, max(params.evaluate.ks))
     missing = unavailable_note(manifests)
     return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
 
 
-def protocol_notes(test: Catalog, params: Params, summary: pd.DataFrame, manifests: dict[str, dict]) -> list[str]:
+def _gains_lines(per_query: dict[tuple[str, str, str, str], pd.DataFrame] | None, manifests: dict[str, dict],
+                 protocol: str, relevance: str, distance: str, k: int) -> list[str]:
+    """The gains table of one protocol, relevance and distance, with its explanation."""
+    gains = gains_table({model: frame for (model, prot, rel, dist), frame in (per_query or {}).items()
+                         if (prot, rel, dist) == (protocol, relevance, distance)}, manifests, k)
+    if not len(gains):
+        return []
+    return [f"Gain of each trained model over frozen features of the same backbone at the same size, on the "
+            f"same queries: the mean per-query difference of AP@{k}, with its 95% paired bootstrap interval "
+            "(an interval above zero: a gain that is not chance).", "", markdown_table(gains), ""]
+
+
+def protocol_notes(catalog: Catalog, params: Params, summary: pd.DataFrame, manifests: dict[str, dict]) -> list[str]:
     """Sentences that say how the tables were measured, for the top of ``map_table.md``."""
-    notes = [f"Protocol: each of the {len(test)} test items is a query against all other test items "
-             "(the query itself excluded); relevant = same value in every column of the relevance "
-             "definition. No model saw a test item in training."]
-    for relevance in params.evaluate.relevance:
-        part = summary[summary["relevance"] == relevance]
-        if len(part):
-            notes.append(f"- same {relevance}: {part['queries'].iloc[0]} queries scored, {part['skipped'].iloc[0]} "
-                         "skipped because no other test item matches them.")
+    tests = int((catalog.items["split"] == "test").sum())
+    notes = [f"Protocols: each of the {tests} test items is a query, excluded from its own results. Catalogue "
+             f"protocol: it searches all {len(catalog)} catalogue items (train, validation and test), as "
+             "`fashion-search query` does. Test-split protocol (the report's): it searches the other test items. "
+             "Relevant = same value in every column of the relevance definition. No model saw a test item in training."]
+    for protocol in dict.fromkeys(summary["protocol"]):
+        for relevance in params.evaluate.relevance:
+            part = summary[(summary["relevance"] == relevance) & (summary["protocol"] == protocol)]
+            if len(part):
+                notes.append(f"- {protocol}, same {relevance}: {part['queries'].iloc[0]} queries scored, "
+                             f"{part['skipped'].iloc[0]} skipped because no other item of the gallery matches them.")
     weights: dict[str, str] = {}  # per backbone, the file its first model was built from
     for manifest in manifests.values():
         weights.setdefault(manifest["backbone"],
@@ -208,15 +231,15 @@ def protocol_notes(test: Catalog, params: Params, summary: pd.DataFrame, manifes
     return notes
 
 
-def write_reports(summary: pd.DataFrame, manifests: dict[str, dict], test: Catalog, params: Params,
-                  folder: Path, per_query: dict[tuple[str, str, str], pd.DataFrame] | None = None) -> pd.DataFrame:
+def write_reports(summary: pd.DataFrame, manifests: dict[str, dict], catalog: Catalog, params: Params,
+                  folder: Path, per_query: dict[tuple[str, str, str, str], pd.DataFrame] | None = None) -> pd.DataFrame:
     """Write ``map_table.csv``, ``map_table.md``, ``results.md`` and ``headline.md`` (what the
     terminal shows at the end of a run) into ``folder``; return the map tables."""
     tables = map_tables(summary, manifests, params.evaluate.ks, params.evaluate.relevance, params.evaluate.distances)
     missing = unavailable_note(manifests)
     write_text_atomic(folder / "map_table.csv", tables.to_csv(index=False))
     write_text_atomic(folder / "map_table.md",
-                      map_tables_markdown(tables, protocol_notes(test, params, summary, manifests), missing))
+                      map_tables_markdown(tables, protocol_notes(catalog, params, summary, manifests), missing))
     write_text_atomic(folder / HEADLINE_FILE, headline_markdown(tables, missing))
     write_text_atomic(folder / "results.md", comparison_markdown(summary, manifests, params, per_query))
     return tables
@@ -230,10 +253,13 @@ def per_category_table(per_query: dict[str, pd.DataFrame], label_column: str, co
 
 
 def write_per_category_map(layout: RunLayout, models: list[str], relevance: str, distance: str,
-                           k: int) -> pd.DataFrame:
-    """AP@k (the report's definition) per category of the relevance's first column and model,
-    from the per-query results 04 wrote; saved as ``metrics/per_category_map@<k>.csv``."""
-    per_query = {name: pd.read_csv(layout.per_query(name, relevance, distance)) for name in models}
-    table = per_category_table(per_query, relevance.split("+")[0], f"ap_report@{k}") if per_query else pd.DataFrame()
-    write_text_atomic(layout.metrics / f"per_category_map@{k}.csv", table.to_csv())
+                           k: int, protocol: str = "catalogue", column: str | None = None) -> pd.DataFrame:
+    """AP@k (the report's definition) per value of ``column`` (default: the relevance's first
+    column) and model, from the per-query results 04 wrote under ``protocol``; saved as
+    ``metrics/per_<column>_map@<k>.csv``."""
+    column = column or relevance.split("+")[0]
+    per_query = {name: pd.read_csv(layout.per_query(name, relevance, distance, protocol), dtype={column: str})
+                 for name in models}
+    table = per_category_table(per_query, column, f"ap_report@{k}") if per_query else pd.DataFrame()
+    write_text_atomic(layout.metrics / f"per_{column}_map@{k}.csv", table.to_csv())
     return table

@@ -4,6 +4,12 @@ A descriptor holds the ``K`` dominant colours of the garment (background removed
 ``(L, a, b, share)``, largest share first. CIELAB is used because Euclidean distance there
 (ΔE) follows perceived colour difference, unlike RGB. The same descriptor serves as a filter
 ("red"), as a query by swatch, and as a re-ranking term beside visual similarity.
+
+A second form, the *colour histogram*, is a vector made for similarity search: the garment's
+pixels (background and skin left out) softly assigned to a grid of CIELAB colours, square-rooted
+so that the inner product of two histograms is their Bhattacharyya coefficient (1: the same
+colours in the same shares). Fused models put it beside the image embedding (see
+:mod:`fashion_search.models.fused`).
 """
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 class ColourError(ValueError):
-    """Text that names no colour."""
+    """A colour request that cannot be served: text that names no colour, or a colour factor out of range."""
 
 
 def hex_to_rgb(text: str) -> np.ndarray:
@@ -81,6 +87,42 @@ def foreground_lab(pixels: np.ndarray) -> np.ndarray:
     background = np.isin(regions, edge[edge > 0])
     foreground = lab[~background]
     return foreground if len(foreground) >= 0.03 * near.size else lab.reshape(-1, 3)
+
+
+_GRID_STEP = 20.0
+# CIELAB grid of the histogram: L 10..90, a and b -60..60, step 20 (the bins of 245 colours).
+HISTOGRAM_GRID = np.array([(lightness, a, b) for lightness in np.arange(10.0, 100.0, _GRID_STEP)
+                           for a in np.arange(-60.0, 80.0, _GRID_STEP) for b in np.arange(-60.0, 80.0, _GRID_STEP)])
+HISTOGRAM_DIM = len(HISTOGRAM_GRID)
+_HISTOGRAM_SIGMA = 8.0   # ΔE over which a pixel's weight spreads to neighbouring bins
+_SKIN_MAX_SHARE = 0.6    # skin-like pixels are dropped unless they are most of the garment (a beige coat)
+
+
+def skin_like(lab: np.ndarray) -> np.ndarray:
+    """Whether each CIELAB value lies in the range of human skin tones (light to dark)."""
+    lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
+    return (lightness > 35) & (lightness < 85) & (a > 6) & (a < 25) & (b > 10) & (b < 32) & (b > 0.8 * a)
+
+
+def colour_histogram(pixels: np.ndarray) -> np.ndarray:
+    """The garment's colours as a unit vector ``(HISTOGRAM_DIM,)`` float32: the square root of the
+    share of its foreground pixels (skin left out) near each colour of :data:`HISTOGRAM_GRID`."""
+    points = foreground_lab(pixels)
+    skin = skin_like(points)
+    if skin.mean() < _SKIN_MAX_SHARE:
+        points = points[~skin]
+    if len(points) > _SAMPLE:
+        points = points[np.linspace(0, len(points) - 1, _SAMPLE).astype(int)]
+    gaps = ((points[:, None, :] - HISTOGRAM_GRID[None]) ** 2).sum(axis=2)
+    weights = np.exp(-(gaps - gaps.min(axis=1, keepdims=True)) / (2 * _HISTOGRAM_SIGMA ** 2))
+    shares = (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0)
+    return np.sqrt(shares).astype(np.float32)
+
+
+def colour_histograms(images: list | np.ndarray) -> np.ndarray:
+    """:func:`colour_histogram` of each RGB image, stacked ``(n, HISTOGRAM_DIM)``."""
+    return np.stack([colour_histogram(image) for image in images]) if len(images) else np.zeros((0, HISTOGRAM_DIM),
+                                                                                                   np.float32)
 
 
 def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:

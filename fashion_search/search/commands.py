@@ -98,7 +98,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         query = engine.colour_query(args.colour)
     swatch = args.colour if query.vector is not None else None
     weight = colour_weight_for(args.colour_weight, swatch)
-    results = engine.search(query, args.top_k, args.filter, colour_weight=weight, swatch=swatch)
+    results = engine.search(query, args.top_k, args.filter, colour_weight=weight, swatch=swatch,
+                            match_colour=args.match_colour)
     if args.json:
         print(json.dumps({"query": query.label, "index": str(args.index), "filters": args.filter,
                           "colour_weight": weight, "results": json.loads(results.to_json(orient="records"))},

@@ -20,7 +20,7 @@ from fashion_search.models import saved
 from fashion_search.models.registry import BACKBONES, get_spec
 from fashion_search.params import IndexParams
 from fashion_search.progress import Counter, progress_bar
-from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor
+from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor, colour_histograms
 
 RANDOM_WEIGHTS_SEED = 0
 # What must agree between an index and the model that queries it.
@@ -40,9 +40,18 @@ class Embedder:
     preprocess: Callable
     identity: dict
 
+    @property
+    def colour_dims(self) -> int:
+        """Trailing dimensions of each vector that describe colour (a fused model; else 0)."""
+        return int(self.identity.get("colour_dims", 0))
+
     def embed(self, squares: np.ndarray) -> np.ndarray:
-        """Square RGB uint8 photos ``(B, size, size, 3)`` → float32 vectors ``(B, dim)``."""
-        vectors = np.asarray(self.model.predict_on_batch(self.preprocess(squares.astype(np.float32))), np.float32)
+        """Square RGB uint8 photos ``(B, size, size, 3)`` → float32 vectors ``(B, dim)``; a fused
+        model also gets each photo's colour histogram."""
+        inputs = self.preprocess(squares.astype(np.float32))
+        if self.colour_dims:
+            inputs = [inputs, colour_histograms(squares)]
+        vectors = np.asarray(self.model.predict_on_batch(inputs), np.float32)
         if self.identity["normalised"]:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
@@ -72,6 +81,8 @@ def _load_trained(folder: Path, normalise: bool) -> Embedder:
                 "weights_sha256": file_sha256(folder / saved.MODEL_FILE), "image_size": manifest["image_size"],
                 "preprocessing": manifest["preprocessing"], "dim": int(model.output_shape[-1]),
                 "normalised": normalise, "model": str(folder.resolve())}
+    if manifest.get("colour_dims"):
+        identity.update(colour_dims=int(manifest["colour_dims"]), colour_weight=float(manifest["colour_weight"]))
     return Embedder(model, manifest["image_size"], get_spec(manifest["backbone"]).preprocess, identity)
 
 

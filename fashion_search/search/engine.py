@@ -21,7 +21,7 @@ from fashion_search.data.catalog import Catalog, drop_unsafe_ids
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.io import work_key
 from fashion_search.params import IndexParams
-from fashion_search.search.colour import colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
+from fashion_search.search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
 from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, compact, create_index,
@@ -29,6 +29,7 @@ from fashion_search.search.store import (ProductIndex, ProductIndexError, add_pr
 
 WORK_DIR = "work"
 DEFAULT_COLOUR_WEIGHT = 0.5  # a photo with a preferred colour, when no weight is given
+MAX_MATCH_COLOUR = 5.0       # fused indexes: the largest factor on the query's colour part
 
 
 def colour_weight_for(weight: float | None, swatch: str | None) -> float:
@@ -184,14 +185,37 @@ class SearchEngine:
             allowed[query.exclude] = False
         return allowed
 
+    @property
+    def colour_dims(self) -> int:
+        """Trailing vector dimensions that describe colour (an index of a fused model; else 0)."""
+        return int(self.index.identity.get("colour_dims", 0))
+
+    def with_colour_match(self, query: Query, match_colour: float | None) -> Query:
+        """``query`` with the colour part of its vector scaled by ``match_colour`` (fused indexes:
+        1 or None keeps the weight chosen on validation, 0 ignores colour, 2 doubles it)."""
+        if match_colour is None or query.vector is None:
+            return query
+        if not 0.0 <= match_colour <= MAX_MATCH_COLOUR:
+            raise ColourError(f"match_colour must lie in 0..{MAX_MATCH_COLOUR:g}, got {match_colour}")
+        if not self.colour_dims:
+            if match_colour == 1.0:
+                return query
+            raise ColourError("this index's vectors hold no colour part (its model is not a fused one); "
+                             "use colour_weight to blend colour in")
+        vector = np.array(query.vector, np.float32)
+        vector[-self.colour_dims:] *= match_colour
+        return replace(query, vector=vector)
+
     def search(self, query: Query, k: int = 10, filters: list[str] | None = None, colour_weight: float | None = None,
-               swatch: str | None = None) -> pd.DataFrame:
+               swatch: str | None = None, match_colour: float | None = None) -> pd.DataFrame:
         """The ``k`` best products for ``query`` among those passing ``filters``; ``colour_weight``
         (0..1; None: see :func:`colour_weight_for`) blends in colour closeness to ``swatch``
-        (else to the query photo's colours)."""
+        (else to the query photo's colours); ``match_colour`` scales the colour part of a fused
+        index's query vector (see :meth:`with_colour_match`)."""
         colour_weight = colour_weight_for(colour_weight, swatch)
         if not 0.0 <= colour_weight <= 1.0:
             raise ValueError(f"the colour weight must lie in 0..1, got {colour_weight}")
+        query = self.with_colour_match(query, match_colour)
         allowed = self.allowed_rows(query, filters or [])
         if swatch is not None:
             query = replace(query, swatch=swatch_lab(swatch))

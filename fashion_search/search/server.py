@@ -34,7 +34,7 @@ from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, c
 from fashion_search.images import PHOTO_SUFFIXES, UnusableImageError, decode_photo
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
-from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, SearchEngine
+from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine
 from fashion_search.search.filters import FilterError, filter_options
 from fashion_search.search.offline_docs import add_offline_docs
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
@@ -47,6 +47,8 @@ MAX_UPLOAD_PIXELS = 16_000_000   # a query or new product photo; indexing allows
 FORM_OVERHEAD_BYTES = 64 * 2**10  # multipart boundaries and the other fields of an upload
 DECODES_AT_ONCE = 2
 MAX_K = 100
+MATCH_COLOUR_HELP = ("indexes of a fused model: how much the photo's own colour counts; 1 = the weight chosen on "
+                     "validation (default), 0 = not at all, 2 = twice")
 RETRY_AFTER_S = 5
 PAGE = Path(__file__).with_name("web") / "index.html"
 T = TypeVar("T")
@@ -215,12 +217,14 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                colour: str | None = Form(default=None, description="a colour name or #rrggbb to prefer"),
                colour_weight: float | None = Form(
                    default=None, ge=0.0, le=1.0,
-                   description=f"0..1; default {DEFAULT_COLOUR_WEIGHT} with a colour, else 0")) -> dict:
+                   description=f"0..1; default {DEFAULT_COLOUR_WEIGHT} with a colour, else 0"),
+               match_colour: float | None = Form(default=None, ge=0.0, le=MAX_MATCH_COLOUR,
+                                                 description=MATCH_COLOUR_HELP)) -> dict:
         framed = service.read_upload(photo, service.engine.frame)
         with service.current() as engine:
             service.count("search")
             query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
-            results = engine.search(query, checked_k(k), filter, colour_weight, colour)
+            results = engine.search(query, checked_k(k), filter, colour_weight, colour, match_colour)
         return {"results": _records(results)}
 
     @app.get("/filters", summary="The filter keys of this index, with their common values or number ranges")
@@ -238,11 +242,14 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
     @app.get("/items/{item_id}/similar", summary="More like this product (the product itself excluded)")
     def similar(item_id: str, k: int = 10, filter: list[str] = Query(default=[]),
                 colour: str | None = Query(default=None, description="a colour name or #rrggbb to prefer"),
-                colour_weight: float | None = Query(default=None, ge=0.0, le=1.0)) -> dict:
+                colour_weight: float | None = Query(default=None, ge=0.0, le=1.0),
+                match_colour: float | None = Query(default=None, ge=0.0, le=MAX_MATCH_COLOUR,
+                                                   description=MATCH_COLOUR_HELP)) -> dict:
         with service.current() as engine:
             service.row_of(item_id)
             service.count("similar")
-            results = engine.search(engine.product_query(item_id), checked_k(k), filter, colour_weight, colour)
+            results = engine.search(engine.product_query(item_id), checked_k(k), filter, colour_weight, colour,
+                                    match_colour)
         return {"results": _records(results)}
 
     @app.get("/items/{item_id}/image", summary="A product's photo", response_class=FileResponse)

@@ -1,0 +1,171 @@
+"""Training the ``fused`` recipe (:mod:`fashion_search.models.fused`): heads on frozen features.
+
+1. The backbone's features of the train and validation photos are computed once, also of the
+   photos mirrored (the augmentation: a flip changes no colour), with each photo's colour histogram.
+2. The type head and the colour head train for ``head_epochs`` epochs each. After every epoch,
+   each validation photo searches the train + validation catalogue (itself excluded): the epoch
+   with the best validation mAP@k is kept (type head: by the label column; colour head: by
+   the colour column).
+3. The colour weight is the one of :data:`COLOUR_WEIGHTS` whose fused vectors score best on
+   validation, averaged over both relevance definitions (label, label+colour) and both mAP
+   definitions (the report's and min(k, R)).
+4. Both heads are trained again on train + validation for their chosen epochs: the model that
+   goes into an index has seen every labelled photo but the test split.
+
+Nothing here looks at the test split.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+
+from fashion_search import metrics
+from fashion_search.data.catalog import Catalog, relevance_codes
+from fashion_search.exact import exact_search
+from fashion_search.io import work_key
+from fashion_search.models.fused import Heads, build_heads, fused_embedding_model
+from fashion_search.params import FinetuneParams
+from fashion_search.pipeline.extraction import catalogue_histograms, extract_features
+
+COLOUR_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
+FEATURES_DIR = "features"
+
+
+@dataclass
+class FusedTraining:
+    """What the fused recipe made: the embedding model, the per-epoch history, the weight table
+    (validation scores per colour weight) and the choices taken."""
+
+    model: keras.Model
+    history: pd.DataFrame
+    weights: pd.DataFrame
+    choices: dict
+
+
+def colour_column_of(label_column: str, task_columns: tuple[str, ...]) -> str | None:
+    """The column the colour head learns: the first task column that is not the label column."""
+    return next((column for column in task_columns if column != label_column), None)
+
+
+def gallery_map(vectors: np.ndarray, codes: np.ndarray, queries: np.ndarray, k: int) -> tuple[float, float]:
+    """mAP@k (the report's, min(k, R)) of the ``queries`` rows searching all rows of
+    ``vectors`` by inner product, each query's own row excluded; queries without another
+    relevant row are left out."""
+    n_relevant = np.bincount(codes, minlength=codes.max() + 1)[codes[queries]] - 1
+    scored = n_relevant > 0
+    k = min(k, len(vectors) - 1)
+    ranked, _ = exact_search(vectors[queries], vectors, k, "cosine", exclude=queries)
+    hits = metrics.relevance(codes[queries], codes, ranked)[scored]
+    if not len(hits):
+        return 0.0, 0.0
+    return metrics.map_at_k_report(hits, k), metrics.map_at_k(hits, n_relevant[scored], k)
+
+
+def _fit_epochs(model: keras.Model, inputs: Callable[[np.random.Generator], list], targets: np.ndarray, epochs: int,
+                batch_size: int, seed: int, after_epoch: Callable[[int, float], None] | None = None) -> None:
+    """Train ``model`` one epoch at a time on freshly drawn inputs (each photo plain or mirrored)."""
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        fit = model.fit(inputs(rng), targets, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
+        if after_epoch is not None:
+            after_epoch(epoch, float(fit.history["loss"][-1]))
+
+
+def _embed(head: keras.Sequential, inputs: list) -> np.ndarray:
+    return np.asarray(head.predict(inputs[0] if len(inputs) == 1 else np.hstack(inputs), verbose=0, batch_size=512))
+
+
+def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess: Callable, params: FinetuneParams,
+                folder: Path, seed: int, fingerprint: str = "", title: str = "fused") -> FusedTraining:
+    """Train and select the fused recipe's heads on ``extractor``'s frozen features (see the module)."""
+    started = time.perf_counter()
+    labelled = catalog.items["split"].isin(["train", "validation"]).to_numpy()
+    items = catalog.items[labelled].reset_index(drop=True)
+    images = catalog.images[labelled]
+    train = (items["split"] == "train").to_numpy()
+    validation = np.flatnonzero(~train)
+    colour_column = colour_column_of(catalog.label_column, params.task_columns)
+    key = work_key(fingerprint, items["id"].tolist(), images=images)
+    print(f"{title}: features of {len(items)} train and validation photos, plain and mirrored", flush=True)
+    plain, mirrored = (extract_features(extractor, images, size, preprocess, params.batch_size,
+                                        folder / FEATURES_DIR / key / name, description=f"{title}: {name} features",
+                                        flip=name == "mirrored")
+                       for name in ("plain", "mirrored"))
+    histograms = catalogue_histograms(images, size, f"{title}: colour histograms")
+    type_codes = relevance_codes(items, catalog.label_column)
+    colour_codes = relevance_codes(items, colour_column) if colour_column else None
+    both_codes = relevance_codes(items, f"{catalog.label_column}+{colour_column}") if colour_column else None
+
+    def draw(rows: np.ndarray, with_histograms: bool) -> Callable[[np.random.Generator], list]:
+        def inputs(rng: np.random.Generator) -> list:
+            flipped = rng.random(len(rows)) < 0.5 if params.augment else np.zeros(len(rows), bool)
+            features = np.where(flipped[:, None], mirrored[rows], plain[rows])
+            return [features, histograms[rows]] if with_histograms else features
+        return inputs
+
+    def new_heads() -> Heads:
+        return build_heads(plain.shape[1], int(type_codes.max()) + 1,
+                           int(colour_codes.max()) + 1 if colour_column else None, params, seed)
+
+    # 2. select epochs on validation
+    history: list[dict] = []
+    selecting = new_heads()
+    train_rows = np.flatnonzero(train)
+    best = {"type": (-1.0, 0), "colour": (-1.0, 0)}
+    snapshots: dict[str, list] = {}
+
+    def watch(part: str, model_head: keras.Sequential, inputs: list, codes: np.ndarray) -> Callable[[int, float], None]:
+        def after_epoch(epoch: int, loss: float) -> None:
+            score = gallery_map(_embed(model_head, inputs), codes, validation, params.monitor_k)[0]
+            history.append({"head": part, "epoch": epoch, "loss": loss, f"val_map_at_{params.monitor_k}": score})
+            if score > best[part][0]:
+                best[part] = (score, epoch + 1)
+                snapshots[part] = [w.copy() for w in model_head.get_weights()]
+            print(f"{title} ({part} head): epoch {epoch + 1}/{params.head_epochs}, loss {loss:.4f}, validation "
+                  f"mAP@{params.monitor_k} {score:.4f} (best {best[part][0]:.4f})", flush=True)
+        return after_epoch
+
+    _fit_epochs(selecting.type_training, draw(train_rows, False), type_codes[train_rows], params.head_epochs,
+                params.batch_size, seed, watch("type", selecting.type_embedding, [plain], type_codes))
+    selecting.type_embedding.set_weights(snapshots["type"])
+    if colour_column:
+        _fit_epochs(selecting.colour_training, draw(train_rows, True), colour_codes[train_rows], params.head_epochs,
+                    params.batch_size, seed, watch("colour", selecting.colour_embedding, [plain, histograms], colour_codes))
+        selecting.colour_embedding.set_weights(snapshots["colour"])
+
+    # 3. the colour weight
+    type_part = _embed(selecting.type_embedding, [plain])
+    colour_part = _embed(selecting.colour_embedding, [plain, histograms]) if colour_column else histograms
+    rows = []
+    for weight in COLOUR_WEIGHTS:
+        fused = np.hstack([type_part, weight * colour_part])
+        scores = {}
+        for name, codes in (("type", type_codes), ("type+colour", both_codes)):
+            if codes is not None:
+                scores[f"{name} report"], scores[f"{name} min(k,R)"] = gallery_map(fused, codes, validation,
+                                                                                   params.monitor_k)
+        rows.append({"colour_weight": weight, **scores, "mean": float(np.mean(list(scores.values())))})
+    weights = pd.DataFrame(rows)
+    chosen = float(weights.loc[weights["mean"].idxmax(), "colour_weight"])
+    print(f"{title}: colour weight {chosen} (validation mAP@{params.monitor_k} averaged over the relevance "
+          "definitions, from " + ", ".join(f"{w:g}" for w in COLOUR_WEIGHTS) + ")", flush=True)
+
+    # 4. refit on train + validation
+    every = np.arange(len(items))
+    final = new_heads()
+    _fit_epochs(final.type_training, draw(every, False), type_codes, best["type"][1], params.batch_size, seed)
+    if colour_column:
+        _fit_epochs(final.colour_training, draw(every, True), colour_codes, best["colour"][1], params.batch_size, seed)
+    print(f"{title}: heads trained again on all {len(items)} train and validation photos "
+          f"({best['type'][1]} and {best['colour'][1] if colour_column else 0} epochs)", flush=True)
+    choices = {"colour_weight": chosen, "colour_column": colour_column, "type_epochs": best["type"][1],
+               "colour_epochs": best["colour"][1] if colour_column else 0,
+               "best_val_map": round(best["type"][0], 4), "train_seconds": round(time.perf_counter() - started, 1),
+               "refit_on": "train+validation"}
+    return FusedTraining(fused_embedding_model(extractor, final, chosen), pd.DataFrame(history), weights, choices)
