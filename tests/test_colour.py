@@ -39,3 +39,26 @@ def test_swatch_and_descriptor_distances_order_by_colour():
     assert np.allclose(swatch_lab("#c0282d"), swatch_lab("red"))
     with pytest.raises(ColourError, match="not a colour"):
         swatch_lab("reddish")
+
+
+def test_colour_histograms_are_unit_vectors_that_match_like_colours():
+    from fashion_search.search.colour import HISTOGRAM_DIM, colour_histogram, colour_histograms
+
+    red, dark_red, blue = (colour_histogram(garment(c)) for c in [(200, 30, 30), (180, 25, 35), (30, 50, 180)])
+    assert red.shape == (HISTOGRAM_DIM,) and np.linalg.norm(red) == pytest.approx(1.0, abs=1e-5)
+    assert red @ dark_red > 0.5 > red @ blue  # Bhattacharyya coefficients of their colour shares
+    assert colour_histograms([]).shape == (0, HISTOGRAM_DIM)
+
+
+def test_skin_is_left_out_of_the_histogram_unless_it_is_most_of_the_garment():
+    from fashion_search.search.colour import colour_histogram, skin_like
+
+    skin = (224, 172, 140)
+    assert skin_like(srgb_to_lab(np.array([skin], np.float64))).all()
+    assert not skin_like(srgb_to_lab(np.array([(200, 30, 30), (30, 50, 180), (250, 250, 250)], np.float64))).any()
+    worn = garment((30, 50, 180))
+    worn[10:22, 15:45] = skin  # an arm across the top of a blue garment
+    blue = colour_histogram(garment((30, 50, 180)))
+    assert colour_histogram(worn) @ blue > 0.95  # only the blended edge of the arm remains
+    beige_coat = colour_histogram(garment(skin))  # all "skin": kept, it is the garment's colour
+    assert beige_coat @ colour_histogram(garment((30, 50, 180))) < 0.1

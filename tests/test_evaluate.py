@@ -106,3 +106,24 @@ def test_gains_are_paired_against_frozen_features_of_the_same_backbone_and_size(
     # the same queries moved by the same amount: the paired interval has no width at all
     assert gains.loc["lite0-cosface", "mAP@10 gain [95% interval]"] == "+0.0500 [+0.0500, +0.0500]"
     assert gains.loc["lite0-cosface", "mAP@10 std gain [95% interval]"] == "+0.0000 [+0.0000, +0.0000]"
+
+
+def test_the_catalogue_protocol_searches_every_split_and_counts_relevance_there():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    catalog = test_catalog(labels)
+    catalog.items["split"] = ["train", "train", "validation", "train", "test", "test"]
+    # the test item of class 0 lies next to a train item of class 1; its class-0 twins are farther
+    features = np.array([[0.0], [0.2], [5.0], [1.0], [0.9], [6.0]], np.float32)
+    store = FeatureStore(features, catalog.items["id"].tolist(), {"backbone": "toy"})
+    catalogue = evaluate_store(store, catalog, (1, 3), "euclidean", "category", protocol="catalogue")
+    split = evaluate_store(store, catalog, (1,), "euclidean", "category", protocol="test split")
+    assert split.skipped_queries == 2  # two test items of different classes: nothing relevant to find
+    assert catalogue.skipped_queries == 0 and catalogue.per_query["id"].tolist() == ["i4", "i5"]
+    ranking = rank_store(store, catalog, 3, "euclidean", protocol="catalogue")
+    assert ranking.neighbours[0].tolist() == [3, 1, 0] and 4 not in ranking.neighbours[0]  # never itself
+    assert ranking.neighbours[1].tolist() == [2, 3, 4]
+    top = catalogue.summary.set_index("k")
+    assert top.loc[1, "map_report"] == pytest.approx(0.5)  # i4 misses at rank 1, i5 hits
+    assert top.loc[3, "map_standard"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + (1 + 2 / 2) / 2) / 2)
+    with pytest.raises(ValueError, match="protocol"):
+        rank_store(store, catalog, 1, "euclidean", protocol="everything")

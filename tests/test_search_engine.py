@@ -12,6 +12,7 @@ from PIL import Image
 from fashion_search.params import IndexParams
 from fashion_search.search.embedder import Embedder, ModelError, check_identity, embed_catalog
 from fashion_search.search.store import MANIFEST_FILE, ProductIndexError, open_index
+from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.data.photo_folder import list_photo_folder
 
@@ -215,3 +216,10 @@ def test_adding_photos_without_metadata_invents_no_column(engine, photo_folder, 
     assert list(engine.index.products.columns) == before and "n1" in set(engine.index.products["id"])
     engine.add(list_photo_folder(tmp_path / "loose"), new_columns=True)  # on purpose: kept
     assert "category" in engine.index.products.columns
+
+
+def test_match_colour_is_refused_where_the_vectors_hold_no_colour(engine):
+    query = engine.product_query("100")
+    assert engine.with_colour_match(query, 1.0) is query  # the default changes nothing
+    with pytest.raises(ColourError, match="no colour part"):
+        engine.search(query, k=3, match_colour=2.0)

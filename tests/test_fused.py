@@ -1,0 +1,81 @@
+"""The fused recipe: type and colour heads on frozen features, the colour weight chosen on
+validation, and an index of its vectors whose colour part a query can turn down or up."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fashion_search.data import load_catalogue
+from fashion_search.models import saved
+from fashion_search.models.fused import COLOUR_DIM, takes_colour
+from fashion_search.params import BackboneParams, DataParams, FinetuneParams, IndexParams, SplitFractions
+from fashion_search.pipeline.finetune import COLOUR_WEIGHTS_FILE, HISTORY_FILE, prepare_embedding_model
+from fashion_search.pipeline.fused_training import COLOUR_WEIGHTS, colour_column_of, gallery_map
+from fashion_search.search.colour import ColourError, HISTOGRAM_DIM
+from fashion_search.search.engine import SearchEngine, build_index
+from fashion_search.data.photo_folder import list_photo_folder
+
+FINETUNE = FinetuneParams(recipes=("fused",), task_columns=("articleType", "baseColour"), batch_size=8,
+                          head_epochs=4, embedding_dim=16)
+
+
+@pytest.fixture(scope="module")
+def fused_model(photo_folder, tmp_path_factory):
+    data = DataParams(source="photo_folder", path=str(photo_folder), label_column="articleType",
+                      split=SplitFractions(validation=0.25, test=0.25))
+    catalog = load_catalogue(data, seed=0)
+    folder = tmp_path_factory.mktemp("fused")
+    made = prepare_embedding_model(BackboneParams("efficientnet_lite0", "none", 32), "fused", catalog, FINETUNE,
+                                   folder, seed=0, fingerprint="test")
+    return made, folder, catalog
+
+
+def test_the_colour_column_is_the_first_task_column_besides_the_label():
+    assert colour_column_of("articleType", ("articleType", "baseColour")) == "baseColour"
+    assert colour_column_of("articleType", ("baseColour", "gender")) == "baseColour"
+    assert colour_column_of("category", ()) is None
+
+
+def test_gallery_map_excludes_each_query_and_counts_only_queries_with_a_match():
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 1]], np.float32)
+    codes = np.array([0, 0, 1, 1, 2])
+    assert gallery_map(vectors, codes, np.array([0, 2]), 1) == (1.0, 1.0)
+    assert gallery_map(vectors, codes, np.array([4]), 2) == (0.0, 0.0)  # no other item of its code
+
+
+def test_fused_training_chooses_a_weight_on_validation_and_saves_a_two_input_model(fused_model):
+    made, folder, catalog = fused_model
+    manifest = made.manifest
+    assert made.available and takes_colour(made.model)
+    assert manifest["recipe"] == "fused" and manifest["colour_column"] == "baseColour"
+    assert manifest["colour_weight"] in COLOUR_WEIGHTS and manifest["colour_dims"] == COLOUR_DIM
+    assert manifest["feature_dim"] == FINETUNE.embedding_dim + COLOUR_DIM
+    assert 1 <= manifest["type_epochs"] <= FINETUNE.head_epochs and manifest["refit_on"] == "train+validation"
+    history = pd.read_csv(folder / HISTORY_FILE)
+    assert sorted(set(history["head"])) == ["colour", "type"] and len(history) == 2 * FINETUNE.head_epochs
+    weights = pd.read_csv(folder / COLOUR_WEIGHTS_FILE)
+    assert weights["colour_weight"].tolist() == list(COLOUR_WEIGHTS)
+    assert weights.loc[weights["mean"].idxmax(), "colour_weight"] == manifest["colour_weight"]
+    assert saved.is_usable(folder) and not (folder / "checkpoint").exists()  # cached features dropped
+
+
+def test_a_fused_index_lets_a_query_turn_colour_off_or_up(fused_model, photo_folder, tmp_path):
+    made, folder, _ = fused_model
+    settings = IndexParams(model=str(folder), chunk_size=8, batch_size=4)
+    index = build_index(list_photo_folder(photo_folder), tmp_path / "index", settings)
+    engine = SearchEngine(index, settings)
+    assert engine.colour_dims == COLOUR_DIM and index.identity["colour_weight"] == made.manifest["colour_weight"]
+    query = engine.product_query("100")  # a red T-shirt
+    off = engine.with_colour_match(query, 0.0).vector
+    assert np.all(off[-COLOUR_DIM:] == 0) and np.array_equal(off[:-COLOUR_DIM], query.vector[:-COLOUR_DIM])
+    same_colour = {}
+    for factor in (0.0, 5.0):
+        results = engine.search(query, k=5, match_colour=factor)
+        same_colour[factor] = (results["baseColour"] == "Red").mean()
+    assert same_colour[5.0] >= same_colour[0.0] and same_colour[5.0] >= 0.8
+    with pytest.raises(ColourError, match="0..5"):
+        engine.search(query, k=5, match_colour=9.0)
+
+
+def test_histogram_dim_matches_the_model_input(fused_model):
+    made, _, _ = fused_model
+    assert made.model.inputs[1].shape[-1] == HISTOGRAM_DIM
