@@ -89,7 +89,8 @@ def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_r
     table = pd.read_csv(run_dir / "metrics" / "map_table.csv")
     assert set(table["definition"]) == {"report", "standard"}
     assert table["rank"].head(3).tolist() == ["Top 1", "Top 5", "Top 10"]
-    columns = [c for c in table.columns if c not in ("relevance", "definition", "distance", "rank")]
+    assert table["protocol"].unique().tolist() == ["catalogue", "test split"]
+    columns = [c for c in table.columns if c not in ("protocol", "relevance", "definition", "distance", "rank")]
     assert [c.split(" (")[0] for c in columns] == ["vgg16 frozen", "vgg16 softmax", "efficientnet_lite0 frozen",
                                                   "efficientnet_lite0 softmax"]
     assert [c.split(" (")[1].split(",")[0] for c in columns] == ["random weights"] * 2 + ["ImageNet"] * 2
@@ -153,8 +154,9 @@ def test_a_photo_folder_runs_with_two_relevance_definitions(tmp_path, photo_fold
         "run": "photos", "seed": 0,
         "data": {"source": "photo_folder", "path": str(photo_folder), "split": {"validation": 0.25, "test": 0.25}},
         "backbones": [{"name": "efficientnet_lite0", "weights": "none", "image_size": 32}],
-        "finetune": {"recipes": ["frozen", "multitask"], "task_columns": ["articleType", "baseColour"],
-                     "frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 8, "embedding_dim": 16},
+        "finetune": {"recipes": ["frozen", "multitask", "fused"], "task_columns": ["articleType", "baseColour"],
+                     "frozen_epochs": 1, "unfrozen_epochs": 1, "batch_size": 8, "embedding_dim": 16,
+                     "head_epochs": 2},
         "evaluate": {"relevance": ["articleType", "articleType+baseColour"], "ks": [1, 3]},
         "visualise": {"n_queries": 2, "top_k": 3},
     }
@@ -163,14 +165,23 @@ def test_a_photo_folder_runs_with_two_relevance_definitions(tmp_path, photo_fold
                              "--outputs", str(tmp_path / "outputs")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "outputs" / "photos" / "metrics" / "metrics.csv")
-    assert set(summary["model"]) == {"efficientnet_lite0-frozen", "efficientnet_lite0-multitask"}
+    assert set(summary["model"]) == {"efficientnet_lite0-frozen", "efficientnet_lite0-multitask",
+                                     "efficientnet_lite0-fused"}
     assert set(summary["relevance"]) == {"articleType", "articleType+baseColour"}
-    # 6 test photos (2 per article type); with colour too, each query has at most one match
-    counts = summary.groupby("relevance")[["queries", "skipped"]].first()
-    assert counts.loc["articleType"].tolist() == [6, 0]
-    assert counts.sum(axis=1).tolist() == [6, 6]
+    # 6 test photos (2 per article type); with colour too, each query has at most one match among them
+    split = summary[summary["protocol"] == "test split"].groupby("relevance")[["queries", "skipped"]].first()
+    assert split.loc["articleType"].tolist() == [6, 0]
+    assert split.sum(axis=1).tolist() == [6, 6]
+    # in the whole catalogue, each test photo has 3 others of its type and colour
+    catalogue = summary[summary["protocol"] == "catalogue"].groupby("relevance")[["queries", "skipped"]].first()
+    assert catalogue.to_numpy().tolist() == [[6, 0], [6, 0]]
     results = (tmp_path / "outputs" / "photos" / "metrics" / "results.md").read_text()
-    assert "## Relevant = same articleType+baseColour" in results and "| multitask |" in results
+    assert "catalogue protocol" in results.lower() and "relevant = same articleType+baseColour" in results
+    assert "| multitask |" in results and "| fused |" in results
+    fused = json.loads((tmp_path / "outputs" / "photos" / "models" / "efficientnet_lite0" / "fused"
+                        / "manifest.json").read_text())
+    assert fused["colour_column"] == "baseColour" and "colour_weight" in fused
+    assert (tmp_path / "outputs" / "photos" / "metrics" / "per_baseColour_map@3.csv").is_file()
 
 
 def test_a_missing_label_column_is_refused_before_any_work(tmp_path, photo_folder):

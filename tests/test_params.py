@@ -117,7 +117,8 @@ def test_dev_photo_config_is_valid_where_the_photos_are():
         return
     params = load_params(params_path)
     assert params.data.source == "photo_folder" and Path(params.data.path).is_absolute()
-    assert set(params.finetune.recipes) == {"frozen", "softmax", "cosface", "multitask"}
+    assert params.finetune.recipes == ("frozen", "fused") and params.backbones[0].input_size == 224
+    assert params.finetune.task_columns == ("articleType", "baseColour")
 
 
 def test_the_paper_config_runs_the_reports_backbones_at_their_native_sizes(farfetch_folder):

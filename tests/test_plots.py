@@ -85,3 +85,12 @@ def test_confusions_count_wrong_results_per_label_pair_most_frequent_first():
     test = catalog(list(labels))
     fig = plots.plot_confusions(test, table, 2)
     assert "2 times in the top 2" in fig.axes[1].texts[0].get_text()
+
+
+def test_learning_curves_draw_the_fused_recipes_two_heads_as_two_lines():
+    history = pd.DataFrame({"head": ["type"] * 3 + ["colour"] * 3, "epoch": [0, 1, 2] * 2,
+                            "loss": [3.0, 2.0, 1.5, 4.0, 3.0, 2.5], "val_map_at_10": [0.6, 0.7, 0.72, 0.3, 0.4, 0.45]})
+    fig = plots.plot_learning_curves({"lite0-fused": history}, "val_map_at_10")
+    lines = fig.axes[1].get_lines()
+    assert [line.get_label() for line in lines] == ["type head", "colour head"]
+    assert lines[1].get_ydata().tolist() == [0.3, 0.4, 0.45]

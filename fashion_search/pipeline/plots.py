@@ -57,22 +57,26 @@ def metric_label(column: str) -> str:
 
 
 def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str) -> Figure:
-    """Training loss and validation retrieval (``monitor``) per epoch, one column per model."""
+    """Training loss and validation retrieval (``monitor``) per epoch, one column per model; the
+    fused recipe's two heads are two lines (each head's validation by its own column)."""
     fig, axes = plt.subplots(2, max(len(histories), 1), figsize=(4.2 * max(len(histories), 1), 6), squeeze=False)
     for col, (name, history) in enumerate(histories.items()):
-        epochs = history["epoch"] + 1
+        heads = list(history.groupby("head", sort=False)) if "head" in history else [(None, history)]
+        phases = history["phase"] if "phase" in history else pd.Series("head", index=history.index)
         rows = (("loss", "training loss"), (monitor, f"validation {metric_label(monitor)}"))
         for row, (metric, label) in enumerate(rows):
             ax = axes[row][col]
-            ax.plot(epochs, history[metric], "o-")
-            unfrozen = history.loc[history["phase"] == "unfrozen", "epoch"]
+            for head, part in heads:
+                ax.plot(part["epoch"] + 1, part[metric], "o-", ms=3, label=f"{head} head" if head else None)
+            unfrozen = history.loc[phases == "unfrozen", "epoch"]
             if len(unfrozen):
                 ax.axvline(unfrozen.iloc[0] + 0.5, color="grey", ls="--", lw=1, label="backbone unfrozen")
+            if len(unfrozen) or len(heads) > 1:
                 ax.legend(fontsize=7, loc="lower right" if row else "upper right")
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
             ax.set_title(name if row == 0 else "")
-        frozen = history.loc[history["phase"] == "frozen", monitor]
+        frozen = history.loc[phases == "frozen", monitor]
         if len(frozen) > 1 and np.ptp(frozen.to_numpy()) < 1e-6:
             axes[1][col].text(0.03, 0.95, "flat while the backbone is frozen:\nthese features come from it,\n"
                               "only the classifier head trains", transform=axes[1][col].transAxes,
