@@ -201,7 +201,7 @@ class SearchEngine:
             if match_colour == 1.0:
                 return query
             raise ColourError("this index's vectors hold no colour part (its model is not a fused one); "
-                             "use colour_weight to blend colour in")
+                             "blend colour in with --colour-weight (API: colour_weight) instead")
         vector = np.array(query.vector, np.float32)
         vector[-self.colour_dims:] *= match_colour
         return replace(query, vector=vector)
