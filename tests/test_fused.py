@@ -9,7 +9,8 @@ from fashion_search.models import saved
 from fashion_search.models.fused import COLOUR_DIM, takes_colour
 from fashion_search.params import BackboneParams, DataParams, FinetuneParams, IndexParams, SplitFractions
 from fashion_search.pipeline.finetune import COLOUR_WEIGHTS_FILE, HISTORY_FILE, prepare_embedding_model
-from fashion_search.pipeline.fused_training import COLOUR_WEIGHTS, colour_column_of, gallery_map
+from fashion_search.models.callbacks import gallery_map
+from fashion_search.pipeline.fused_training import COLOUR_WEIGHTS, colour_column_of
 from fashion_search.search.colour import ColourError, HISTOGRAM_DIM
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.data.photo_folder import list_photo_folder
@@ -79,3 +80,17 @@ def test_a_fused_index_lets_a_query_turn_colour_off_or_up(fused_model, photo_fol
 def test_histogram_dim_matches_the_model_input(fused_model):
     made, _, _ = fused_model
     assert made.model.inputs[1].shape[-1] == HISTOGRAM_DIM
+
+
+def test_without_a_colour_column_the_histogram_itself_is_the_colour_part(photo_folder, tmp_path):
+    data = DataParams(source="photo_folder", path=str(photo_folder), label_column="articleType",
+                      split=SplitFractions(validation=0.25, test=0.25))
+    catalog = load_catalogue(data, seed=0)
+    plain = FinetuneParams(recipes=("fused",), batch_size=8, head_epochs=2, embedding_dim=16)
+    made = prepare_embedding_model(BackboneParams("efficientnet_lite0", "none", 32), "fused", catalog, plain,
+                                   tmp_path, seed=0)
+    assert made.manifest["colour_column"] is None and made.manifest["colour_dims"] == HISTOGRAM_DIM
+    assert made.manifest["colour_epochs"] == 0
+    weights = pd.read_csv(tmp_path / COLOUR_WEIGHTS_FILE)
+    assert [c for c in weights.columns if "colour" in c and c != "colour_weight"] == []  # type relevance only
+    assert set(pd.read_csv(tmp_path / HISTORY_FILE)["head"]) == {"type"}

@@ -20,14 +20,23 @@ LAST_WEIGHTS = "last.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"
 
 
-def validation_map(features: np.ndarray, codes: np.ndarray, k: int) -> float:
-    """mAP@k (the report's definition) of every item against the others, cosine ranking;
-    items with no other relevant item are left out."""
-    n_relevant = np.bincount(codes)[codes] - 1
+def gallery_map(features: np.ndarray, codes: np.ndarray, queries: np.ndarray, k: int) -> tuple[float, float]:
+    """mAP@k (the report's definition, and min(k, R)) of the ``queries`` rows searching all rows
+    of ``features`` by cosine similarity, each query's own row excluded; queries without another
+    relevant row are left out."""
+    n_relevant = np.bincount(codes)[codes[queries]] - 1
+    scored = n_relevant > 0
     k = min(k, len(codes) - 1)
-    ranked, _ = exact_search(features, features, k, "cosine", exclude=np.arange(len(codes)))
-    hits = metrics.relevance(codes, codes, ranked)[n_relevant > 0]
-    return metrics.map_at_k_report(hits, k) if len(hits) else 0.0
+    ranked, _ = exact_search(features[queries], features, k, "cosine", exclude=queries)
+    hits = metrics.relevance(codes[queries], codes, ranked)[scored]
+    if not len(hits):
+        return 0.0, 0.0
+    return metrics.map_at_k_report(hits, k), metrics.map_at_k(hits, n_relevant[scored], k)
+
+
+def validation_map(features: np.ndarray, codes: np.ndarray, k: int) -> float:
+    """mAP@k (the report's definition) of every item against the others (:func:`gallery_map`)."""
+    return gallery_map(features, codes, np.arange(len(codes)), k)[0]
 
 
 class RetrievalValidation(keras.callbacks.Callback):

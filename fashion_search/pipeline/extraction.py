@@ -17,14 +17,13 @@ from fashion_search.models.fused import takes_colour
 from fashion_search.pipeline.input_pipeline import make_dataset
 from fashion_search.progress import progress_bar
 from fashion_search.search.colour import colour_histogram
+from fashion_search.search.embedder import load_item
 
 
 def catalogue_histograms(images: np.ndarray, size: int, description: str | None = "colour histograms") -> np.ndarray:
     """The colour histogram of each catalogue image (pixels or photo paths), framed at ``size``
     as the search engine frames it, so a vector here equals the engine's for the same photo.
     Progress under ``description`` (None: none shown)."""
-    from fashion_search.search.embedder import load_item
-
     rows = []
     with progress_bar(len(images), description or "", unit="image", disable=description is None) as bar:
         for image in images:

@@ -25,10 +25,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from fashion_search import metrics
 from fashion_search.data.catalog import Catalog, relevance_codes
-from fashion_search.exact import exact_search
 from fashion_search.io import work_key
+from fashion_search.models.callbacks import gallery_map
 from fashion_search.models.fused import Heads, build_heads, fused_embedding_model
 from fashion_search.params import FinetuneParams
 from fashion_search.pipeline.extraction import catalogue_histograms, extract_features
@@ -51,20 +50,6 @@ class FusedTraining:
 def colour_column_of(label_column: str, task_columns: tuple[str, ...]) -> str | None:
     """The column the colour head learns: the first task column that is not the label column."""
     return next((column for column in task_columns if column != label_column), None)
-
-
-def gallery_map(vectors: np.ndarray, codes: np.ndarray, queries: np.ndarray, k: int) -> tuple[float, float]:
-    """mAP@k (the report's, min(k, R)) of the ``queries`` rows searching all rows of
-    ``vectors`` by inner product, each query's own row excluded; queries without another
-    relevant row are left out."""
-    n_relevant = np.bincount(codes, minlength=codes.max() + 1)[codes[queries]] - 1
-    scored = n_relevant > 0
-    k = min(k, len(vectors) - 1)
-    ranked, _ = exact_search(vectors[queries], vectors, k, "cosine", exclude=queries)
-    hits = metrics.relevance(codes[queries], codes, ranked)[scored]
-    if not len(hits):
-        return 0.0, 0.0
-    return metrics.map_at_k_report(hits, k), metrics.map_at_k(hits, n_relevant[scored], k)
 
 
 def _fit_epochs(model: keras.Model, inputs: Callable[[np.random.Generator], list], targets: np.ndarray, epochs: int,
