@@ -56,8 +56,8 @@ def test_learning_curves_name_the_measure_and_explain_a_flat_frozen_phase():
 
 
 def test_05_shows_the_worst_categories_first_then_the_best():
-    per_category = pd.DataFrame({"a": [0.9, 0.55, 0.7, 0.99], "b": [0.8, 0.5, 0.75, 0.97]},
-                                index=["Bag", "Shirt", "Coat", "Trouser"])
+    per_category = pd.DataFrame({"queries": [40, 1, 30, 50], "a": [0.9, 0.55, 0.7, 0.99],
+                                 "b": [0.8, 0.5, 0.75, 0.97]}, index=["Bag", "Shirt", "Coat", "Trouser"])
     picked = worst_and_best_categories(per_category, 4)
     assert [name for name, _ in picked] == ["Shirt", "Coat", "Trouser", "Bag"]
     assert picked[0][1] == np.mean([0.55, 0.5])
@@ -94,3 +94,13 @@ def test_learning_curves_draw_the_fused_recipes_two_heads_as_two_lines():
     lines = fig.axes[1].get_lines()
     assert [line.get_label() for line in lines] == ["type head", "colour head"]
     assert lines[1].get_ydata().tolist() == [0.3, 0.4, 0.45]
+
+
+def test_the_per_category_table_counts_the_queries_behind_each_row():
+    from fashion_search.pipeline.report import per_category_table
+
+    frame = pd.DataFrame({"colour": ["Red", "Red", "Blue"], "ap_report@10": [1.0, 0.5, 0.2]})
+    table = per_category_table({"m1": frame, "m2": frame.assign(**{"ap_report@10": [0.0, 0.5, 0.4]})}, "colour",
+                               "ap_report@10")
+    assert table.index.tolist() == ["Blue", "Red"]  # worst mean first
+    assert table["queries"].tolist() == [1, 2] and table.loc["Red", "m1"] == 0.75

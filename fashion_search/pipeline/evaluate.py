@@ -25,7 +25,7 @@ from fashion_search.io import save_npy, write_text_atomic
 from fashion_search.layout import RunLayout, variants
 from fashion_search.params import Params
 from fashion_search.pipeline.features import FeatureStore
-from fashion_search.pipeline.report import write_reports
+from fashion_search.pipeline.report import QUERIES_COLUMN, write_reports
 
 
 PROTOCOLS = ("catalogue", "test split")
@@ -174,7 +174,7 @@ def showcase_queries(test: Catalog, per_category: pd.DataFrame, n: int, seed: in
 def worst_and_best_categories(per_category: pd.DataFrame, n: int) -> list[tuple[str, float]]:
     """``n`` categories with their score averaged over the models (``per_category``: one row per
     category, one column per model): the worst half first, worst first, then the best, best first."""
-    mean = per_category.mean(axis=1).dropna().sort_values()
+    mean = per_category.drop(columns=[QUERIES_COLUMN], errors="ignore").mean(axis=1).dropna().sort_values()
     worst = list(mean.index[: (n + 1) // 2])
     best = [c for c in mean.index[::-1] if c not in worst][: n // 2]
     return [(str(c), float(mean[c])) for c in worst + best]

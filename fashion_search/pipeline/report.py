@@ -245,11 +245,17 @@ def write_reports(summary: pd.DataFrame, manifests: dict[str, dict], catalog: Ca
     return tables
 
 
+QUERIES_COLUMN = "queries"
+
+
 def per_category_table(per_query: dict[str, pd.DataFrame], label_column: str, column: str) -> pd.DataFrame:
     """Mean of ``column`` per category (rows) and model (columns), the worst category (lowest
-    mean over the models) first."""
+    mean over the models) first; the first column counts the queries each row rests on."""
     table = pd.DataFrame({name: frame.groupby(label_column)[column].mean() for name, frame in per_query.items()})
-    return table.loc[table.mean(axis=1).sort_values(kind="stable").index]
+    table = table.loc[table.mean(axis=1).sort_values(kind="stable").index]
+    counts = next(iter(per_query.values())).groupby(label_column).size()
+    table.insert(0, QUERIES_COLUMN, counts.reindex(table.index).fillna(0).astype(int))
+    return table
 
 
 def write_per_category_map(layout: RunLayout, models: list[str], relevance: str, distance: str,
