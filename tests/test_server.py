@@ -173,6 +173,10 @@ def test_more_like_this_keeps_a_preferred_colour(service):
     coloured = client.get("/items/104/similar", params={"k": 4, "colour": "red"}).json()["results"]
     assert "score" not in plain[0] and all("score" in r for r in coloured)
     assert client.get("/items/104/similar", params={"colour": "reddish"}).status_code == 400
+    refused = client.get("/items/104/similar", params={"match_colour": 2})  # a plain index: no colour part
+    assert refused.status_code == 400 and "no colour part" in refused.json()["detail"]
+    assert client.get("/items/104/similar", params={"match_colour": 9}).status_code == 422
+    assert client.get("/items/104/similar", params={"match_colour": 1}).status_code == 200
 
 
 def test_concurrent_searches_all_answer(service, photo_folder):
