@@ -3,18 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from fashion_search.search.store import open_index
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.server import create_app
 from fashion_search.data.photo_folder import list_photo_folder
-from test_search_engine import pixel_embedder  # noqa: E402
+from test_search_engine import PixelModel, pixel_embedder  # noqa: E402
 from test_server import SETTINGS, serve  # noqa: E402
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "outputs" / "web-page-e2e.png"
@@ -48,6 +49,7 @@ def test_upload_filter_and_more_like_this(browser, photo_folder, tmp_path):
         wait.until(lambda d: len(cards(d)) == 12)
         first_id, first_text = cards(browser)[0]
         assert first_id == "100" and "Tshirts" in first_text and "distance 0.000" in first_text
+        assert not browser.find_element(By.ID, "match-colour").is_displayed()  # no colour part in this index
 
         browser.find_element(By.ID, "filter").send_keys("articleType=Shoes")
         browser.find_element(By.ID, "refine").click()
@@ -103,5 +105,36 @@ def test_errors_read_as_words_and_leave_no_old_results(browser, photo_folder, tm
         assert all(label.startswith("score ") for label in labels)  # the colour still counts, and says so
         scores = [float(label.split()[1]) for label in labels]
         assert scores == sorted(scores)
+    finally:
+        server.should_exit = True
+
+
+def test_an_index_with_colour_in_its_vectors_offers_to_turn_it_off(browser, photo_folder, tmp_path):
+    class PixelsAndColour(PixelModel):
+        """Two inputs like a fused model: 32 pixel values, then 16 of the colour histogram."""
+
+        def predict_on_batch(self, inputs):
+            squares, histograms = inputs
+            return np.hstack([super().predict_on_batch(squares)[:, :32], histograms[:, :16]]).astype(np.float32)
+
+    coloured = pixel_embedder()
+    coloured.model = PixelsAndColour()
+    coloured.identity["colour_dims"] = 16
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=coloured)
+    engine = SearchEngine(open_index(folder, SETTINGS), SETTINGS, coloured)
+    asked: list[float | None] = []
+    search = engine.search
+    engine.search = lambda *args, **kwargs: asked.append(args[5] if len(args) > 5 else kwargs.get("match_colour")) \
+        or search(*args, **kwargs)
+    url, server = serve(create_app(engine))
+    wait = WebDriverWait(browser, 20)
+    try:
+        browser.get(url + "/")
+        wait.until(lambda d: d.find_element(By.ID, "match-colour").is_displayed())
+        Select(browser.find_element(By.ID, "match-colour")).select_by_value("0")
+        browser.find_element(By.ID, "file").send_keys(str(photo_folder / "images" / "100.jpg"))
+        wait.until(lambda d: len(cards(d)) == 12)
+        assert asked == [0.0]
     finally:
         server.should_exit = True
