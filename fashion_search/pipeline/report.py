@@ -177,7 +177,7 @@ def comparison_markdown(summary: pd.DataFrame, manifests: dict[str, dict], param
     lines = ["# Retrieval by backbone and recipe", "",
              f"Test queries, {distance} distance; mAP@k = the report's definition, 'std' = the min(k, R) "
              "denominator; P@k precision, R@k hit rate (at k = 1 all four equal mAP@1); training = wall-clock minutes "
-             "of model.fit; 95% CI: percentile bootstrap interval over queries (how far the mean could move with "
+             "of training (the fused recipe's includes computing its features); 95% CI: percentile bootstrap interval over queries (how far the mean could move with "
              "other test items).", ""]
     for protocol in dict.fromkeys(summary["protocol"]):
         gallery = "the whole catalogue" if protocol == "catalogue" else "the other test items"
