@@ -99,8 +99,8 @@ def score_ranking(ranking: Ranking, catalog: Catalog, ks: tuple[int, ...], relev
                      "map_standard": float(standard_ap.mean()) if len(standard_ap) else float("nan"),
                      "map_report_low": report_low, "map_report_high": report_high,
                      "map_standard_low": standard_low, "map_standard_high": standard_high,
-                     "precision": metrics.precision_at_k(hits, k_eff),
-                     "recall": metrics.recall_at_k(hits, k_eff),
+                     "precision": metrics.precision_at_k(hits, k_eff) if len(hits) else float("nan"),
+                     "recall": metrics.recall_at_k(hits, k_eff) if len(hits) else float("nan"),
                      "queries": int(scored.sum()), "skipped": int((~scored).sum())})
     k_last = min(max(ks), hits.shape[1])
     per_query = items.iloc[queries[scored]][["id", *dict.fromkeys(relevance.split("+"))]].reset_index(drop=True)
