@@ -90,7 +90,7 @@ def test_no_note_when_every_backbone_was_built():
 
 
 def test_gains_are_paired_against_frozen_features_of_the_same_backbone_and_size():
-    from fashion_search.pipeline.report import gains_table
+    from fashion_search.pipeline.report import gains_table, paired_gains
 
     rng = np.random.default_rng(0)
     frozen = rng.uniform(0.3, 0.9, 200)
@@ -106,6 +106,9 @@ def test_gains_are_paired_against_frozen_features_of_the_same_backbone_and_size(
     # the same queries moved by the same amount: the paired interval has no width at all
     assert gains.loc["lite0-cosface", "mAP@10 gain [95% interval]"] == "+0.0500 [+0.0500, +0.0500]"
     assert gains.loc["lite0-cosface", "mAP@10 std gain [95% interval]"] == "+0.0000 [+0.0000, +0.0000]"
+    numbers = paired_gains(per_query, manifests, 10).iloc[0]
+    assert numbers["queries"] == 200 and numbers["gain_report"] == pytest.approx(0.05)
+    assert numbers["gain_report_low"] == pytest.approx(0.05) and numbers["gain_standard_high"] == pytest.approx(0)
 
 
 def test_the_catalogue_protocol_searches_every_split_and_counts_relevance_there():

@@ -136,10 +136,13 @@ def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevanc
     return pd.DataFrame(rows)
 
 
-def gains_table(per_query: dict[str, pd.DataFrame], manifests: dict[str, dict], k: int) -> pd.DataFrame:
+GAIN_DEFINITIONS = (("report", ""), ("standard", " std"))
+
+
+def paired_gains(per_query: dict[str, pd.DataFrame], manifests: dict[str, dict], k: int) -> pd.DataFrame:
     """Each trained model against the frozen features of the same backbone at the same size, on
-    the same queries: the mean per-query difference of AP@k under both definitions, with its
-    95% paired bootstrap interval over queries."""
+    the same queries: the mean per-query difference of AP@k under both definitions
+    (``gain_<definition>``), with its 95% paired bootstrap interval over queries (``_low``, ``_high``)."""
     def frozen_twin(manifest: dict) -> str | None:
         return next((name for name, other in manifests.items()
                      if other.get("recipe", "frozen") == "frozen" and is_available(other) and name in per_query
@@ -151,14 +154,26 @@ def gains_table(per_query: dict[str, pd.DataFrame], manifests: dict[str, dict], 
         base = frozen_twin(manifest) if manifest.get("recipe", "frozen") != "frozen" else None
         if base is None or model not in per_query:
             continue
-        row = {"model": model, "against": base}
-        for definition, label in (("report", ""), ("standard", " std")):
+        row = {"model": model, "against": base, "queries": len(per_query[model])}
+        for definition, _ in GAIN_DEFINITIONS:
             column = f"ap_{definition}@{k}"
             difference = per_query[model][column].to_numpy() - per_query[base][column].to_numpy()
-            low, high = metrics.mean_interval(difference)
-            row[f"mAP@{k}{label} gain [95% interval]"] = f"{difference.mean():+.4f} [{low:+.4f}, {high:+.4f}]"
+            row[f"gain_{definition}"] = float(difference.mean())
+            row[f"gain_{definition}_low"], row[f"gain_{definition}_high"] = metrics.mean_interval(difference)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def gains_table(per_query: dict[str, pd.DataFrame], manifests: dict[str, dict], k: int) -> pd.DataFrame:
+    """:func:`paired_gains` as the report shows it: one ``gain [95% interval]`` column per definition."""
+    gains = paired_gains(per_query, manifests, k)
+    table = gains[["model", "against"]].copy() if len(gains) else pd.DataFrame()
+    for definition, label in GAIN_DEFINITIONS:
+        if len(gains):
+            table[f"mAP@{k}{label} gain [95% interval]"] = [
+                f"{row[f'gain_{definition}']:+.4f} [{row[f'gain_{definition}_low']:+.4f}, "
+                f"{row[f'gain_{definition}_high']:+.4f}]" for _, row in gains.iterrows()]
+    return table
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
