@@ -182,6 +182,7 @@ def test_a_photo_folder_runs_with_two_relevance_definitions(tmp_path, photo_fold
                         / "manifest.json").read_text())
     assert fused["colour_column"] == "baseColour" and "colour_weight" in fused
     assert (tmp_path / "outputs" / "photos" / "metrics" / "per_baseColour_map@3.csv").is_file()
+    assert (tmp_path / "outputs" / "photos" / "figures" / "colour_weights.png").is_file()
 
 
 def test_a_missing_label_column_is_refused_before_any_work(tmp_path, photo_folder):

@@ -104,3 +104,14 @@ def test_the_per_category_table_counts_the_queries_behind_each_row():
                                "ap_report@10")
     assert table.index.tolist() == ["Blue", "Red"]  # worst mean first
     assert table["queries"].tolist() == [1, 2] and table.loc["Red", "m1"] == 0.75
+
+
+def test_the_colour_weight_figure_draws_each_score_and_marks_the_choice():
+    table = pd.DataFrame({"colour_weight": [0.0, 0.5, 1.0], "type report": [0.8, 0.78, 0.7],
+                          "type+colour report": [0.3, 0.45, 0.5], "mean": [0.55, 0.615, 0.6]})
+    fig = plots.plot_colour_weights({"lite0-fused": (table, 0.5)})
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels[:3] == ["type report", "type+colour report", "mean (what chooses)"]
+    assert list(ax.get_lines()[-1].get_xdata()) == [0.5, 0.5]  # the vertical line at the chosen weight
+    assert any("chosen: 0.5" in text.get_text() for text in ax.texts)

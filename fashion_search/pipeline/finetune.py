@@ -243,6 +243,17 @@ def prepare_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str
     return models
 
 
+def load_colour_weights(params: Params, layout: RunLayout) -> dict[str, tuple[pd.DataFrame, float]]:
+    """The fused models' validation scores per colour weight, with the weight chosen; keyed ``<backbone>-fused``."""
+    tables = {}
+    for variant in variants(params):
+        path = layout.model(variant) / COLOUR_WEIGHTS_FILE
+        manifest = saved.read_manifest(layout.model(variant)) or {}
+        if path.is_file() and "colour_weight" in manifest:
+            tables[variant.name] = (pd.read_csv(path), float(manifest["colour_weight"]))
+    return tables
+
+
 def load_histories(params: Params, layout: RunLayout) -> dict[str, pd.DataFrame]:
     """Per-epoch training logs of the models that were trained, keyed ``<backbone>-<recipe>``."""
     paths = {variant.name: layout.model(variant) / HISTORY_FILE for variant in variants(params)}

@@ -85,6 +85,25 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str) -> Fi
     return fig
 
 
+def plot_colour_weights(tables: dict[str, tuple[pd.DataFrame, float]]) -> Figure:
+    """Validation mAP per colour weight of each fused model (one line per relevance and
+    definition, the mean dashed), the chosen weight marked."""
+    fig, axes = plt.subplots(1, max(len(tables), 1), figsize=(5.2 * max(len(tables), 1), 3.8), squeeze=False)
+    for ax, (name, (table, chosen)) in zip(axes[0], tables.items()):
+        for column in [c for c in table.columns if c not in ("colour_weight", "mean")]:
+            ax.plot(table["colour_weight"], table[column], "o-", ms=3, label=column)
+        ax.plot(table["colour_weight"], table["mean"], "k--", lw=1, label="mean (what chooses)")
+        ax.axvline(chosen, color="grey", lw=1)
+        ax.annotate(f"chosen: {chosen:g}", (chosen, ax.get_ylim()[1]), xytext=(3, -12), textcoords="offset points",
+                    fontsize=7, color="dimgrey")
+        ax.set_xlabel("colour weight w in [type, w · colour]")
+        ax.set_ylabel("validation mAP@k")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
 def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int], top_k: int,
                        title: str = "", row_notes: list[str] | None = None) -> Figure:
     """Each row: a query, then its ``top_k`` results; green frames are relevant, red are not.
