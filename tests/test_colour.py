@@ -42,12 +42,26 @@ def test_swatch_and_descriptor_distances_order_by_colour():
 
 
 def test_colour_histograms_are_unit_vectors_that_match_like_colours():
-    from fashion_search.search.colour import HISTOGRAM_DIM, colour_histogram, colour_histograms
+    from fashion_search.search.colour import HISTOGRAM_DIM, colour_histogram
 
     red, dark_red, blue = (colour_histogram(garment(c)) for c in [(200, 30, 30), (180, 25, 35), (30, 50, 180)])
     assert red.shape == (HISTOGRAM_DIM,) and np.linalg.norm(red) == pytest.approx(1.0, abs=1e-5)
     assert red @ dark_red > 0.5 > red @ blue  # Bhattacharyya coefficients of their colour shares
-    assert colour_histograms([]).shape == (0, HISTOGRAM_DIM)
+
+
+def test_the_colour_grid_places_each_colour_where_it_is_worn():
+    from fashion_search.search.colour import HISTOGRAM_DIM, HISTOGRAM_GRID, colour_grid, colour_grids, srgb_to_lab
+
+    outfit = np.full((70, 70, 3), 255, np.uint8)
+    outfit[5:35, 10:60] = (200, 30, 30)    # a red top
+    outfit[35:65, 10:60] = (30, 50, 180)   # blue trousers below it
+    grid = colour_grid(outfit, 2)
+    assert grid.shape == (2, 2, HISTOGRAM_DIM) and grid.sum() == pytest.approx(1.0, abs=1e-5)
+    nearest = ((HISTOGRAM_GRID - srgb_to_lab(np.array([200, 30, 30]))) ** 2).sum(axis=1).argmin()
+    top, bottom = grid[0].sum(axis=0), grid[1].sum(axis=0)
+    assert top[nearest] > 0.1 > bottom[nearest]  # the red sits in the upper cells only
+    assert top.sum() == pytest.approx(0.5, abs=0.05)  # each garment is half of what is worn; no page counted
+    assert colour_grids([], 3).shape == (0, 3, 3, HISTOGRAM_DIM)
 
 
 def test_skin_is_left_out_of_the_histogram_unless_it_is_most_of_the_garment():

@@ -6,7 +6,7 @@ import pytest
 
 from fashion_search.data import load_catalogue
 from fashion_search.models import saved
-from fashion_search.models.fused import COLOUR_DIM, takes_colour
+from fashion_search.models.fused import COLOUR_DIM, colour_cells_of, takes_colour
 from fashion_search.params import BackboneParams, DataParams, FinetuneParams, IndexParams, SplitFractions
 from fashion_search.pipeline.finetune import COLOUR_WEIGHTS_FILE, HISTORY_FILE, prepare_embedding_model
 from fashion_search.models.callbacks import gallery_map
@@ -77,12 +77,33 @@ def test_a_fused_index_lets_a_query_turn_colour_off_or_up(fused_model, photo_fol
         engine.search(query, k=5, match_colour=9.0)
 
 
-def test_histogram_dim_matches_the_model_input(fused_model):
-    made, _, _ = fused_model
-    assert made.model.inputs[1].shape[-1] == HISTOGRAM_DIM
+def test_the_colour_grid_input_matches_the_backbone_feature_map(fused_model):
+    made, folder, _ = fused_model
+    assert made.model.inputs[1].shape[1:] == (1, 1, HISTOGRAM_DIM)  # Lite0 at 32 px: a 1 × 1 feature map
+    assert colour_cells_of(saved.load_model(folder)) == 1
 
 
-def test_without_a_colour_column_the_histogram_itself_is_the_colour_part(photo_folder, tmp_path):
+def test_the_colour_head_weighs_regions_by_what_the_backbone_sees_there():
+    import keras
+
+    from fashion_search.models.fused import AttendedColours, GridHistogram
+
+    grid = np.zeros((1, 2, 2, HISTOGRAM_DIM), np.float32)
+    grid[0, 0, 0, 3] = grid[0, 1, 1, 7] = 0.5  # two colours, each in one corner
+    maps = np.zeros((1, 2, 2, 4), np.float32)
+    maps[0, 0, 0] = 1.0                        # the backbone sees something in the first corner only
+    attended = AttendedColours(hidden=4)
+    attended([maps, grid])
+    attended.scorer_hidden.set_weights([np.eye(4, dtype=np.float32), np.zeros(4, np.float32)])
+    attended.scorer.set_weights([np.full((4, 1), 20.0, np.float32), np.zeros(1, np.float32)])
+    histogram = keras.ops.convert_to_numpy(attended([maps, grid]))[0]
+    assert histogram[3] > 0.99 > 0.01 > histogram[7]         # the first corner's colour dominates
+    assert np.linalg.norm(histogram) == pytest.approx(1.0, abs=1e-3)
+    whole = keras.ops.convert_to_numpy(GridHistogram()(grid))[0]
+    assert whole[3] == pytest.approx(whole[7]) == pytest.approx(np.sqrt(0.5))
+
+
+def test_without_a_colour_column_the_garment_histogram_is_the_colour_part(photo_folder, tmp_path):
     data = DataParams(source="photo_folder", path=str(photo_folder), label_column="articleType",
                       split=SplitFractions(validation=0.25, test=0.25))
     catalog = load_catalogue(data, seed=0)

@@ -1,7 +1,7 @@
 """Running an embedding model over a catalogue's images in batches, resumable in chunks.
 
 Shared by feature extraction (03) and the ``fused`` recipe, which trains its heads on
-features computed once. A fused model takes each photo's colour histogram beside it.
+features computed once. A fused model takes each photo's colour grid beside it.
 """
 from __future__ import annotations
 
@@ -13,38 +13,39 @@ import numpy as np
 
 from fashion_search.images import fit_to_square
 from fashion_search.io import resumable_chunks
-from fashion_search.models.fused import takes_colour
+from fashion_search.models.fused import colour_cells_of, takes_colour
 from fashion_search.pipeline.input_pipeline import make_dataset
 from fashion_search.progress import progress_bar
-from fashion_search.search.colour import colour_histogram
+from fashion_search.search.colour import colour_grid
 from fashion_search.search.embedder import load_item
 
 
-def catalogue_histograms(images: np.ndarray, size: int, description: str | None = "colour histograms") -> np.ndarray:
-    """The colour histogram of each catalogue image (pixels or photo paths), framed at ``size``
-    as the search engine frames it, so a vector here equals the engine's for the same photo.
-    Progress under ``description`` (None: none shown)."""
+def catalogue_colour_grids(images: np.ndarray, size: int, cells: int,
+                           description: str | None = "colour grids") -> np.ndarray:
+    """The colour grid (``cells`` per side) of each catalogue image (pixels or photo paths), framed
+    at ``size`` as the search engine frames it, so a vector here equals the engine's for the same
+    photo. Progress under ``description`` (None: none shown)."""
     rows = []
     with progress_bar(len(images), description or "", unit="image", disable=description is None) as bar:
         for image in images:
-            rows.append(colour_histogram(fit_to_square(load_item(image), size)))
+            rows.append(colour_grid(fit_to_square(load_item(image), size), cells))
             bar.update(1)
-    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    return np.stack(rows) if rows else np.zeros((0, cells, cells, 0), np.float32)
 
 
 def extract_features(model: keras.Model, images: np.ndarray, size: int, preprocess: Callable, batch_size: int,
                      work_dir: str | Path, chunk_size: int = 1024, description: str = "features",
                      flip: bool = False) -> np.ndarray:
     """Run ``model`` over ``images`` in batches (mirrored left-right with ``flip``); chunks
-    already in ``work_dir`` are reused. A fused model also gets each image's colour histogram."""
+    already in ``work_dir`` are reused. A fused model also gets each image's colour grid."""
     with progress_bar(len(images), description, unit="image") as bar:
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
             part = images[start:stop]
-            histograms = catalogue_histograms(part, size, None) if takes_colour(model) else None
+            grids = catalogue_colour_grids(part, size, colour_cells_of(model), None) if takes_colour(model) else None
             rows, done = [], 0
             for batch in make_dataset(part, size, preprocess, batch_size):
                 batch = batch[:, :, ::-1, :] if flip else batch
-                inputs = batch if histograms is None else [batch, histograms[done:done + len(batch)]]
+                inputs = batch if grids is None else [batch, grids[done:done + len(batch)]]
                 rows.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
                 done += len(batch)
                 bar.update(len(batch))

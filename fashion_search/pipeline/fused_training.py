@@ -1,7 +1,9 @@
 """Training the ``fused`` recipe (:mod:`fashion_search.models.fused`): heads on frozen features.
 
-1. The backbone's features of the train and validation photos are computed once, also of the
-   photos mirrored (the augmentation: a flip changes no colour), with each photo's colour histogram.
+1. The backbone's pooled features of the train and validation photos are computed once, also of
+   the photos mirrored (the type head's augmentation: a flip changes no colour), and the feature
+   map and colour grid of each photo as it is (the colour head's inputs; mirroring them did not
+   help on validation).
 2. The type head and the colour head train for ``head_epochs`` epochs each. After every epoch,
    each validation photo searches the train + validation catalogue (itself excluded): the epoch
    with the best validation mAP@k is kept (type head: by the label column; colour head: by
@@ -28,9 +30,9 @@ import pandas as pd
 from fashion_search.data.catalog import Catalog, relevance_codes
 from fashion_search.io import work_key
 from fashion_search.models.callbacks import gallery_map
-from fashion_search.models.fused import Heads, build_heads, fused_embedding_model
+from fashion_search.models.fused import Heads, build_heads, feature_map_of, fused_embedding_model, grid_cells
 from fashion_search.params import FinetuneParams
-from fashion_search.pipeline.extraction import catalogue_histograms, extract_features
+from fashion_search.pipeline.extraction import catalogue_colour_grids, extract_features
 
 COLOUR_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
 FEATURES_DIR = "features"
@@ -62,8 +64,8 @@ def _fit_epochs(model: keras.Model, inputs: Callable[[np.random.Generator], list
             after_epoch(epoch, float(fit.history["loss"][-1]))
 
 
-def _embed(head: keras.Sequential, inputs: list) -> np.ndarray:
-    return np.asarray(head.predict(inputs[0] if len(inputs) == 1 else np.hstack(inputs), verbose=0, batch_size=512))
+def _embed(head: keras.Model, inputs: list) -> np.ndarray:
+    return np.asarray(head.predict(inputs[0] if len(inputs) == 1 else inputs, verbose=0, batch_size=256))
 
 
 def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess: Callable, params: FinetuneParams,
@@ -82,20 +84,24 @@ def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess:
                                         folder / FEATURES_DIR / key / name, description=f"{title}: {name} features",
                                         flip=name == "mirrored")
                        for name in ("plain", "mirrored"))
-    histograms = catalogue_histograms(images, size, f"{title}: colour histograms")
+    maps = extract_features(keras.Model(extractor.inputs, feature_map_of(extractor)), images, size, preprocess,
+                            params.batch_size, folder / FEATURES_DIR / key / "maps", description=f"{title}: feature maps")
+    grids = catalogue_colour_grids(images, size, grid_cells(extractor), f"{title}: colour grids")
     type_codes = relevance_codes(items, catalog.label_column)
     colour_codes = relevance_codes(items, colour_column) if colour_column else None
     both_codes = relevance_codes(items, f"{catalog.label_column}+{colour_column}") if colour_column else None
 
-    def draw(rows: np.ndarray, with_histograms: bool) -> Callable[[np.random.Generator], list]:
-        def inputs(rng: np.random.Generator) -> list:
+    def features_of(rows: np.ndarray) -> Callable[[np.random.Generator], np.ndarray]:
+        def inputs(rng: np.random.Generator) -> np.ndarray:
             flipped = rng.random(len(rows)) < 0.5 if params.augment else np.zeros(len(rows), bool)
-            features = np.where(flipped[:, None], mirrored[rows], plain[rows])
-            return [features, histograms[rows]] if with_histograms else features
+            return np.where(flipped[:, None], mirrored[rows], plain[rows])
         return inputs
 
+    def colours_of(rows: np.ndarray) -> Callable[[np.random.Generator], list]:
+        return lambda rng: [maps[rows], grids[rows]]
+
     def new_heads() -> Heads:
-        return build_heads(plain.shape[1], int(type_codes.max()) + 1,
+        return build_heads(plain.shape[1], maps.shape[1:], int(type_codes.max()) + 1,
                            int(colour_codes.max()) + 1 if colour_column else None, params, seed)
 
     # 2. select epochs on validation
@@ -105,7 +111,7 @@ def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess:
     best = {"type": (-1.0, 0), "colour": (-1.0, 0)}
     snapshots: dict[str, list] = {}
 
-    def watch(part: str, model_head: keras.Sequential, inputs: list, codes: np.ndarray) -> Callable[[int, float], None]:
+    def watch(part: str, model_head: keras.Model, inputs: list, codes: np.ndarray) -> Callable[[int, float], None]:
         def after_epoch(epoch: int, loss: float) -> None:
             score = gallery_map(_embed(model_head, inputs), codes, validation, params.monitor_k)[0]
             history.append({"head": part, "epoch": epoch, "loss": loss, f"val_map_at_{params.monitor_k}": score})
@@ -116,17 +122,18 @@ def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess:
                   f"mAP@{params.monitor_k} {score:.4f} (best {best[part][0]:.4f})", flush=True)
         return after_epoch
 
-    _fit_epochs(selecting.type_training, draw(train_rows, False), type_codes[train_rows], params.head_epochs,
+    _fit_epochs(selecting.type_training, features_of(train_rows), type_codes[train_rows], params.head_epochs,
                 params.batch_size, seed, watch("type", selecting.type_embedding, [plain], type_codes))
     selecting.type_embedding.set_weights(snapshots["type"])
     if colour_column:
-        _fit_epochs(selecting.colour_training, draw(train_rows, True), colour_codes[train_rows], params.head_epochs,
-                    params.batch_size, seed, watch("colour", selecting.colour_embedding, [plain, histograms], colour_codes))
+        _fit_epochs(selecting.colour_training, colours_of(train_rows), colour_codes[train_rows], params.head_epochs,
+                    params.batch_size, seed, watch("colour", selecting.colour_embedding, [maps, grids], colour_codes))
         selecting.colour_embedding.set_weights(snapshots["colour"])
 
     # 3. the colour weight
     type_part = _embed(selecting.type_embedding, [plain])
-    colour_part = _embed(selecting.colour_embedding, [plain, histograms]) if colour_column else histograms
+    colour_part = (_embed(selecting.colour_embedding, [maps, grids]) if colour_column
+                   else np.sqrt(grids.sum(axis=(1, 2))))
     rows = []
     for weight in COLOUR_WEIGHTS:
         fused = np.hstack([type_part, weight * colour_part])
@@ -144,9 +151,9 @@ def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess:
     # 4. refit on train + validation
     every = np.arange(len(items))
     final = new_heads()
-    _fit_epochs(final.type_training, draw(every, False), type_codes, best["type"][1], params.batch_size, seed)
+    _fit_epochs(final.type_training, features_of(every), type_codes, best["type"][1], params.batch_size, seed)
     if colour_column:
-        _fit_epochs(final.colour_training, draw(every, True), colour_codes, best["colour"][1], params.batch_size, seed)
+        _fit_epochs(final.colour_training, colours_of(every), colour_codes, best["colour"][1], params.batch_size, seed)
     print(f"{title}: heads trained again on all {len(items)} train and validation photos "
           f"({best['type'][1]} and {best['colour'][1] if colour_column else 0} epochs)", flush=True)
     choices = {"colour_weight": chosen, "colour_column": colour_column, "type_epochs": best["type"][1],

@@ -73,20 +73,24 @@ def swatch_lab(text: str) -> np.ndarray:
     return srgb_to_lab(hex_to_rgb(key))
 
 
-def foreground_lab(pixels: np.ndarray) -> np.ndarray:
-    """CIELAB values of the garment's pixels: all but the background, which is the region of
-    background-coloured pixels (near the median border colour) connected to the photo's edge, so
-    a white shirt on a white page keeps its inside. All pixels when too few remain."""
+def _background(lab: np.ndarray) -> np.ndarray:
+    """Which pixels of a square CIELAB image are background: the region of pixels near the median
+    border colour that touches the photo's edge, so a white shirt on a white page keeps its inside.
+    None when too little would remain (the whole photo is then the garment)."""
     from scipy import ndimage
 
-    lab = srgb_to_lab(fit_to_square(pixels, _ANALYSIS_SIZE)).reshape(_ANALYSIS_SIZE, _ANALYSIS_SIZE, 3)
     border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
     near = np.linalg.norm(lab - np.median(border, axis=0), axis=2) <= _BACKGROUND_DELTA_E
     regions, _ = ndimage.label(near)
     edge = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
     background = np.isin(regions, edge[edge > 0])
-    foreground = lab[~background]
-    return foreground if len(foreground) >= 0.03 * near.size else lab.reshape(-1, 3)
+    return background if (~background).sum() >= 0.03 * near.size else np.zeros_like(near)
+
+
+def foreground_lab(pixels: np.ndarray) -> np.ndarray:
+    """CIELAB values of the garment's pixels: all but the background (:func:`_background`)."""
+    lab = srgb_to_lab(fit_to_square(pixels, _ANALYSIS_SIZE)).reshape(_ANALYSIS_SIZE, _ANALYSIS_SIZE, 3)
+    return lab[~_background(lab)]
 
 
 _GRID_STEP = 20.0
@@ -104,25 +108,48 @@ def skin_like(lab: np.ndarray) -> np.ndarray:
     return (lightness > 35) & (lightness < 85) & (a > 6) & (a < 25) & (b > 10) & (b < 32) & (b > 0.8 * a)
 
 
+_GRID_32 = HISTOGRAM_GRID.astype(np.float32)
+
+
+def _soft_shares(points: np.ndarray) -> np.ndarray:
+    """Each CIELAB point's weights over :data:`HISTOGRAM_GRID` (rows sum to 1), spread over ΔE ≈ σ."""
+    points = points.astype(np.float32)
+    gaps = (points ** 2).sum(axis=1, keepdims=True) - 2 * points @ _GRID_32.T + (_GRID_32 ** 2).sum(axis=1)
+    weights = np.exp((gaps - gaps.min(axis=1, keepdims=True)) * np.float32(-0.5 / _HISTOGRAM_SIGMA ** 2))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def colour_grid(pixels: np.ndarray, cells: int) -> np.ndarray:
+    """The garment's colours region by region, ``(cells, cells, HISTOGRAM_DIM)`` float32: the photo
+    (framed square) cut into ``cells`` × ``cells`` squares, each holding the share of the garment's
+    pixels (background and skin left out) that lie in it near each colour of :data:`HISTOGRAM_GRID`.
+    The shares sum to 1 over the whole grid; a fused model weighs the cells by what it sees there."""
+    side = cells * max(1, -(-_ANALYSIS_SIZE // cells))
+    lab = srgb_to_lab(fit_to_square(pixels, side)).reshape(side, side, 3)
+    garment = ~_background(lab)
+    skin = skin_like(lab.reshape(-1, 3)).reshape(side, side) & garment
+    if skin.sum() < _SKIN_MAX_SHARE * garment.sum():
+        garment &= ~skin
+    if not garment.any():
+        garment[:] = True
+    rows, columns = np.nonzero(garment)
+    step = side // cells
+    in_cell = np.zeros((cells * cells, len(rows)), np.float32)
+    in_cell[(rows // step) * cells + columns // step, np.arange(len(rows))] = 1.0
+    return (in_cell @ _soft_shares(lab[rows, columns]) / len(rows)).reshape(cells, cells, -1)
+
+
 def colour_histogram(pixels: np.ndarray) -> np.ndarray:
     """The garment's colours as a unit vector ``(HISTOGRAM_DIM,)`` float32: the square root of the
-    share of its foreground pixels (skin left out) near each colour of :data:`HISTOGRAM_GRID`."""
-    points = foreground_lab(pixels)
-    skin = skin_like(points)
-    if skin.mean() < _SKIN_MAX_SHARE:
-        points = points[~skin]
-    if len(points) > _SAMPLE:
-        points = points[np.linspace(0, len(points) - 1, _SAMPLE).astype(int)]
-    gaps = ((points[:, None, :] - HISTOGRAM_GRID[None]) ** 2).sum(axis=2)
-    weights = np.exp(-(gaps - gaps.min(axis=1, keepdims=True)) / (2 * _HISTOGRAM_SIGMA ** 2))
-    shares = (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0)
-    return np.sqrt(shares).astype(np.float32)
+    share of its pixels near each colour of :data:`HISTOGRAM_GRID` (:func:`colour_grid` as one cell)."""
+    return np.sqrt(colour_grid(pixels, 1)[0, 0])
 
 
-def colour_histograms(images: list | np.ndarray) -> np.ndarray:
-    """:func:`colour_histogram` of each RGB image, stacked ``(n, HISTOGRAM_DIM)``."""
-    return np.stack([colour_histogram(image) for image in images]) if len(images) else np.zeros((0, HISTOGRAM_DIM),
-                                                                                                   np.float32)
+def colour_grids(images: list | np.ndarray, cells: int) -> np.ndarray:
+    """:func:`colour_grid` of each RGB image, stacked ``(n, cells, cells, HISTOGRAM_DIM)``."""
+    if not len(images):
+        return np.zeros((0, cells, cells, HISTOGRAM_DIM), np.float32)
+    return np.stack([colour_grid(image, cells) for image in images])
 
 
 def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from fashion_search.models import saved
 from fashion_search.models.registry import BACKBONES, get_spec
 from fashion_search.params import IndexParams
 from fashion_search.progress import Counter, progress_bar
-from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor, colour_histograms
+from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor, colour_grids
 
 RANDOM_WEIGHTS_SEED = 0
 # What must agree between an index and the model that queries it.
@@ -47,10 +47,10 @@ class Embedder:
 
     def embed(self, squares: np.ndarray) -> np.ndarray:
         """Square RGB uint8 photos ``(B, size, size, 3)`` → float32 vectors ``(B, dim)``; a fused
-        model also gets each photo's colour histogram."""
+        model also gets each photo's colour grid."""
         inputs = self.preprocess(squares.astype(np.float32))
         if self.colour_dims:
-            inputs = [inputs, colour_histograms(squares)]
+            inputs = [inputs, colour_grids(squares, int(self.model.inputs[1].shape[1]))]
         vectors = np.asarray(self.model.predict_on_batch(inputs), np.float32)
         if self.identity["normalised"]:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -77,6 +77,9 @@ def _load_trained(folder: Path, normalise: bool) -> Embedder:
     if not saved.is_usable(folder):
         raise ModelError(f"{folder} holds no usable model ({manifest.get('reason', f'{saved.MODEL_FILE} missing')})")
     model = saved.load_model(folder)
+    if manifest.get("colour_dims") and len(model.inputs[1].shape) != 4:
+        raise ModelError(f"{folder} is a fused model from an earlier version (it takes a colour histogram, not a "
+                         "colour grid); train it again with the fused recipe")
     identity = {"backbone": manifest["backbone"], "recipe": manifest["recipe"], "weights": manifest["weights"],
                 "weights_sha256": file_sha256(folder / saved.MODEL_FILE), "image_size": manifest["image_size"],
                 "preprocessing": manifest["preprocessing"], "dim": int(model.output_shape[-1]),
