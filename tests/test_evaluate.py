@@ -130,3 +130,18 @@ def test_the_catalogue_protocol_searches_every_split_and_counts_relevance_there(
     assert top.loc[3, "map_standard"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + (1 + 2 / 2) / 2) / 2)
     with pytest.raises(ValueError, match="protocol"):
         rank_store(store, catalog, 1, "euclidean", protocol="everything")
+
+
+def test_each_protocols_neighbours_are_saved_apart_for_the_visualisation(tmp_path):
+    from fashion_search.pipeline.evaluate import load_neighbours, save_ranking
+
+    catalog = test_catalog(np.array([0, 0, 1, 1, 0, 1]))
+    catalog.items["split"] = ["train", "train", "validation", "train", "test", "test"]
+    store = FeatureStore(np.arange(6, dtype=np.float32)[:, None], catalog.items["id"].tolist(), {"backbone": "toy"})
+    for protocol in ("catalogue", "test split"):
+        save_ranking(rank_store(store, catalog, 1, "euclidean", model="toy", protocol=protocol), tmp_path)
+    whole, _ = load_neighbours(tmp_path, "toy", "euclidean", "catalogue")
+    split, _ = load_neighbours(tmp_path, "toy", "euclidean")
+    assert whole[:, 0].tolist() == [3, 4] and split[:, 0].tolist() == [1, 0]  # catalogue rows, test-split rows
+    with pytest.raises(FileNotFoundError, match="run the evaluation stage"):
+        load_neighbours(tmp_path, "other", "euclidean", "catalogue")

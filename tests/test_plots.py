@@ -87,6 +87,20 @@ def test_confusions_count_wrong_results_per_label_pair_most_frequent_first():
     assert "2 times in the top 2" in fig.axes[1].texts[0].get_text()
 
 
+def test_queries_of_the_test_split_can_show_results_from_the_whole_catalogue():
+    from fashion_search.pipeline.evaluate import confusions
+
+    whole = catalog(["Shirt", "Tee", "Bag", "Shirt", "Tee", "Bag"])
+    test = whole.subset("test")                            # rows 2 and 5 of the catalogue: two bags
+    neighbours = np.array([[5, 0], [2, 1]])                 # catalogue rows
+    table = confusions(test.items["category"].to_numpy(), neighbours, 2, whole.items["category"].to_numpy())
+    assert table[["query_label", "result_label", "count"]].values.tolist() == [["Bag", "Shirt", 1], ["Bag", "Tee", 1]]
+    fig = plots.plot_query_results(test, neighbours, [0, 1], 2, gallery=whole)
+    assert [ax.get_title() for ax in fig.axes[1:3]] == ["1. Bag", "2. Shirt"]
+    fig = plots.plot_confusions(test, table, 2, gallery=whole)
+    assert fig.axes[1].get_title() == "returned: Shirt"
+
+
 def test_learning_curves_draw_the_fused_recipes_two_heads_as_two_lines():
     history = pd.DataFrame({"head": ["type"] * 3 + ["colour"] * 3, "epoch": [0, 1, 2] * 2,
                             "loss": [3.0, 2.0, 1.5, 4.0, 3.0, 2.5], "val_map_at_10": [0.6, 0.7, 0.72, 0.3, 0.4, 0.45]})

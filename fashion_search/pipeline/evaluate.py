@@ -117,11 +117,17 @@ def evaluate_store(store: FeatureStore, catalog: Catalog, ks: tuple[int, ...], d
                          relevance)
 
 
+def _ranking_files(folder: str | Path, model: str, distance: str, protocol: str) -> tuple[Path, Path]:
+    suffix = "" if protocol == "test split" else f"_{protocol}"
+    return (Path(folder) / f"neighbours_{model}_{distance}{suffix}.npy",
+            Path(folder) / f"distances_{model}_{distance}{suffix}.npy")
+
+
 def save_ranking(ranking: Ranking, folder: str | Path) -> None:
     """Write the neighbours and distances under ``folder`` for the visualisation stage."""
-    folder = Path(folder)
-    save_npy(folder / f"neighbours_{ranking.model}_{ranking.distance}.npy", ranking.neighbours)
-    save_npy(folder / f"distances_{ranking.model}_{ranking.distance}.npy", ranking.distances)
+    neighbours, distances = _ranking_files(folder, ranking.model, ranking.distance, ranking.protocol)
+    save_npy(neighbours, ranking.neighbours)
+    save_npy(distances, ranking.distances)
 
 
 def evaluated_models(params: Params, summary: pd.DataFrame) -> list[str]:
@@ -140,15 +146,18 @@ def pick_queries(test: Catalog, n: int, seed: int, categories: list[str] | None 
     return [int(rng.choice(np.flatnonzero(labels == names[i % len(names)]))) for i in range(n)]
 
 
-def confusions(labels: np.ndarray, neighbours: np.ndarray, k: int) -> pd.DataFrame:
+def confusions(labels: np.ndarray, neighbours: np.ndarray, k: int,
+               gallery_labels: np.ndarray | None = None) -> pd.DataFrame:
     """How often a query of one label has a result of another among its top ``k``: one row per
     (query label, result label) pair, most frequent first, with the share of that label's
-    queries' top-k slots it takes and one example (the query row, its best-ranked such result)."""
+    queries' top-k slots it takes and one example (the query row, its best-ranked such result).
+    ``neighbours`` index ``gallery_labels`` (default: the queries' own ``labels``)."""
     labels = np.asarray(labels).astype(str)
+    gallery = labels if gallery_labels is None else np.asarray(gallery_labels).astype(str)
     top = neighbours[:, :k]
-    wrong = labels[top] != labels[:, None]
+    wrong = gallery[top] != labels[:, None]
     queries, ranks = np.nonzero(wrong)
-    pairs = pd.DataFrame({"query_label": labels[queries], "result_label": labels[top[queries, ranks]],
+    pairs = pd.DataFrame({"query_label": labels[queries], "result_label": gallery[top[queries, ranks]],
                           "query": queries, "result": top[queries, ranks], "rank": ranks})
     if pairs.empty:
         return pd.DataFrame(columns=["query_label", "result_label", "count", "share", "query", "result"])
@@ -180,10 +189,15 @@ def worst_and_best_categories(per_category: pd.DataFrame, n: int) -> list[tuple[
     return [(str(c), float(mean[c])) for c in worst + best]
 
 
-def load_neighbours(folder: str | Path, model: str, distance: str) -> tuple[np.ndarray, np.ndarray]:
-    """Ranked gallery rows and their distances saved by :func:`save_ranking`."""
-    folder = Path(folder)
-    return np.load(folder / f"neighbours_{model}_{distance}.npy"), np.load(folder / f"distances_{model}_{distance}.npy")
+def load_neighbours(folder: str | Path, model: str, distance: str,
+                    protocol: str = "test split") -> tuple[np.ndarray, np.ndarray]:
+    """Ranked gallery rows (of the protocol's gallery: :func:`gallery_of`) and their distances,
+    saved by :func:`save_ranking`."""
+    neighbours, distances = _ranking_files(folder, model, distance, protocol)
+    if not neighbours.is_file():
+        raise FileNotFoundError(f"no {protocol} neighbours of {model} ({distance}) in {folder}: run the evaluation "
+                                "stage (04) again, e.g. fashion-search run --from 04")
+    return np.load(neighbours), np.load(distances)
 
 
 SUMMARY_COLUMNS = ["model", "protocol", "relevance", "distance", "k", "map_report", "map_standard", "map_report_low",
@@ -194,7 +208,7 @@ SUMMARY_COLUMNS = ["model", "protocol", "relevance", "distance", "k", "map_repor
 def evaluate_all(params: Params, stores: dict[str, FeatureStore], catalog: Catalog,
                  layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every available store under both protocols, at every distance and relevance; write
-    metrics, tables and the test-split neighbours (for 05). Returns ``(summary, map_table)``: all
+    metrics, tables and each protocol's neighbours (for 05). Returns ``(summary, map_table)``: all
     metrics in long form, and the report-layout tables.
     """
     evaluations = []
@@ -206,8 +220,7 @@ def evaluate_all(params: Params, stores: dict[str, FeatureStore], catalog: Catal
             for distance in params.evaluate.distances:
                 ranking = rank_store(store, catalog, max(params.evaluate.ks), distance,
                                      params.evaluate.query_batch_size, model=name, protocol=protocol)
-                if protocol == "test split":
-                    save_ranking(ranking, layout.retrieval)
+                save_ranking(ranking, layout.retrieval)
                 for relevance in params.evaluate.relevance:
                     evaluation = score_ranking(ranking, catalog, params.evaluate.ks, relevance)
                     write_text_atomic(layout.per_query(name, relevance, distance, protocol),

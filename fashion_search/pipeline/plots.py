@@ -105,10 +105,11 @@ def plot_colour_weights(tables: dict[str, tuple[pd.DataFrame, float]]) -> Figure
 
 
 def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int], top_k: int,
-                       title: str = "", row_notes: list[str] | None = None) -> Figure:
-    """Each row: a query, then its ``top_k`` results; green frames are relevant, red are not.
-    ``row_notes`` adds a line under each query's label."""
-    labels = test.items[test.label_column].to_numpy()
+                       title: str = "", row_notes: list[str] | None = None, gallery: Catalog | None = None) -> Figure:
+    """Each row: a query of ``test``, then its ``top_k`` results, rows of ``gallery`` (default:
+    ``test``); green frames are relevant, red are not. ``row_notes`` adds a line under each query's label."""
+    gallery = test if gallery is None else gallery
+    labels, gallery_labels = test.items[test.label_column].to_numpy(), gallery.items[gallery.label_column].to_numpy()
     row_height = 1.95 if row_notes else 1.55  # room for the note's line above the row
     fig, axes = plt.subplots(len(queries), top_k + 1, figsize=(1.25 * (top_k + 1), row_height * len(queries)),
                              squeeze=False)
@@ -118,23 +119,26 @@ def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int]
         axes[row][0].set_title(f"query\n{labels[query]}{note}", fontsize=7, fontweight="bold")
         for rank, item in enumerate(neighbours[query, :top_k], start=1):
             ax = axes[row][rank]
-            show_image(ax, test.images[item])
-            colour = frame_tile(ax, labels[item] == labels[query])
-            ax.set_title(f"{rank}. {labels[item]}", fontsize=6, color=colour)
+            show_image(ax, gallery.images[item])
+            colour = frame_tile(ax, gallery_labels[item] == labels[query])
+            ax.set_title(f"{rank}. {gallery_labels[item]}", fontsize=6, color=colour)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def plot_confusions(test: Catalog, table: pd.DataFrame, k: int, title: str = "", n: int = 6) -> Figure:
-    """The ``n`` most frequent confusions: each a query and a result of another label that it
-    returned, captioned with how often queries of that label got one in their top ``k``."""
+def plot_confusions(test: Catalog, table: pd.DataFrame, k: int, title: str = "", n: int = 6,
+                    gallery: Catalog | None = None) -> Figure:
+    """The ``n`` most frequent confusions: each a query of ``test`` and a result of another label
+    that it returned (a row of ``gallery``, default ``test``), captioned with how often queries of
+    that label got one in their top ``k``."""
+    gallery = test if gallery is None else gallery
     rows = table.head(n)
     fig, axes = plt.subplots(max(len(rows), 1), 2, figsize=(5.2, 1.7 * max(len(rows), 1)), squeeze=False)
     for ax, (_, row) in zip(axes, rows.iterrows()):
         show_image(ax[0], test.images[int(row["query"])])
         ax[0].set_title(f"query: {row['query_label']}", fontsize=7, fontweight="bold")
-        show_image(ax[1], test.images[int(row["result"])])
+        show_image(ax[1], gallery.images[int(row["result"])])
         frame_tile(ax[1], False)
         ax[1].set_title(f"returned: {row['result_label']}", fontsize=7, color="firebrick")
         ax[1].text(1.08, 0.5, f"{row['count']} times in the top {k}\n({row['share']:.0%} of these\nqueries' results)",
