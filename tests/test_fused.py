@@ -115,3 +115,17 @@ def test_without_a_colour_column_the_garment_histogram_is_the_colour_part(photo_
     weights = pd.read_csv(tmp_path / COLOUR_WEIGHTS_FILE)
     assert [c for c in weights.columns if "colour" in c and c != "colour_weight"] == []  # type relevance only
     assert set(pd.read_csv(tmp_path / HISTORY_FILE)["head"]) == {"type"}
+
+
+def test_a_fused_model_of_the_earlier_histogram_design_is_refused_with_a_remedy(tmp_path):
+    import keras
+
+    from fashion_search.search.embedder import ModelError, load_embedder
+
+    image, histogram = keras.Input((32, 32, 3)), keras.Input((HISTOGRAM_DIM,))
+    pooled = keras.layers.GlobalAveragePooling2D()(image)
+    old = keras.Model([image, histogram], keras.layers.Concatenate()([pooled, histogram]))
+    saved.save_model(old, {"backbone": "efficientnet_lite0", "recipe": "fused", "weights": "none", "image_size": 32,
+                           "preprocessing": "x", "colour_dims": HISTOGRAM_DIM, "colour_weight": 0.7}, tmp_path)
+    with pytest.raises(ModelError, match="train it again"):
+        load_embedder(IndexParams(model=str(tmp_path)))
