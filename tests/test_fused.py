@@ -77,6 +77,18 @@ def test_a_fused_index_lets_a_query_turn_colour_off_or_up(fused_model, photo_fol
         engine.search(query, k=5, match_colour=9.0)
 
 
+def test_a_fresh_process_loads_the_fused_model_without_importing_its_layers_first(fused_model):
+    import subprocess
+    import sys
+
+    _, folder, _ = fused_model
+    code = ("from fashion_search.models import saved; import sys; "
+            f"print(len(saved.load_model(sys.argv[1]).inputs))")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("2")
+
+
 def test_the_colour_grid_input_matches_the_backbone_feature_map(fused_model):
     made, folder, _ = fused_model
     assert made.model.inputs[1].shape[1:] == (1, 1, HISTOGRAM_DIM)  # Lite0 at 32 px: a 1 × 1 feature map

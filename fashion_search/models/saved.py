@@ -56,4 +56,6 @@ def load_model(folder: str | Path) -> "keras.Model":
     """The folder's embedding model, for inference."""
     import keras
 
+    import fashion_search.models.fused  # noqa: F401  (registers the fused model's layers for loading)
+
     return keras.models.load_model(Path(folder) / MODEL_FILE, compile=False)
