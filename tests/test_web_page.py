@@ -111,11 +111,12 @@ def test_errors_read_as_words_and_leave_no_old_results(browser, photo_folder, tm
 
 def test_an_index_with_colour_in_its_vectors_offers_to_turn_it_off(browser, photo_folder, tmp_path):
     class PixelsAndColour(PixelModel):
-        """Two inputs like a fused model: 32 pixel values, then 16 of the colour histogram."""
+        """Two inputs like a fused model: 32 pixel values, then 16 of the colour grid."""
 
         def predict_on_batch(self, inputs):
-            squares, histograms = inputs
-            return np.hstack([super().predict_on_batch(squares)[:, :32], histograms[:, :16]]).astype(np.float32)
+            squares, grids = inputs
+            colour = grids.reshape(len(grids), -1)[:, :16]
+            return np.hstack([super().predict_on_batch(squares)[:, :32], colour]).astype(np.float32)
 
     coloured = pixel_embedder()
     coloured.model = PixelsAndColour()

@@ -50,7 +50,7 @@ class Embedder:
         model also gets each photo's colour grid."""
         inputs = self.preprocess(squares.astype(np.float32))
         if self.colour_dims:
-            inputs = [inputs, colour_grids(squares, int(self.model.inputs[1].shape[1]))]
+            inputs = [inputs, colour_grids(squares, int(self.identity.get("colour_cells", 1)))]
         vectors = np.asarray(self.model.predict_on_batch(inputs), np.float32)
         if self.identity["normalised"]:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -85,7 +85,8 @@ def _load_trained(folder: Path, normalise: bool) -> Embedder:
                 "preprocessing": manifest["preprocessing"], "dim": int(model.output_shape[-1]),
                 "normalised": normalise, "model": str(folder.resolve())}
     if manifest.get("colour_dims"):
-        identity.update(colour_dims=int(manifest["colour_dims"]), colour_weight=float(manifest["colour_weight"]))
+        identity.update(colour_dims=int(manifest["colour_dims"]), colour_weight=float(manifest["colour_weight"]),
+                        colour_cells=int(model.inputs[1].shape[1]))
     return Embedder(model, manifest["image_size"], get_spec(manifest["backbone"]).preprocess, identity)
 
 
