@@ -9,6 +9,9 @@ Needs an index of the dev photos (``fashion-search index ../shared/data/fashion-
   descriptor, search, results table), one photo at a time, p50 / p99 over ``--queries`` photos;
 - the same through the command line, a fresh ``fashion-search query`` process per photo
   (Python, TensorFlow and the model loaded each time), median of ``--cli-runs``;
+- "more like this" (a product's stored vector, its own photos left out) against a plain search
+  with the same vector, alternated per product: p50 of each, their ratio, and the Python-side
+  peak memory of one such query (tracemalloc);
 - over every indexed photo as a query (its stored vector): the share ranked first itself, and
   the share of the next 10 with the query's ``articleType``; with ``--queries-from
   outputs/<run>/data/items.csv --split test``, only over the photos of that split (photos a
@@ -24,6 +27,8 @@ import platform
 import subprocess
 import sys
 import time
+import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +54,27 @@ def own_photo_ranks(engine: SearchEngine, column: str, queries: np.ndarray) -> d
         same.append(np.mean(labels[others] == labels[row]))
     return {"queries": len(queries), "itself_first": round(float(np.mean(first)), 4),
             f"next_10_same_{column}": round(float(np.mean(same)), 4)}
+
+
+def like_versus_plain(engine: SearchEngine, products: np.ndarray) -> dict:
+    """p50 latency and peak Python memory of "more like this" and of a plain search with the same
+    vector, alternated product by product."""
+    times: dict[str, list[float]] = {"like": [], "plain": []}
+    peaks: dict[str, int] = {"like": 0, "plain": 0}
+    for product in products:
+        like = engine.product_query(str(product))
+        for name, query in (("like", like), ("plain", replace(like, exclude=None))):
+            started = time.perf_counter()
+            engine.search(query, 10)
+            times[name].append(time.perf_counter() - started)
+            tracemalloc.start()
+            engine.search(query, 10)
+            peaks[name] = max(peaks[name], tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    p50 = {name: float(np.percentile(values, 50)) * 1e3 for name, values in times.items()}
+    return {"queries": len(products), "like_p50_ms": round(p50["like"], 2), "plain_p50_ms": round(p50["plain"], 2),
+            "ratio": round(p50["like"] / p50["plain"], 2), "like_peak_kib": round(peaks["like"] / 1024, 1),
+            "plain_peak_kib": round(peaks["plain"] / 1024, 1)}
 
 
 def main() -> int:
@@ -77,6 +103,8 @@ def main() -> int:
         results.to_string(index=False)
         times.append(time.perf_counter() - started)
         firsts.append(results["path"].iloc[0] == path)
+    like = like_versus_plain(engine, engine.index.products["id"].to_numpy()[
+        np.random.default_rng(1).choice(len(engine.index.products), min(300, len(engine.index.products)), replace=False)])
     cli = []
     for path in paths[: args.cli_runs]:
         started = time.perf_counter()
@@ -90,6 +118,7 @@ def main() -> int:
                          "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 1),
                          "photo_itself_first": round(float(np.mean(firsts)), 4)},
         "cli_process": {"runs": len(cli), "median_s": round(float(np.median(cli)), 2)},
+        "more_like_this": like,
         "own_photos": own_photo_ranks(engine, "articleType", rows) | {
             "queries_from": f"{args.queries_from} ({args.split})" if args.queries_from else "every indexed photo"},
     }
@@ -103,6 +132,9 @@ def main() -> int:
         f"{report['loaded_model']['p99_ms']} ms |",
         f"| … of which the photo itself came first | {report['loaded_model']['photo_itself_first']:.2%} |",
         f"| a fresh `fashion-search query` process, median of {len(cli)} | {report['cli_process']['median_s']} s |",
+        f"| \"more like this\" / plain search with the same vector, p50 over {like['queries']} products | "
+        f"{like['like_p50_ms']} ms / {like['plain_p50_ms']} ms (ratio {like['ratio']}) |",
+        f"| … peak Python memory of one query (tracemalloc) | {like['like_peak_kib']} KiB / {like['plain_peak_kib']} KiB |",
         f"| {report['own_photos']['queries']:,} indexed photos as queries ({report['own_photos']['queries_from']}): "
         f"itself first | {report['own_photos']['itself_first']:.2%} |",
         f"| … the next 10 with the same articleType | {report['own_photos']['next_10_same_articleType']:.2%} |", ""])

@@ -66,6 +66,25 @@ def test_a_filter_still_returns_k_allowed_rows(kind, share):
     assert len(set(rows) & set(truth)) >= 0.8 * len(rows)
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_excluded_rows_never_come_back_and_k_others_do(kind):
+    vectors = clustered(3000, seed=3)
+    vectors[1:4] = vectors[0]  # a product with four photos, all alike: they are each other's nearest
+    settings = IndexParams(type=kind, pq_bytes=8)
+    choice = choose_index(len(vectors), vectors.shape[1], settings)
+    index = VectorIndex(build_faiss_index(vectors, choice, "l2", settings), vectors, kind, "l2", settings)
+    own = np.arange(4)
+    rows, distances = index.search(vectors[0], 10, exclude=own)
+    assert len(rows) == 10 and not np.isin(rows, own).any() and np.all(np.diff(distances) >= -1e-6)
+    masked = np.ones(len(vectors), bool)
+    masked[own] = False
+    same = len(set(rows) & set(index.search(vectors[0], 10, masked)[0]))  # as if masked out
+    assert same == 10 if kind == "flat" else same >= 8                  # (approximate kinds: nearly)
+    allowed = np.zeros(len(vectors), bool)
+    allowed[:6] = True                                                   # a filter leaving two others
+    assert sorted(index.search(vectors[0], 10, allowed, exclude=own)[0]) == [4, 5]
+
+
 def test_distances_are_euclidean_or_cosine():
     vectors = clustered(50)
     settings = IndexParams(type="flat")

@@ -174,16 +174,14 @@ class SearchEngine:
         return Query(f"colour {colour}", swatch=swatch_lab(colour))
 
     # ------------------------------------------------------------------ search
-    def allowed_rows(self, query: Query, filters: list[str]) -> np.ndarray | None:
-        """Rows a search may return (None: all rows)."""
+    def allowed_rows(self, filters: list[str]) -> np.ndarray | None:
+        """Rows the filters and removals let a search return (None: all rows); a "more like this"
+        query's own rows are dropped from the results instead, so that no mask is built for it."""
         products = self.index.products
         live = self.index.live
-        if not filters and query.exclude is None and live.all():
+        if not filters and live.all():
             return None
-        allowed = live & filter_mask(products, parse_filters(filters, products))
-        if query.exclude is not None:
-            allowed[query.exclude] = False
-        return allowed
+        return live & filter_mask(products, parse_filters(filters, products))
 
     @property
     def colour_dims(self) -> int:
@@ -216,7 +214,7 @@ class SearchEngine:
         if not 0.0 <= colour_weight <= 1.0:
             raise ValueError(f"the colour weight must lie in 0..1, got {colour_weight}")
         query = self.with_colour_match(query, match_colour)
-        allowed = self.allowed_rows(query, filters or [])
+        allowed = self.allowed_rows(filters or [])
         if swatch is not None:
             query = replace(query, swatch=swatch_lab(swatch))
         if query.vector is None:  # by swatch alone
@@ -225,7 +223,7 @@ class SearchEngine:
             order = np.lexsort((candidates, colour))[:k]
             return self._table(candidates[order], colour[order], None)
         pool = k if colour_weight == 0 else max(k, self.settings.colour_pool)
-        rows, distances = self.index.vectors.search(query.vector, pool, allowed)
+        rows, distances = self.index.vectors.search(query.vector, pool, allowed, exclude=query.exclude)
         if colour_weight == 0 or len(rows) == 0:
             return self._table(rows, distances, None)
         colours = self.index.colours[rows]

@@ -150,9 +150,19 @@ class VectorIndex:
     def _exact(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return exact_rows(query, self.vectors, rows, self.metric, k)
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest rows to one ``query`` vector among ``allowed`` rows (a boolean mask;
-        None: all), nearest first, as ``(rows, distances)``. Returns ``min(k, allowed rows)`` rows."""
+        None: all) other than the rows in ``exclude``, nearest first, as ``(rows, distances)``.
+        Returns ``min(k, such rows)`` rows. Excluded rows (a product's own photos, few) are not
+        masked out: ``k`` + their number are searched and they are dropped from the answer."""
+        if exclude is None or len(exclude) == 0:
+            return self._search(query, k, allowed)
+        rows, distances = self._search(query, k + len(exclude), allowed)
+        kept = ~np.isin(rows, exclude)
+        return rows[kept][:k], distances[kept][:k]
+
+    def _search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         query = np.asarray(query, np.float32).reshape(-1)
         available = len(self) if allowed is None else int(allowed.sum())
         k = min(k, available)
