@@ -72,7 +72,7 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str) -> Fi
             if len(unfrozen):
                 ax.axvline(unfrozen.iloc[0] + 0.5, color="grey", ls="--", lw=1, label="backbone unfrozen")
             if len(unfrozen) or len(heads) > 1:
-                ax.legend(fontsize=7, loc="lower right" if row else "upper right")
+                ax.legend(fontsize=7, loc="best" if row else "upper right")
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
             ax.set_title(name if row == 0 else "")
