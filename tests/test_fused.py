@@ -67,7 +67,11 @@ def test_a_fused_index_lets_a_query_turn_colour_off_or_up(fused_model, photo_fol
     assert engine.colour_dims == COLOUR_DIM and index.identity["colour_weight"] == made.manifest["colour_weight"]
     query = engine.product_query("100")  # a red T-shirt
     off = engine.with_colour_match(query, 0.0).vector
-    assert np.all(off[-COLOUR_DIM:] == 0) and np.array_equal(off[:-COLOUR_DIM], query.vector[:-COLOUR_DIM])
+    assert np.all(off[-COLOUR_DIM:] == 0) and np.linalg.norm(off) == pytest.approx(np.linalg.norm(query.vector))
+    type_part = query.vector[:-COLOUR_DIM]
+    assert np.allclose(off[:-COLOUR_DIM] / np.linalg.norm(off), type_part / np.linalg.norm(type_part), atol=1e-5)
+    doubled = engine.search(query, k=5, match_colour=2.0)
+    assert (doubled["distance"] >= 0).all()  # a longer colour part does not push distances below zero
     same_colour = {}
     for factor in (0.0, 5.0):
         results = engine.search(query, k=5, match_colour=factor)

@@ -201,8 +201,11 @@ class SearchEngine:
             raise ColourError("this index's vectors hold no colour part (its model is not a fused one); "
                              "blend colour in with --colour-weight (API: colour_weight) instead")
         vector = np.array(query.vector, np.float32)
+        length = np.linalg.norm(vector)
         vector[-self.colour_dims:] *= match_colour
-        return replace(query, vector=vector)
+        # back to the query's own length: the same ranking (every fused vector [t, w·c] has the
+        # length √(1 + w²)), and distances on the usual scale (1 − cosine never below 0)
+        return replace(query, vector=vector * (length / max(np.linalg.norm(vector), 1e-12)))
 
     def search(self, query: Query, k: int = 10, filters: list[str] | None = None, colour_weight: float | None = None,
                swatch: str | None = None, match_colour: float | None = None) -> pd.DataFrame:
