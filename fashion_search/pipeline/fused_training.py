@@ -84,8 +84,10 @@ def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess:
                                         folder / FEATURES_DIR / key / name, description=f"{title}: {name} features",
                                         flip=name == "mirrored")
                        for name in ("plain", "mirrored"))
-    maps = extract_features(keras.Model(extractor.inputs, feature_map_of(extractor)), images, size, preprocess,
-                            params.batch_size, folder / FEATURES_DIR / key / "maps", description=f"{title}: feature maps")
+    maps = (extract_features(keras.Model(extractor.inputs, feature_map_of(extractor)), images, size, preprocess,
+                             params.batch_size, folder / FEATURES_DIR / key / "maps",
+                             description=f"{title}: feature maps")
+            if colour_column else None)  # only the colour head reads them
     grids = catalogue_colour_grids(images, size, grid_cells(extractor), f"{title}: colour grids")
     type_codes = relevance_codes(items, catalog.label_column)
     colour_codes = relevance_codes(items, colour_column) if colour_column else None
@@ -101,7 +103,7 @@ def train_fused(extractor: keras.Model, catalog: Catalog, size: int, preprocess:
         return lambda rng: [maps[rows], grids[rows]]
 
     def new_heads() -> Heads:
-        return build_heads(plain.shape[1], maps.shape[1:], int(type_codes.max()) + 1,
+        return build_heads(plain.shape[1], maps.shape[1:] if colour_column else (), int(type_codes.max()) + 1,
                            int(colour_codes.max()) + 1 if colour_column else None, params, seed)
 
     # 2. select epochs on validation
