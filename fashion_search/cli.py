@@ -80,6 +80,24 @@ def _add_run(commands) -> None:
     run.set_defaults(run=_run)
 
 
+def _positive_int(text: str) -> int:
+    """An argument that must be a whole number ≥ 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got '{text}'")
+    return int(text)
+
+
+def _non_negative(text: str) -> float:
+    """An argument that must be a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got '{text}'")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default {DEFAULT_INDEX})")
     parser.add_argument("--params", help="parameter file whose 'index' block to use (default ./params.yaml if present)")
@@ -150,6 +168,11 @@ def _add_engine(commands) -> None:
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload (default 10)")
     serve.add_argument("--max-upload-pixels", type=int, default=16_000_000,
                        help="largest photo decoded for a request, in pixels (default 16,000,000)")
+    serve.add_argument("--max-batch", type=_positive_int, default=16,
+                       help="photos of concurrent requests the model embeds in one call (default 16; 1: one call "
+                            "per photo)")
+    serve.add_argument("--max-wait-ms", type=_non_negative, default=2.0,
+                       help="how long a request waits for others to share its model call (default 2)")
     serve.set_defaults(run=_engine("serve"))
 
 

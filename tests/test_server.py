@@ -5,6 +5,7 @@ import io
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -17,7 +18,7 @@ from fashion_search.search.store import open_index
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.server import create_app
 from fashion_search.data.photo_folder import list_photo_folder
-from test_search_engine import pixel_embedder  # noqa: E402
+from test_search_engine import PixelModel, pixel_embedder  # noqa: E402
 
 SETTINGS = IndexParams(chunk_size=8, batch_size=4, max_image_pixels=200_000)
 KEY = {"X-API-Key": "s3cret"}
@@ -179,18 +180,39 @@ def test_more_like_this_keeps_a_preferred_colour(service):
     assert client.get("/items/104/similar", params={"match_colour": 1}).status_code == 200
 
 
-def test_concurrent_searches_all_answer(service, photo_folder):
-    client, _ = service
+class SlowPixelModel(PixelModel):
+    """The pixel model taking 50 ms a call, so that concurrent requests find it busy."""
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return super().predict_on_batch(batch)
+
+
+def test_concurrent_searches_and_adds_share_model_calls(photo_folder, tmp_path):
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=pixel_embedder())
+    slow = pixel_embedder()
+    slow.model = SlowPixelModel()
+    url, server = serve(create_app(SearchEngine(open_index(folder, SETTINGS), SETTINGS, slow), api_key="s3cret"))
     photo = photo_bytes(photo_folder / "images" / "112.jpg")
-    results = []
 
-    def ask() -> None:
-        with httpx.Client(base_url=str(client.base_url), timeout=30) as own:
-            results.append(own.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "3"}).json())
+    def ask(i: int) -> httpx.Response:
+        with httpx.Client(base_url=url, timeout=30) as own:
+            if i % 4 == 3:  # every fourth request adds a product
+                return own.post("/items", data={"id": f"new{i}", "metadata": "{}"},
+                                files={"photo": ("p.jpg", photo)}, headers=KEY)
+            return own.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "3"})
 
-    threads = [threading.Thread(target=ask) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(results) == 8 and all(r["results"][0]["id"] == "112" for r in results)
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(ask, range(24)))
+        with httpx.Client(base_url=url, timeout=30) as client:
+            stats = client.get("/stats").json()
+            found = client.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "20"}).json()["results"]
+    finally:
+        server.should_exit = True
+    assert all(a.status_code in (200, 201) for a in answers), [a.text for a in answers if a.status_code >= 300]
+    searches = [a.json()["results"] for a in answers if a.status_code == 200]
+    assert len(searches) == 18 and all(r[0]["distance"] == searches[0][0]["distance"] for r in searches)
+    assert {f"new{i}" for i in range(3, 24, 4)} <= {r["id"] for r in found}  # every add is searchable
+    assert stats["requests"] == {"search": 18, "add": 6} and stats["model_calls"] < 24

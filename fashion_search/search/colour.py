@@ -152,19 +152,26 @@ def colour_grids(images: list | np.ndarray, cells: int) -> np.ndarray:
     return np.stack([colour_grid(image, cells) for image in images])
 
 
+def _square_gaps(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared distances ``(n, k)`` of each point to each centre."""
+    return ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+
+
 def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic k-means (farthest-point start); returns centres and their shares."""
-    centres = [points[np.argmin(np.linalg.norm(points - points.mean(0), axis=1))]]
+    """Deterministic k-means (farthest-point start), stopped early once no point changes its
+    centre (nothing would move after that); returns centres and their shares."""
+    centres = [points[np.argmin(((points - points.mean(0)) ** 2).sum(axis=1))]]
     for _ in range(1, k):
-        gaps = np.min(np.linalg.norm(points[:, None] - np.array(centres)[None], axis=2), axis=1)
-        centres.append(points[np.argmax(gaps)])
+        centres.append(points[np.argmax(_square_gaps(points, np.array(centres)).min(axis=1))])
     centres = np.array(centres)
+    assign = _square_gaps(points, centres).argmin(axis=1)
     for _ in range(iterations):
-        assign = np.argmin(np.linalg.norm(points[:, None] - centres[None], axis=2), axis=1)
-        for j in range(k):
-            if np.any(assign == j):
-                centres[j] = points[assign == j].mean(0)
-    assign = np.argmin(np.linalg.norm(points[:, None] - centres[None], axis=2), axis=1)
+        counts = np.bincount(assign, minlength=k)
+        sums = np.stack([np.bincount(assign, points[:, d], minlength=k) for d in range(points.shape[1])], axis=1)
+        centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
+        previous, assign = assign, _square_gaps(points, centres).argmin(axis=1)
+        if np.array_equal(previous, assign):
+            break
     return centres, np.bincount(assign, minlength=k) / len(points)
 
 

@@ -172,7 +172,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = SearchEngine.open(args.index, _settings(args))
     engine.embedder  # load the model now, not on the first request
     api_key = os.environ.get(API_KEY_ENV) or None
-    app = create_app(engine, api_key, int(args.max_upload_mb * 2**20), args.max_upload_pixels)
+    app = create_app(engine, api_key, int(args.max_upload_mb * 2**20), args.max_upload_pixels,
+                     max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     print(f"serving {args.index} ({int(engine.index.live.sum()):,} products) on http://{args.host}:{args.port}/ "
           f"({'writes need X-API-Key' if api_key else f'read-only: set {API_KEY_ENV} to allow writes'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -10,6 +10,7 @@ order blends visual distance with colour distance (each scaled to 0..1 over the 
 """
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from fashion_search.data.catalog import Catalog, drop_unsafe_ids
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.io import work_key
 from fashion_search.params import IndexParams
+from fashion_search.search.batching import ModelBatcher
 from fashion_search.search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
 from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
@@ -138,6 +140,17 @@ class SearchEngine:
             check_identity(identity, self._embedder.identity, str(self.index.folder))
         return self._embedder
 
+    def snapshot(self) -> "SearchEngine":
+        """This engine as it is now: a later change or refresh of this one leaves it as it was
+        (a server searches on one while another request writes)."""
+        return copy.copy(self)
+
+    def batch_model_calls(self, max_batch: int, max_wait_s: float) -> ModelBatcher:
+        """Embed the photos of concurrent callers (a server's threads) in shared model calls,
+        through the batcher returned (close it when done)."""
+        self._embedder = replace(self.embedder, batcher=ModelBatcher(self.embedder.predict, max_batch, max_wait_s))
+        return self._embedder.batcher
+
     # ------------------------------------------------------------------ queries
     def photo_query(self, path: str | Path) -> Query:
         """A query photo (raises UnusableImageError when it cannot be read)."""
@@ -238,16 +251,16 @@ class SearchEngine:
 
     def _table(self, rows: np.ndarray, distances: np.ndarray, score: np.ndarray | None,
                colour: np.ndarray | None = None) -> pd.DataFrame:
-        products = self.index.products.iloc[rows]
-        table = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "id": products["id"].to_numpy(),
-                              "distance": np.round(distances.astype(float), 4)})
+        columns = self.index.columns
+        table = {"rank": np.arange(1, len(rows) + 1), "id": columns["id"][rows],
+                 "distance": np.round(distances.astype(float), 4)}
         if score is not None:
             table["colour_distance"] = np.round(colour.astype(float), 2)
             table["score"] = np.round(score.astype(float), 4)
-        shown = [c for c in products.columns if c not in (*HIDDEN_COLUMNS, "id")]
+        shown = [c for c in columns if c not in (*HIDDEN_COLUMNS, "id")]
         for column in [*shown, "colours", "path"]:
-            table[column] = products[column].to_numpy()
-        return table
+            table[column] = columns[column][rows]
+        return pd.DataFrame(table)
 
     # ------------------------------------------------------------------ changes
     def add(self, catalog: Catalog, new_columns: bool = False) -> pd.DataFrame:

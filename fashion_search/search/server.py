@@ -3,25 +3,26 @@
 Read endpoints are open; writes (``POST /items``, ``DELETE /items/{id}``) need the API key
 set in ``FASHION_SEARCH_API_KEY`` (sent as ``X-API-Key``); without one the service is
 read-only. The key, the declared size and the body's size and pace are checked before the
-body is read (:mod:`.request_limits`). The model loads once at start. Requests that touch the
-engine are serialised by one lock and first pick up changes other processes made; writes are
-persisted by the index's atomic generations and survive a restart. Uploads are decoded two at
-a time within a pixel budget well below the indexing cap, their format sniffed from the
-content. A busy index answers 503 with ``Retry-After``, a full or read-only disk 507.
+body is read (:mod:`.request_limits`). The model loads once at start.
+
+Requests run side by side: uploads are decoded and colour-described two at a time (within a
+pixel budget well below the indexing cap, their format sniffed from the content), the model
+embeds the photos of concurrent searches and adds in one call (:mod:`.batching`), and each
+search runs on a snapshot of the index taken when it starts, after picking up any generation
+another process wrote. Writes are serialised, persisted by the index's atomic generations and
+survive a restart; several server processes may serve one index folder. A busy index answers
+503 with ``Retry-After``, a full or read-only disk 507.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import io
 import json
+import math
 import secrets
-import sys
-import threading
 import time
-from contextlib import contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import AsyncIterator
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from PIL import Image
 
 from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, check_metadata_columns, is_safe_id
-from fashion_search.images import PHOTO_SUFFIXES, UnusableImageError, decode_photo
+from fashion_search.images import PHOTO_SUFFIXES
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine
@@ -39,27 +40,20 @@ from fashion_search.search.filters import FilterError, filter_options
 from fashion_search.search.offline_docs import add_offline_docs
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
 from fashion_search.search.request_limits import RequestLimits
+from fashion_search.search.service import Service
 from fashion_search.search.store import ProductIndexError
 
 API_KEY_ENV = "FASHION_SEARCH_API_KEY"
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_UPLOAD_PIXELS = 16_000_000   # a query or new product photo; indexing allows more (index.max_image_pixels)
 FORM_OVERHEAD_BYTES = 64 * 2**10  # multipart boundaries and the other fields of an upload
-DECODES_AT_ONCE = 2
+MAX_BATCH = 16      # photos the model embeds in one call, gathered from concurrent requests
+MAX_WAIT_MS = 2.0   # how long a request waits for others to share its model call
 MAX_K = 100
 MATCH_COLOUR_HELP = ("indexes of a fused model: how much the photo's own colour counts; 1 = the weight chosen on "
                      "validation (default), 0 = not at all, 2 = twice")
 RETRY_AFTER_S = 5
 PAGE = Path(__file__).with_name("web") / "index.html"
-T = TypeVar("T")
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed after a large decode back to the system (glibc keeps it per thread
-    otherwise, and a server's resident size creeps up under large uploads)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -69,10 +63,15 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _json_ready(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def _records(results: pd.DataFrame) -> list[dict]:
     """Result rows as JSON-ready dicts (no NaN), without the server's file paths."""
-    table = results.drop(columns=["path"], errors="ignore").astype(object)
-    return table.where(pd.notna(table), None).to_dict(orient="records")
+    names = [c for c in results.columns if c != "path"]
+    values = zip(*(results[name].tolist() for name in names))
+    return [{name: _json_ready(value) for name, value in zip(names, row)} for row in values]
 
 
 def write_refusal(api_key: str | None, method: str, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
@@ -89,61 +88,6 @@ def write_refusal(api_key: str | None, method: str, path: str, headers: dict[byt
     return None
 
 
-class Service:
-    """The engine behind a lock, plus request counters for ``/stats``."""
-
-    def __init__(self, engine: SearchEngine, api_key: str | None, max_upload_bytes: int, max_upload_pixels: int):
-        self.engine, self.api_key = engine, api_key
-        self.max_upload_bytes = max_upload_bytes
-        self.max_upload_pixels = min(max_upload_pixels, engine.settings.max_image_pixels)
-        self.lock = threading.Lock()
-        self.decode_slots = threading.BoundedSemaphore(DECODES_AT_ONCE)
-        self.started = time.time()
-        self.counts: dict[str, int] = {}
-
-    @contextmanager
-    def current(self) -> Iterator[SearchEngine]:
-        """The engine, held for one request, with changes other processes made picked up."""
-        with self.lock:
-            self.engine.refresh()
-            yield self.engine
-
-    def count(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
-
-    @staticmethod
-    def upload_name(upload: UploadFile) -> str:
-        """The uploaded file's name for a message (printable, short), or ``the upload``."""
-        name = "".join(c for c in (upload.filename or "") if c.isprintable())[:80]
-        return name or "the upload"
-
-    def read_upload(self, upload: UploadFile, reduce: Callable[[np.ndarray], T]) -> T:
-        """``reduce`` of the upload's pixels, computed within a decode slot so that at most
-        :data:`DECODES_AT_ONCE` full-size photos are in memory; 413 when too large, 415 when
-        not a readable image or over the pixel budget."""
-        data = upload.file.read(self.max_upload_bytes + 1)
-        if len(data) > self.max_upload_bytes:
-            raise HTTPException(413, f"{self.upload_name(upload)} is larger than {self.max_upload_bytes:,} bytes")
-        with self.decode_slots:
-            try:
-                pixels = decode_photo(data, self.max_upload_pixels)
-            except UnusableImageError as err:
-                raise HTTPException(415, f"{self.upload_name(upload)} is {err}") from None
-            reduced = reduce(pixels)
-            del pixels
-            release_freed_memory()
-            return reduced
-
-    def row_of(self, item_id: str) -> int:
-        """The live row of a product id; 400 for a malformed id, 404 for an unknown one."""
-        if not is_safe_id(item_id):
-            raise HTTPException(400, f"malformed id: {SAFE_ID_RULE} characters")
-        rows = np.flatnonzero((self.engine.index.products["id"].to_numpy(str) == item_id) & self.engine.index.live)
-        if len(rows) == 0:
-            raise HTTPException(404, f"no product '{item_id}'")
-        return int(rows[0])
-
-
 def validation_message(err: RequestValidationError) -> str:
     """FastAPI's validation errors in words: ``k: Input should be a valid integer``, without
     the rejected input (which may be an upload's Python repr)."""
@@ -155,10 +99,18 @@ def validation_message(err: RequestValidationError) -> str:
 
 
 def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_upload_pixels: int = MAX_UPLOAD_PIXELS, read_timeout_s: float = 30.0) -> FastAPI:
-    """The HTTP service over an opened engine (its model already loaded)."""
-    service = Service(engine, api_key, max_upload_bytes, max_upload_pixels)
-    app = FastAPI(title="fashion-search", version="1", docs_url=None, redoc_url=None,
+               max_upload_pixels: int = MAX_UPLOAD_PIXELS, read_timeout_s: float = 30.0,
+               max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS) -> FastAPI:
+    """The HTTP service over an opened engine (its model already loaded); the model embeds up to
+    ``max_batch`` photos of concurrent requests at once, waiting at most ``max_wait_ms`` for more."""
+    service = Service(engine, api_key, max_upload_bytes, max_upload_pixels, max_batch, max_wait_ms / 1e3)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.batcher.close()
+
+    app = FastAPI(title="fashion-search", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Search a fashion catalogue by photo, product or filters; keep it up to date.")
     add_offline_docs(app)
     app.state.service = service
@@ -206,10 +158,11 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
 
     @app.get("/stats", summary="The index (kind, model, counts) and the requests served")
     def stats() -> dict:
-        with service.current() as engine:
-            info = engine.index.info()
+        engine = service.current()
+        info = engine.index.info()
         info.pop("folder", None)
-        return {"index": info, "requests": dict(service.counts), "uptime_s": round(time.time() - service.started, 1)}
+        return {"index": info, "requests": dict(service.counts), "model_calls": service.batcher.calls,
+                "uptime_s": round(time.time() - service.started, 1)}
 
     @app.post("/search", summary="Products most similar to an uploaded photo")
     def search(photo: UploadFile = File(..., description="the query photo (JPEG, PNG, WebP...)"),
@@ -221,23 +174,22 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                match_colour: float | None = Form(default=None, ge=0.0, le=MAX_MATCH_COLOUR,
                                                  description=MATCH_COLOUR_HELP)) -> dict:
         framed = service.read_upload(photo, service.engine.frame)
-        with service.current() as engine:
-            service.count("search")
-            query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
-            results = engine.search(query, checked_k(k), filter, colour_weight, colour, match_colour)
+        service.count("search")
+        engine = service.current()
+        query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
+        results = engine.search(query, checked_k(k), filter, colour_weight, colour, match_colour)
         return {"results": _records(results)}
 
     @app.get("/filters", summary="The filter keys of this index, with their common values or number ranges")
     def filters() -> dict:
-        with service.current() as engine:
-            return filter_options(engine.index.products, engine.index.live)
+        engine = service.current()
+        return filter_options(engine.index.products, engine.index.live)
 
     @app.get("/items/{item_id}", summary="A product's metadata")
     def item(item_id: str) -> dict:
-        with service.current() as engine:
-            row = service.row_of(item_id)
-            record = _records(engine.index.products.iloc[[row]].drop(columns=["deleted"]))[0]
-        return record
+        engine = service.current()
+        row = service.row_of(engine, item_id)
+        return _records(engine.index.products.iloc[[row]].drop(columns=["deleted"]))[0]
 
     @app.get("/items/{item_id}/similar", summary="More like this product (the product itself excluded)")
     def similar(item_id: str, k: int = 10, filter: list[str] = Query(default=[]),
@@ -245,17 +197,17 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                 colour_weight: float | None = Query(default=None, ge=0.0, le=1.0),
                 match_colour: float | None = Query(default=None, ge=0.0, le=MAX_MATCH_COLOUR,
                                                    description=MATCH_COLOUR_HELP)) -> dict:
-        with service.current() as engine:
-            service.row_of(item_id)
-            service.count("similar")
-            results = engine.search(engine.product_query(item_id), checked_k(k), filter, colour_weight, colour,
-                                    match_colour)
+        engine = service.current()
+        service.row_of(engine, item_id)
+        service.count("similar")
+        results = engine.search(engine.product_query(item_id), checked_k(k), filter, colour_weight, colour,
+                                match_colour)
         return {"results": _records(results)}
 
     @app.get("/items/{item_id}/image", summary="A product's photo", response_class=FileResponse)
     def image(item_id: str) -> FileResponse:
-        with service.current() as engine:
-            path = Path(str(engine.index.products["path"].iloc[service.row_of(item_id)]))
+        engine = service.current()
+        path = Path(str(engine.index.products["path"].iloc[service.row_of(engine, item_id)]))
         if path.suffix.lower() not in PHOTO_SUFFIXES or not path.is_file():
             raise HTTPException(404, f"the photo of '{item_id}' is not available")
         return FileResponse(path)
@@ -273,7 +225,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             raise HTTPException(400, "metadata must be a JSON object")
         check_metadata_columns([k for k in fields if k != "id"], "the metadata")
         png = service.read_upload(photo, encode_png)
-        with service.current() as engine:
+        with service.writing() as engine:
             # Re-encoded, so only our own bytes are served; a fresh name per add, so a failed add
             # never changes the photo an indexed product shows (debris clean-up removes it later).
             path = engine.index.folder / UPLOADS_DIR / f"{id}.{secrets.token_hex(4)}.png"
@@ -288,8 +240,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
 
     @app.delete("/items/{item_id}", summary="Remove a product; needs X-API-Key")
     def delete(item_id: str) -> dict:
-        with service.current() as engine:
-            service.row_of(item_id)
+        with service.writing() as engine:
+            service.row_of(engine, item_id)
             engine.remove([item_id])
             service.count("delete")
         return {"id": item_id, "products": int(service.engine.index.live.sum())}

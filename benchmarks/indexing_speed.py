@@ -1,0 +1,84 @@
+"""Indexing speed against the bare model: how much of the model's batch throughput indexing keeps.
+
+    python benchmarks/indexing_speed.py [--models efficientnet_lite0,outputs/<run>/models/efficientnet_lite0/fused]
+                                        [--photos ../shared/data/fashion-products-dev] [--count 256] [--repeats 3]
+
+For each model, over the same ``--count`` dev photos in batches of 32, timed in turn after a
+warm-up (median of ``--repeats``):
+
+- ``bare model``: the model alone on inputs prepared beforehand (preprocessed photos, and for a
+  fused model their colour grids);
+- ``indexing``: what ``fashion-search index`` does per photo (read and decode the JPEG, frame
+  it, describe its colours, the model's inputs, the model), photos prepared by worker threads
+  while the model runs;
+- ``indexing, no overlap``: the same work one step after the other (``workers=0``), as before.
+
+Writes benchmarks/results/indexing_speed.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from fashion_search.images import fit_to_square, read_photo
+from fashion_search.io import write_results
+from fashion_search.params import IndexParams
+from fashion_search.search.embedder import PREPARE_WORKERS, embed_photos, load_embedder
+from throughput import DEFAULT_PHOTOS, ROOT, interleaved_rates
+
+BATCH = 32
+
+
+def measure(model: str, paths: list[str], repeats: int) -> dict:
+    embedder = load_embedder(replace(IndexParams(), model=model, weights="none"))
+    squares = np.stack([fit_to_square(read_photo(p), embedder.image_size) for p in paths])
+    ready = [embedder.model_inputs(squares[start:start + BATCH]) for start in range(0, len(paths), BATCH)]
+
+    def bare() -> None:
+        for inputs in ready:
+            embedder.predict(inputs)
+
+    runs = {"bare model": bare,
+            "indexing": lambda: embed_photos(embedder, paths, BATCH),
+            "indexing, no overlap": lambda: embed_photos(embedder, paths, BATCH, workers=0)}
+    rates = interleaved_rates(runs, len(paths), repeats)
+    return {"model": model, "recipe": embedder.identity["recipe"], "image_size": embedder.image_size,
+            "photos": len(paths), **{name: round(rate, 1) for name, rate in rates.items()},
+            "indexing_over_bare": round(rates["indexing"] / rates["bare model"], 3),
+            "no_overlap_over_bare": round(rates["indexing, no overlap"] / rates["bare model"], 3)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="efficientnet_lite0")
+    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS))
+    parser.add_argument("--count", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "results" / "indexing_speed"))
+    args = parser.parse_args()
+    paths = [str(p) for p in sorted(Path(args.photos).glob("images/*.jpg"))[:args.count]]
+    results = [measure(model, paths, args.repeats) for model in args.models.split(",")]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    lines = ["# Indexing speed against the bare model", "",
+             f"`python benchmarks/indexing_speed.py --models {args.models}` on {machine}: {len(paths)} dev photos "
+             f"({Path(paths[0]).suffix} files), batches of {BATCH}, median photos/s of {args.repeats} timed runs, "
+             f"the three alternated; indexing prepares photos in {PREPARE_WORKERS} threads beside the model.", "",
+             "| model | recipe | size | bare model (photos/s) | indexing | indexing / bare | no overlap | "
+             "no overlap / bare |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {Path(r['model']).name if '/' in r['model'] else r['model']} | {r['recipe']} | "
+                     f"{r['image_size']} | {r['bare model']} | {r['indexing']} | {r['indexing_over_bare']:.0%} | "
+                     f"{r['indexing, no overlap']} | {r['no_overlap_over_bare']:.0%} |")
+    write_results(args.out, {"machine": machine, "batch": BATCH, "results": results}, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
