@@ -1,21 +1,24 @@
 """Index kinds at 10k, 100k and 1M products: build time, memory, single-query latency, recall@10.
 
-    python benchmarks/index_scaling.py [--sizes 10000,100000,1000000] [--dim 256] [--queries 300]
+    python benchmarks/index_scaling.py [--index outputs/dev-fused-index] [--sizes 10000,100000,1000000]
+                                       [--queries 300] [--milvus-up-to 100000]
 
-Vectors: a clustered mixture in a low-dimensional subspace, the structure of real embeddings
-(products of one kind cluster; embeddings vary along few directions), not i.i.d. noise:
-2,000 cluster centres in a 32-dimensional subspace of R^dim, each point its centre plus
-anisotropic spread inside the subspace plus small isotropic noise in all dimensions, then
-L2-normalised like the engine's vectors (dim 256 = ``finetune.embedding_dim``). Queries are
-fresh draws from the same mixture (new photos, not catalogue items).
+Vectors: drawn from a model fitted to the real vectors of ``--index`` (the dev photos through
+the recommended fused model): clusters spread along a few directions each, noise chosen so
+that the 10th neighbour is as near to the 1st as in the real set; see
+``benchmarks/realistic_vectors.py`` and its results for how close the statistics come.
+Queries are fresh draws from the same model (new photos, not catalogue items).
 
-Each kind is searched through the engine's own :class:`VectorIndex`, first with the default
-``params.yaml`` settings, then with other search widths (HNSW ``efSearch``, IVF ``nprobe``) on
-the same built index; recall@10 is the share of the exact top 10 it returns, and the speed-up
-is exact p50 latency over its p50 latency, both measured in this run. Memory: the faiss
-index's own size, and the growth of the process's resident memory while it was built (for
-IVF-PQ the exact vectors used to re-rank are memory-mapped from a file, as the engine does,
-so they are not counted). Writes benchmarks/results/index_scaling.{json,md}.
+Each faiss kind is searched through the engine's own :class:`VectorIndex`, first with the
+default ``params.yaml`` settings, then with other search widths (HNSW ``efSearch``, IVF
+``nprobe``) on the same built index; recall@10 is the share of the exact top 10 it returns,
+and the speed-up is exact p50 latency over its p50 latency, both measured in this run. Up to
+``--milvus-up-to`` products, the same vectors also go into Milvus Lite (embedded, in this
+process) with an HNSW index of the same M, efConstruction and efSearch, searched one query at
+a time through pymilvus; its build time counts the inserts. Memory: the index's own size
+(faiss) and the growth of the process's resident memory while it was built (for IVF-PQ the
+exact vectors used to re-rank are memory-mapped from a file, as the engine does, so they are
+not counted). Writes benchmarks/results/index_scaling.{json,md}.
 """
 from __future__ import annotations
 
@@ -34,26 +37,11 @@ import numpy as np
 from fashion_search.params import IndexParams
 from fashion_search.io import write_results
 from fashion_search.search.faiss_index import VectorIndex, build_faiss_index, choose_index
+from realistic_vectors import fit, index_vectors
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLUSTERS, SUBSPACE = 2_000, 32
-
-
-def mixture(n: int, dim: int, seed: int, rng_model: int = 0) -> np.ndarray:
-    """``n`` unit vectors from the clustered mixture (the mixture fixed by ``rng_model``)."""
-    model = np.random.default_rng(rng_model)
-    basis = np.linalg.qr(model.normal(size=(dim, SUBSPACE)))[0].T          # (SUBSPACE, dim), orthonormal
-    centres = model.normal(size=(CLUSTERS, SUBSPACE))
-    spread = model.uniform(0.15, 0.45, size=(CLUSTERS, SUBSPACE))          # each cluster its own shape
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, 100_000):
-        stop = min(start + 100_000, n)
-        which = rng.integers(0, CLUSTERS, stop - start)
-        inside = centres[which] + spread[which] * rng.normal(size=(stop - start, SUBSPACE))
-        points = inside @ basis + 0.03 * rng.normal(size=(stop - start, dim))
-        out[start:stop] = points / np.linalg.norm(points, axis=1, keepdims=True)
-    return out
+DEFAULT_INDEX = Path(__file__).resolve().parent.parent / "outputs" / "dev-fused-index"
+MILVUS_INSERT_BATCH = 5_000
 
 
 def latencies(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -109,6 +97,49 @@ def measure(vectors: np.ndarray, queries: np.ndarray, kind: str, settings: Index
     return rows
 
 
+def measure_milvus(vectors: np.ndarray, queries: np.ndarray, settings: IndexParams, truth: list[np.ndarray],
+                   scratch: Path) -> dict:
+    """Milvus Lite with an HNSW index of the engine's settings: build (inserts included), memory, search."""
+    from pymilvus import DataType, MilvusClient
+
+    before = resident_mb()
+    started = time.perf_counter()
+    client = MilvusClient(str(scratch / "milvus.db"))
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("row", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="HNSW", metric_type="IP",
+                    params={"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction})
+    client.create_collection("scaling", schema=schema, index_params=index)
+    for start in range(0, len(vectors), MILVUS_INSERT_BATCH):
+        chunk = vectors[start:start + MILVUS_INSERT_BATCH]
+        client.insert("scaling", [{"row": start + i, "vector": v} for i, v in enumerate(chunk.tolist())])
+    client.flush("scaling")
+    client.load_collection("scaling")
+    build = time.perf_counter() - started
+    grown = resident_mb() - before
+
+    def search(query: np.ndarray) -> np.ndarray:
+        hits = client.search("scaling", data=[query.tolist()], limit=10,
+                             search_params={"params": {"ef": settings.hnsw_ef_search}})[0]
+        return np.array([hit["row"] if "row" in hit else hit["id"] for hit in hits])
+
+    for query in queries[:20]:
+        search(query)  # warm-up
+    times, found = [], []
+    for query in queries:
+        started = time.perf_counter()
+        found.append(search(query))
+        times.append(time.perf_counter() - started)
+    client.close()
+    recall = float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+    return {"kind": "milvus lite", "factory": f"HNSW (M {settings.hnsw_m})", "setting": "default",
+            "build_s": round(build, 2), "index_mb": None, "rss_growth_mb": round(grown),
+            "p50_ms": round(float(np.percentile(times, 50)) * 1e3, 3),
+            "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 3), "recall_at_10": round(recall, 4)}
+
+
 def markdown(report: dict) -> str:
     lines = ["# Index kinds by catalogue size", "",
              f"`python benchmarks/index_scaling.py` on {report['machine']}; {report['vectors']}; "
@@ -120,37 +151,46 @@ def markdown(report: dict) -> str:
         for r in size["results"]:
             marker = " (auto)" if r["kind"] == size["auto_kind"] and r["setting"] == "default" else ""
             lines.append(f"| {size['n']:,} | {r['kind']}{marker} | {r['factory']} | {r['setting']} | {r['build_s']} | "
-                         f"{r['index_mb']} | {r['rss_growth_mb']} | {r['p50_ms']} | {r['p99_ms']} | {r['recall_at_10']} | "
+                         f"{r['index_mb'] if r['index_mb'] is not None else '–'} | {r['rss_growth_mb']} | {r['p50_ms']} | {r['p99_ms']} | {r['recall_at_10']} | "
                          f"{exact['p50_ms'] / r['p50_ms']:.1f}× |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", default=str(DEFAULT_INDEX), help="an index whose vectors the synthetic ones imitate")
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--kinds", default="flat,hnsw,ivfpq", help="flat (the exact baseline) must be one")
+    parser.add_argument("--milvus-up-to", type=int, default=100_000, help="largest size also built in Milvus Lite")
     parser.add_argument("--out", default=str(RESULTS / "index_scaling"))
     args = parser.parse_args()
     settings = IndexParams()
-    queries = mixture(args.queries, args.dim, seed=999)
+    real = index_vectors(args.index)
+    model = fit(real)
+    dim = real.shape[1]
+    queries = model.sample(args.queries, seed=999)
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, faiss {faiss.__version__} "
                          f"({faiss.omp_get_max_threads()} threads)",
-              "vectors": f"{args.dim}-d unit vectors, {CLUSTERS:,}-cluster mixture in a {SUBSPACE}-d subspace",
+              "vectors": f"{dim}-d unit vectors drawn from a model of the {len(real):,} vectors of {args.index} "
+                         f"(benchmarks/realistic_vectors.py; noise factor {model.noise:.3f})",
               "queries": args.queries, "settings": {k: getattr(settings, k) for k in (
                   "metric", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "pq_bytes", "rerank")},
               "sizes": []}
     for n in map(int, args.sizes.split(",")):
-        vectors = mixture(n, args.dim, seed=n)
-        exact = faiss.IndexFlatIP(args.dim)
+        vectors = model.sample(n, seed=n)
+        exact = faiss.IndexFlatIP(dim)
         exact.add(vectors)
         truth = list(exact.search(queries, 10)[1])
-        auto = choose_index(n, args.dim, settings)
+        del exact
+        auto = choose_index(n, dim, settings)
         results = []
         with tempfile.TemporaryDirectory() as scratch:
             for kind in args.kinds.split(","):
                 results += measure(vectors, queries, kind, settings, truth, Path(scratch) / "vectors.f32")
+                print(n, results[-1], flush=True)
+            if n <= args.milvus_up_to:
+                results.append(measure_milvus(vectors, queries, settings, truth, Path(scratch)))
                 print(n, results[-1], flush=True)
         report["sizes"].append({"n": n, "auto_kind": auto.kind, "auto_reason": auto.reason, "results": results})
         write_results(args.out, report, markdown(report))

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
-from fashion_search.params import INDEX_TYPES
+from fashion_search.params import INDEX_BACKENDS, INDEX_TYPES
 
 DEFAULT_INDEX = "outputs/index"
 EXAMPLES = {
@@ -119,6 +119,10 @@ def _add_engine(commands) -> None:
     index.add_argument("--weights", choices=WEIGHT_CHOICES)
     index.add_argument("--image-size", type=int)
     index.add_argument("--type", choices=INDEX_TYPES, help="index kind (default: index.type)")
+    index.add_argument("--backend", choices=INDEX_BACKENDS, help="where the vectors are searched: faiss (a file in "
+                       "the index folder) or milvus (a collection at --uri); default: index.backend")
+    index.add_argument("--uri", help="milvus: a local path (Milvus Lite, the default <index>/milvus.db) or "
+                                     "http://host:19530 (a Milvus server)")
     index.add_argument("--overwrite", action="store_true", help="replace an existing index")
     index.set_defaults(run=_engine("index"))
 

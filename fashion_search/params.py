@@ -106,13 +106,16 @@ class VisualiseParams:
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 INDEX_METRICS = ("inner_product", "l2")
+INDEX_BACKENDS = ("faiss", "milvus")
 
 
 @dataclass(frozen=True)
 class IndexParams:
-    """The search engine: which model embeds photos, and which faiss index holds them."""
+    """The search engine: which model embeds photos, and which index (faiss or Milvus) holds them."""
 
     model: str = "efficientnet_lite0"   # a backbone name (used frozen) or a trained model folder
+    backend: str = "faiss"              # faiss (a file in the index folder) or milvus (a collection at uri)
+    uri: str | None = None              # milvus: a local path (Milvus Lite) or http://host:19530
     weights: str = "imagenet"
     image_size: int | None = None
     type: str = "auto"

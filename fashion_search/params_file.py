@@ -19,9 +19,10 @@ import yaml
 
 from fashion_search.io import write_text_atomic
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
-from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_METRICS, INDEX_TYPES, RECIPES,
-                                   BackboneParams, ConfigError, DataParams, EvaluateParams, FeaturesParams,
-                                   FinetuneParams, IndexParams, Params, PerClass, SplitFractions, VisualiseParams)
+from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_BACKENDS, INDEX_METRICS,
+                                   INDEX_TYPES, RECIPES, BackboneParams, ConfigError, DataParams, EvaluateParams,
+                                   FeaturesParams, FinetuneParams, IndexParams, Params, PerClass, SplitFractions,
+                                   VisualiseParams)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -252,7 +253,8 @@ def _parse_evaluate(raw: Any, label_column: str) -> EvaluateParams:
 def parse_index(raw: Any) -> IndexParams:
     """Validate the ``index`` block (the search engine's settings)."""
     raw = dict(_mapping(raw, "index"))
-    strings = {"model": None, "weights": WEIGHT_CHOICES, "type": INDEX_TYPES, "metric": INDEX_METRICS}
+    strings = {"model": None, "weights": WEIGHT_CHOICES, "type": INDEX_TYPES, "metric": INDEX_METRICS,
+               "backend": INDEX_BACKENDS}
     values: dict[str, Any] = {}
     for name, choices in strings.items():
         if name in raw:
@@ -265,7 +267,21 @@ def parse_index(raw: Any) -> IndexParams:
                 values[name] = value
     if "image_size" in raw:
         values["image_size"] = _int(raw.pop("image_size"), "index.image_size", minimum=32, allow_none=True)
+    if "uri" in raw:
+        values["uri"] = parse_milvus_uri(raw.pop("uri"))
     return dataclasses.replace(_simple_block(IndexParams, raw, "index"), **values)
+
+
+def parse_milvus_uri(value: Any) -> str | None:
+    """``index.uri``: null, a Milvus server's address (http(s)://host:port) or a local path (Milvus Lite)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(not c.isprintable() for c in value):
+        raise ConfigError(f"'index.uri' must be a Milvus address such as http://localhost:19530 or a local path "
+                          f"such as outputs/milvus.db, got {value!r}")
+    if "://" in value and not value.startswith(("http://", "https://", "tcp://")):
+        raise ConfigError(f"'index.uri' must start with http://, https:// or tcp:// (or be a local path), got {value!r}")
+    return value.strip()
 
 
 def parse_params(raw: Any) -> Params:

@@ -21,7 +21,7 @@ from fashion_search.data import detect_source, list_catalogue, source_name
 from fashion_search.data.catalog import Catalog
 from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
-from fashion_search.params_file import parse_index, read_yaml
+from fashion_search.params_file import parse_index, parse_milvus_uri, read_yaml
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
 from fashion_search.search.filters import closest_values
 from fashion_search.search.store import open_index
@@ -34,7 +34,9 @@ def _settings(args: argparse.Namespace) -> IndexParams:
     with the command line's overrides."""
     path = args.params or ("params.yaml" if Path("params.yaml").is_file() else None)
     settings = parse_index(read_yaml(path).get("index")) if path else IndexParams()
-    overrides = {key: getattr(args, key, None) for key in ("model", "weights", "image_size", "type")}
+    overrides = {key: getattr(args, key, None) for key in ("model", "weights", "image_size", "type", "backend")}
+    if getattr(args, "uri", None) is not None:
+        overrides["uri"] = parse_milvus_uri(args.uri)
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 

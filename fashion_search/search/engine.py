@@ -62,7 +62,7 @@ class Framed:
 
 
 def _scaled(values: np.ndarray) -> np.ndarray:
-    spread = values.max() - values.min() if len(values) else 0.0
+    spread = np.ptp(values) if len(values) else 0.0
     return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
 
 
@@ -141,13 +141,11 @@ class SearchEngine:
         return self._embedder
 
     def snapshot(self) -> "SearchEngine":
-        """This engine as it is now: a later change or refresh of this one leaves it as it was
-        (a server searches on one while another request writes)."""
+        """This engine as it is now, unchanged by a later change or refresh of this one."""
         return copy.copy(self)
 
     def batch_model_calls(self, max_batch: int, max_wait_s: float) -> ModelBatcher:
-        """Embed the photos of concurrent callers (a server's threads) in shared model calls,
-        through the batcher returned (close it when done)."""
+        """Embed concurrent callers' photos in shared model calls, through the batcher returned."""
         self._embedder = replace(self.embedder, batcher=ModelBatcher(self.embedder.predict, max_batch, max_wait_s))
         return self._embedder.batcher
 
@@ -239,7 +237,7 @@ class SearchEngine:
             order = np.lexsort((candidates, colour))[:k]
             return self._table(candidates[order], colour[order], None)
         pool = k if colour_weight == 0 else max(k, self.settings.colour_pool)
-        rows, distances = self.index.vectors.search(query.vector, pool, allowed, exclude=query.exclude)
+        rows, distances = self._nearest(query, pool, allowed, filters or [])
         if colour_weight == 0 or len(rows) == 0:
             return self._table(rows, distances, None)
         colours = self.index.colours[rows]
@@ -248,6 +246,16 @@ class SearchEngine:
         score = (1 - colour_weight) * _scaled(distances) + colour_weight * _scaled(colour)
         order = np.lexsort((rows, score))[:k]
         return self._table(rows[order], distances[order], score[order], colour[order])
+
+    def _nearest(self, query: Query, k: int, allowed: np.ndarray | None,
+                 filters: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """faiss with the ``allowed`` mask, or Milvus with the filters as its own expressions."""
+        if not getattr(self.index.vectors, "filters_in_store", False):
+            return self.index.vectors.search(query.vector, k, allowed, exclude=query.exclude)
+        parsed = parse_filters(filters, self.index.products)
+        rows, distances = self.index.vectors.search(query.vector, k, exclude=query.exclude, filters=parsed)
+        live = self.index.live[rows]
+        return rows[live], distances[live]
 
     def _table(self, rows: np.ndarray, distances: np.ndarray, score: np.ndarray | None,
                colour: np.ndarray | None = None) -> pd.DataFrame:
@@ -282,8 +290,7 @@ class SearchEngine:
 
     def refresh(self) -> None:
         """Re-open the index if another process changed it since (a server sees the CLI's adds)."""
-        current = read_manifest(self.index.folder).get("generation")
-        if current != self.index.manifest.get("generation"):
+        if read_manifest(self.index.folder).get("generation") != self.index.manifest.get("generation"):
             self.index = open_index(self.index.folder, self.settings)
 
     def compact(self) -> None:

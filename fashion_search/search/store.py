@@ -1,4 +1,5 @@
-"""A searchable product index on disk: vectors, colours, metadata and a faiss index, kept in step.
+"""A searchable product index on disk: vectors, colours, metadata and a faiss index (or a
+Milvus collection, :mod:`.milvus_index`), kept in step.
 
 Folder layout::
 
@@ -6,13 +7,16 @@ Folder layout::
     vectors.f32            every row's exact vector, float32, append-only (vectors-<gen>.f32 after a compaction)
     colours.f32            every row's colour descriptor, float32, append-only
     products-<gen>.csv     one row per vector: id, path, metadata, colour names, deleted
-    faiss-<gen>.faiss      the faiss index
+    faiss-<gen>.faiss      the faiss index (backend faiss; with milvus the manifest names the collection)
     skipped.csv            photos left out, with the reason
     uploads/               photos added over HTTP, re-encoded
 
 Changes (add, remove, compact) hold the lock and replace the whole generation at once
 (:mod:`.generations`); opening reads whichever generation is current, retrying if a change
 switched it meanwhile, so a reader always gets a whole one.
+
+Longer than 300 lines: every change of an index (create, add, remove, compact) is here, so
+that the order of writes that keeps readers safe can be read in one place.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from fashion_search.params import IndexParams
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
 from fashion_search.search.faiss_index import (VectorIndex, add_in_chunks, build_faiss_index, choose_index,
                                                load_faiss_index, save_faiss_index)
+from fashion_search.search.milvus_index import MilvusVectors, create_collection, open_collection
 from fashion_search.search.generations import (MANIFEST_FILE, UPLOADS_DIR, IndexBusyError, ProductIndexError,
                                                append_rows, debris, generation_files, locked, read_rows,
                                                remove_debris)
@@ -121,8 +126,10 @@ def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, s
     old_files = manifest.get("files", {})
     generation = manifest.get("generation", 0) + 1
     files = generation_files(generation, vectors_file or old_files["vectors"], colours_file or old_files["colours"])
-    if faiss_index is None:
-        files["faiss"] = old_files["faiss"]
+    if faiss_index is None:  # unchanged, or none at all (the vectors are in Milvus)
+        files.pop("faiss")
+        if "faiss" in old_files:
+            files["faiss"] = old_files["faiss"]
     write_text_atomic(folder / files["products"], products.to_csv(index=False))
     if faiss_index is not None:
         save_faiss_index(faiss_index, folder / files["faiss"])
@@ -154,8 +161,14 @@ def create_index(folder: str | Path, identity: dict, settings: IndexParams, item
                     "kind": choice.kind, "factory": choice.factory, "choice_reason": choice.reason,
                     "colour_descriptor": f"{DESCRIPTOR_DIM // 4} dominant CIELAB colours (L, a, b, share)",
                     "created": _now(), "files": {"vectors": files["vectors"], "colours": files["colours"]}}
-        faiss_index = build_faiss_index(vectors, choice, settings.metric, settings)
-        _commit(folder, manifest, _with_colour_names(items, colours), faiss_index, skipped)
+        products = _with_colour_names(items, colours)
+        faiss_index = None
+        if settings.backend == "milvus":
+            manifest.update(create_collection(folder, 1, identity, vectors, products, settings.metric, choice.kind,
+                                              settings))
+        else:
+            faiss_index = build_faiss_index(vectors, choice, settings.metric, settings)
+        _commit(folder, manifest, products, faiss_index, skipped)
     return open_index(folder, settings)
 
 
@@ -170,8 +183,11 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
     skipped = pd.read_csv(folder / SKIPPED_FILE, dtype=str) if (folder / SKIPPED_FILE).is_file() else pd.DataFrame(
         columns=["id", "path", "reason"])
     search_settings = dataclasses.replace(settings, metric=manifest["metric"])
-    vector_index = VectorIndex(load_faiss_index(folder / files["faiss"]), vectors, manifest["kind"],
-                               manifest["metric"], search_settings)
+    if manifest.get("backend") == "milvus":
+        vector_index = open_collection(manifest, vectors, search_settings)
+    else:
+        vector_index = VectorIndex(load_faiss_index(folder / files["faiss"]), vectors, manifest["kind"],
+                                   manifest["metric"], search_settings)
     if len(products) != rows:
         raise ValueError(f"{len(products)} products for {rows} vectors")
     return ProductIndex(folder, manifest, products, colours, vector_index, skipped)
@@ -199,6 +215,8 @@ def open_index(folder: str | Path, settings: IndexParams, in_memory: bool | None
         manifest = read_manifest(folder)
         try:
             return _open_once(folder, manifest, settings, in_memory)
+        except ProductIndexError:
+            raise  # already says what is wrong (e.g. Milvus unreachable, or another model's collection)
         except (OSError, ValueError, RuntimeError) as err:  # faiss raises RuntimeError for a missing file
             if read_manifest(folder).get("generation") != manifest.get("generation"):
                 continue  # a change switched generations while we read: read the new one
@@ -218,16 +236,28 @@ def add_products(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, 
         if vectors.shape[1:] != (dim,):
             raise ProductIndexError(f"the new vectors have {vectors.shape[1]} dimensions, the index {dim}")
         products = index.products.copy()
-        products.loc[products["id"].isin(items["id"]), "deleted"] = True
+        replaced = np.flatnonzero(products["id"].isin(items["id"]).to_numpy(bool) & index.live)
+        products.loc[replaced, "deleted"] = True
         files = index.manifest["files"]
         append_rows(index.folder / files["vectors"], rows, dim * 4, vectors)
         append_rows(index.folder / files["colours"], rows, DESCRIPTOR_DIM * 4, colours)
-        add_in_chunks(index.vectors.index, vectors)
-        products = pd.concat([products, _with_colour_names(items, colours)], ignore_index=True)
+        added = _with_colour_names(items, colours)
+        if isinstance(index.vectors, MilvusVectors):  # rows past the manifest's count stay unseen until the commit
+            index.vectors.write(rows, vectors, added)
+        else:
+            add_in_chunks(index.vectors.index, vectors)
+        products = pd.concat([products, added], ignore_index=True)
         all_skipped = pd.concat([index.skipped, skipped], ignore_index=True).drop_duplicates(["id", "path"],
                                                                                             keep="last")
-        _commit(index.folder, index.manifest, products, index.vectors.index, all_skipped)
+        _commit(index.folder, index.manifest, products, getattr(index.vectors, "index", None), all_skipped)
+        _forget(index, replaced)
     return open_index(index.folder, settings)
+
+
+def _forget(index: ProductIndex, rows: np.ndarray) -> None:
+    """After a commit: take removed or replaced rows out of a Milvus collection (faiss masks them)."""
+    if isinstance(index.vectors, MilvusVectors):
+        index.vectors.remove(rows)
 
 
 def record_skipped(index: ProductIndex, skipped: pd.DataFrame) -> ProductIndex:
@@ -251,8 +281,10 @@ def remove_products(index: ProductIndex, ids: list[str]) -> ProductIndex:
         if unknown:
             raise ProductIndexError(f"not in the index: {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}")
         products = index.products.copy()
-        products.loc[products["id"].isin(ids), "deleted"] = True
+        removed = np.flatnonzero(products["id"].isin(ids).to_numpy(bool) & index.live)
+        products.loc[removed, "deleted"] = True
         _commit(index.folder, index.manifest, products, None, index.skipped)
+        _forget(index, removed)
     return open_index(index.folder, settings)
 
 
@@ -273,7 +305,14 @@ def compact(index: ProductIndex) -> ProductIndex:
         append_rows(index.folder / names[1], 0, DESCRIPTOR_DIM * 4, colours)
         choice = choose_index(len(vectors), vectors.shape[1], settings)
         manifest = {**index.manifest, "kind": choice.kind, "factory": choice.factory, "choice_reason": choice.reason}
-        faiss_index = build_faiss_index(vectors, choice, index.manifest["metric"], settings)
         products = index.products[live].reset_index(drop=True)
+        faiss_index = None
+        if isinstance(index.vectors, MilvusVectors):  # renumbered rows: a new collection, the old one dropped after
+            manifest.update(create_collection(index.folder, generation, index.identity, vectors, products,
+                                              manifest["metric"], choice.kind, settings, manifest["milvus"]["uri"]))
+        else:
+            faiss_index = build_faiss_index(vectors, choice, index.manifest["metric"], settings)
         _commit(index.folder, manifest, products, faiss_index, index.skipped, *names)
+        if isinstance(index.vectors, MilvusVectors):
+            index.vectors.drop()
     return open_index(index.folder, settings)

@@ -1,0 +1,211 @@
+"""Milvus as the vector store of an index (``index.backend: milvus``).
+
+The index folder keeps what it keeps for faiss (manifest, product table, colours, exact
+vectors, skipped list, uploads, generations); the vectors are searched in a Milvus collection
+instead of a faiss file. Each row of the collection holds the product's row number, its vector,
+its metadata as filters see it (``meta``: lower-case text; ``numbers``: numeric values) and
+its colour names, so metadata filters run inside Milvus as filter expressions and a filtered
+search returns exactly ``k`` products when that many match.
+
+``index.uri`` says where Milvus is: a local path runs Milvus Lite inside this process (one
+process at a time: it locks its folder), ``http://host:19530`` talks to a Milvus standalone
+or cluster, which several processes and machines may share. Rows are written before the
+manifest names them and every search keeps to the rows the manifest holds, so an add
+interrupted before its commit leaves nothing a search sees.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fashion_search.params import IndexParams
+from fashion_search.search.faiss_index import to_distance
+from fashion_search.search.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter
+from fashion_search.search.generations import ProductIndexError
+
+LITE_FILE = "milvus.db"
+INSERT_BATCH = 2_000
+IDENTITY_PROPERTY = "fashion_search.model"  # the collection property naming the model of its vectors
+IDENTITY_KEYS = ("backbone", "recipe", "weights_sha256", "image_size", "dim", "normalised")
+
+
+def default_uri(folder: Path) -> str:
+    """Where an index folder's Milvus Lite database goes when ``index.uri`` is not set."""
+    return str(Path(folder).resolve() / LITE_FILE)
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "tcp://"))
+
+
+def collection_name(folder: Path, generation: int) -> str:
+    """A collection per index folder (and per compaction, which renumbers the rows)."""
+    digest = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16]
+    return f"fashion_search_{digest}_{generation}"
+
+
+def connect(uri: str):
+    """A pymilvus client for ``uri``; a clear error when Milvus cannot be reached or opened."""
+    from pymilvus import MilvusClient
+
+    if not is_server(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return MilvusClient(uri)
+    except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
+        hint = ("Milvus Lite serves one process at a time: stop the other one (e.g. 'fashion-search serve'), "
+                "or use a Milvus server (index.uri: http://host:19530)") if "lock" in str(err).lower() else ""
+        raise ProductIndexError(f"cannot open Milvus at {uri}: {err}{'; ' + hint if hint else ''}") from None
+
+
+def _metric(metric: str) -> str:
+    return "L2" if metric == "l2" else "IP"
+
+
+def _filter_values(products: pd.DataFrame) -> tuple[list[dict], list[dict], list[list[str]]]:
+    """Per row: metadata as lower-case text, numeric metadata as numbers, colour names."""
+    columns = [c for c in products.columns if c not in HIDDEN_COLUMNS]
+    text = products[columns].astype(str).apply(lambda column: column.str.lower())
+    meta = [{c: v for c, v in row.items() if v not in ("nan", "none", "<na>")} for row in text.to_dict("records")]
+    numbers = pd.DataFrame({c: pd.to_numeric(products[c], errors="coerce") for c in columns})
+    values = [{c: float(v) for c, v in row.items() if not math.isnan(v)} for row in numbers.to_dict("records")]
+    names = products["colours"].fillna("").astype(str).str.split().tolist() if "colours" in products else [[]] * len(
+        products)
+    return meta, values, names
+
+
+def filter_expression(filters: list[Filter]) -> list[str]:
+    """Milvus filter expressions for parsed filters (see :mod:`.filters` for their meaning)."""
+    parts = []
+    for f in filters:
+        key = json.dumps(f.key)
+        if f.key == COLOUR_KEY:
+            parts.append(f"json_contains_any(colour_names, {json.dumps(list(f.values))})")
+        elif f.values:
+            parts.append("(" + " or ".join(f"meta[{key}] == {json.dumps(v.lower())}" for v in f.values) + ")")
+        else:
+            bounds = [f"numbers[{key}] >= {f.low!r}" if f.low is not None else None,
+                      f"numbers[{key}] <= {f.high!r}" if f.high is not None else None]
+            parts.append(" and ".join(b for b in bounds if b) or f"(numbers[{key}] >= 0 or numbers[{key}] < 0)")
+    return parts
+
+
+class MilvusVectors:
+    """The vectors of an index in a Milvus collection, searched with filters inside Milvus.
+
+    ``vectors`` (in the folder) holds every row's exact vector, for "more like this" and
+    compaction; ``rows`` is how many rows the manifest holds (rows beyond are uncommitted)."""
+
+    filters_in_store = True
+
+    def __init__(self, client, name: str, vectors: np.ndarray, metric: str, settings: IndexParams):
+        self.client, self.name, self.vectors, self.metric, self.settings = client, name, vectors, metric, settings
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @classmethod
+    def create(cls, uri: str, name: str, identity: dict, vectors: np.ndarray, products: pd.DataFrame, metric: str,
+               kind: str, settings: IndexParams) -> "MilvusVectors":
+        """A new collection (an older one of the same name is dropped) holding ``vectors``."""
+        from pymilvus import DataType
+
+        client = connect(uri)
+        if client.has_collection(name):
+            client.drop_collection(name)
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("row", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
+        for field in ("meta", "numbers", "colour_names"):
+            schema.add_field(field, DataType.JSON)
+        index = client.prepare_index_params()
+        params = {"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction} if kind == "hnsw" else {}
+        index.add_index(field_name="vector", index_type="HNSW" if kind == "hnsw" else "FLAT",
+                        metric_type=_metric(metric), params=params)
+        client.create_collection(name, schema=schema, index_params=index)
+        client.alter_collection_properties(name, properties={
+            IDENTITY_PROPERTY: json.dumps({k: identity.get(k) for k in IDENTITY_KEYS})})
+        store = cls(client, name, vectors, metric, settings)
+        store.write(0, vectors, products)
+        return store
+
+    @classmethod
+    def open(cls, uri: str, name: str, identity: dict, vectors: np.ndarray, metric: str,
+             settings: IndexParams) -> "MilvusVectors":
+        """The collection of an index, checked to hold vectors of the index's model."""
+        client = connect(uri)
+        if not client.has_collection(name):
+            raise ProductIndexError(f"Milvus at {uri} has no collection {name}: was the index built against another "
+                                    "Milvus? Point index.uri at it, or rebuild the index")
+        stored = json.loads(client.describe_collection(name).get("properties", {}).get(IDENTITY_PROPERTY) or "{}")
+        differ = [k for k in IDENTITY_KEYS if stored.get(k) != identity.get(k)]
+        if differ:
+            raise ProductIndexError(f"the Milvus collection {name} at {uri} holds vectors of another model "
+                                    f"({', '.join(differ)} differ from the index's manifest); rebuild the index")
+        return cls(client, name, vectors, metric, settings)
+
+    def write(self, first_row: int, vectors: np.ndarray, products: pd.DataFrame) -> None:
+        """Write rows ``first_row``… with their vectors and the filter values of ``products``, in
+        place of any rows from there on that an interrupted change left behind."""
+        meta, numbers, names = _filter_values(products.reset_index(drop=True))
+        self.client.delete(self.name, filter=f"row >= {first_row}")
+        for start in range(0, len(vectors), INSERT_BATCH):
+            stop = min(start + INSERT_BATCH, len(vectors))
+            self.client.insert(self.name, [
+                {"row": first_row + i, "vector": vectors[i].tolist(), "meta": meta[i], "numbers": numbers[i],
+                 "colour_names": names[i]} for i in range(start, stop)])
+        self.client.flush(self.name)
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Take rows out of the collection (removed or replaced products)."""
+        if len(rows):
+            self.client.delete(self.name, filter=f"row in {[int(r) for r in rows]}")
+
+    def search(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None,
+               filters: list[Filter] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest rows to ``query`` that pass ``filters``, other than ``exclude``,
+        nearest first, as ``(rows, distances)`` (distances as faiss gives them, see :func:`to_distance`)."""
+        parts = [f"row < {len(self)}", *filter_expression(filters or [])]
+        if exclude is not None and len(exclude):
+            parts.append(f"row not in {[int(r) for r in exclude]}")
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        hits = self.client.search(self.name, data=[np.asarray(query, np.float32).tolist()], limit=k,
+                                  filter=" and ".join(parts), output_fields=["row"],
+                                  search_params={"params": {"ef": max(self.settings.hnsw_ef_search, k)}})[0]
+        rows = np.array([hit.get("row", hit.get("id")) for hit in hits], np.int64)
+        raw = np.array([hit["distance"] for hit in hits], np.float32)
+        return rows, to_distance(raw, self.metric).astype(np.float32)
+
+    def drop(self) -> None:
+        """Remove the collection (after a compaction moved the rows to a new one)."""
+        self.client.drop_collection(self.name)
+
+
+def milvus_kind(kind: str) -> str:
+    """The Milvus index for the kind faiss would use: exact up to ``index.flat_max_items``, HNSW beyond."""
+    return "flat" if kind == "flat" else "hnsw"
+
+
+def create_collection(folder: Path, generation: int, identity: dict, vectors: np.ndarray, products: pd.DataFrame,
+                      metric: str, kind: str, settings: IndexParams, uri: str | None = None) -> dict:
+    """Put an index's rows into a new collection; returns what the manifest records of it."""
+    uri = uri or settings.uri or default_uri(folder)
+    name = collection_name(folder, generation)
+    kind = milvus_kind(kind)
+    MilvusVectors.create(uri, name, identity, vectors, products, metric, kind, settings)
+    factory = f"HNSW (M {settings.hnsw_m})" if kind == "hnsw" else "FLAT"
+    return {"backend": "milvus", "kind": "milvus", "factory": f"Milvus {factory}",
+            "milvus": {"uri": uri, "collection": name}}
+
+
+def open_collection(manifest: dict, vectors: np.ndarray, settings: IndexParams) -> MilvusVectors:
+    """The collection a manifest names (at ``index.uri`` when set: a cluster that moved)."""
+    where = manifest["milvus"]
+    return MilvusVectors.open(settings.uri or where["uri"], where["collection"], manifest["model"], vectors,
+                              manifest["metric"], settings)

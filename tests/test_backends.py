@@ -1,0 +1,94 @@
+"""The same command-line session against each index backend: faiss, and Milvus (Milvus Lite, in-process)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fashion_search.cli import main
+from fashion_search.params import IndexParams
+from fashion_search.search.store import open_index
+
+TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def results(capsys, *argv) -> list[dict]:
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)["results"]
+
+
+def exact_neighbours(folder, product: str, k: int) -> list[str]:
+    """The ``k`` nearest live products to a product's own vector, by brute force over the stored vectors."""
+    index = open_index(folder, IndexParams())
+    vectors = np.asarray(index.vectors.vectors)
+    ids = index.products["id"].to_numpy(str)
+    own = np.flatnonzero((ids == product) & index.live)[0]
+    order = [r for r in np.argsort(-(vectors @ vectors[own]), kind="stable") if index.live[r] and ids[r] != product]
+    return [ids[r] for r in order[:k]]
+
+
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_the_same_session_on_each_backend(backend, photo_folder, capsys, tmp_path):
+    folder = str(tmp_path / "index")
+    assert run(capsys, "index", str(photo_folder), "--index", folder, *TINY, "--backend", backend)[0] == 0
+    info = json.loads(run(capsys, "info", "--index", folder, "--json")[1])
+    assert info["products"] == 25 and info["kind"] == ("flat" if backend == "faiss" else "milvus")
+
+    by_photo = results(capsys, "query", str(photo_folder / "images" / "108.jpg"), "--index", folder, "--top-k", "3")
+    assert by_photo[0]["id"] == "108" and len(by_photo) == 3
+    jeans = results(capsys, "query", str(photo_folder / "images" / "108.jpg"), "--index", folder,
+                    "--filter", "articleType=jeans", "--top-k", "20")  # exactly k, or all that match: 8
+    assert len(jeans) == 8 and {r["articleType"] for r in jeans} == {"Jeans"}
+    two = results(capsys, "query", "--like", "108", "--index", folder, "--filter", "baseColour=Red,Blue",
+                  "--filter", "gender=men", "--top-k", "5")
+    assert len(two) == 5 and "108" not in {r["id"] for r in two}
+    like = results(capsys, "query", "--like", "108", "--index", folder, "--top-k", "5")
+    assert [r["id"] for r in like] == exact_neighbours(folder, "108", 5)
+    blue = results(capsys, "query", str(photo_folder / "images" / "100.jpg"), "--index", folder, "--colour", "blue",
+                   "--colour-weight", "1", "--top-k", "4")
+    assert {r["baseColour"] for r in blue} == {"Blue"}  # the red query photo, ranked by the colour asked for
+    named = results(capsys, "query", str(photo_folder / "images" / "100.jpg"), "--index", folder,
+                    "--filter", "colour=blue", "--top-k", "20")
+    assert named and {r["baseColour"] for r in named} == {"Blue"}
+
+    new = tmp_path / "new"
+    new.mkdir()
+    shutil.copy(photo_folder / "images" / "110.jpg", new / "900.jpg")
+    assert run(capsys, "add", str(new / "900.jpg"), "--index", folder)[0] == 0
+    assert results(capsys, "query", "--like", "900", "--index", folder, "--top-k", "1")[0]["id"] == "110"
+    assert run(capsys, "add", str(new / "900.jpg"), "--index", folder)[0] == 0  # the same id again: replaced
+    assert json.loads(run(capsys, "info", "--index", folder, "--json")[1])["products"] == 26
+    assert run(capsys, "remove", "900", "108", "--index", folder)[0] == 0
+    after = results(capsys, "query", "--like", "110", "--index", folder, "--top-k", "30")
+    assert len(after) == 23 and not {"900", "108"} & {r["id"] for r in after}
+    assert run(capsys, "compact", "--index", folder)[0] == 0
+    assert [r["id"] for r in results(capsys, "query", "--like", "110", "--index", folder, "--top-k", "30")] == \
+        [r["id"] for r in after]
+
+
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_number_ranges_and_products_with_several_photos_on_each_backend(backend, farfetch_folder, capsys, tmp_path):
+    folder = str(tmp_path / "index")
+    assert run(capsys, "index", str(farfetch_folder), "--index", folder, *TINY, "--backend", backend)[0] == 0
+    cheap = results(capsys, "query", "--like", "1003", "--index", folder, "--filter", "price=..1000",
+                    "--top-k", "10")
+    assert cheap and all(r["price"] <= 1000 for r in cheap) and {r["product_id"] for r in cheap} == {"1002", "1004"}
+    others = results(capsys, "query", "--like", "1001", "--index", folder, "--top-k", "10")
+    assert len(others) == 4 and "1001" not in {r["product_id"] for r in others}  # neither of its own photos
+
+
+def test_a_model_mismatch_is_refused_by_the_milvus_backend_too(photo_folder, capsys, tmp_path):
+    folder = str(tmp_path / "index")
+    assert run(capsys, "index", str(photo_folder), "--index", folder, *TINY, "--backend", "milvus")[0] == 0
+    code, _, err = run(capsys, "query", str(photo_folder / "images" / "100.jpg"), "--index", folder,
+                       "--model", "efficientnet_lite0")
+    assert code == 2 and "was built with efficientnet_lite0" in err
