@@ -20,10 +20,11 @@ LAB_ARGS ?=
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-## bench: feature-extraction throughput and frozen-feature retrieval on the dev photos (JSON + Markdown in benchmarks/results/)
+## bench: feature-extraction throughput, indexing speed and frozen-feature retrieval on the dev photos (JSON + Markdown in benchmarks/results/)
 PHOTOS ?= ../shared/data/fashion-products-dev
 bench: setup
 	$(PY) benchmarks/throughput.py --photos $(PHOTOS)
+	$(PY) benchmarks/indexing_speed.py --photos $(PHOTOS)
 	$(PY) benchmarks/dev_photos_retrieval.py --photos $(PHOTOS)
 
 ## index: a search index of a catalogue (CATALOGUE: a photo folder, a Farfetch folder or fashion-mnist)
@@ -32,10 +33,11 @@ INDEX ?= outputs/dev-index
 index: setup
 	$(VENV)/bin/fashion-search index $(CATALOGUE) --index $(INDEX) $(ARGS)
 
-## bench-index: index kinds at 10k/100k/1M vectors, query latency on the index made by `make index`, colour names
+## bench-index: index kinds (faiss, Milvus Lite) at 10k/100k/1M vectors like those of the index made by `make index`, query latency, HTTP load, colour names
 bench-index: setup
-	$(PY) benchmarks/index_scaling.py
+	$(PY) benchmarks/index_scaling.py --index $(INDEX)
 	$(PY) benchmarks/query_latency.py --index $(INDEX)
+	$(PY) benchmarks/serve_load.py --index $(INDEX)
 	$(PY) benchmarks/colour_names.py --photos $(PHOTOS)
 
 ## setup: virtual environment with the pinned requirements, the package and its Jupyter kernel

@@ -279,9 +279,10 @@ def parse_milvus_uri(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip() or any(not c.isprintable() for c in value):
         raise ConfigError(f"'index.uri' must be a Milvus address such as http://localhost:19530 or a local path "
                           f"such as outputs/milvus.db, got {value!r}")
+    value = value.strip()
     if "://" in value and not value.startswith(("http://", "https://", "tcp://")):
         raise ConfigError(f"'index.uri' must start with http://, https:// or tcp:// (or be a local path), got {value!r}")
-    return value.strip()
+    return value
 
 
 def parse_params(raw: Any) -> Params:

@@ -1,6 +1,7 @@
 """The same command-line session against each index backend: faiss, and Milvus (Milvus Lite, in-process)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -92,3 +93,42 @@ def test_a_model_mismatch_is_refused_by_the_milvus_backend_too(photo_folder, cap
     code, _, err = run(capsys, "query", str(photo_folder / "images" / "100.jpg"), "--index", folder,
                        "--model", "efficientnet_lite0")
     assert code == 2 and "was built with efficientnet_lite0" in err
+
+
+def test_the_http_service_serves_a_milvus_index(photo_folder, tmp_path):
+    import httpx
+
+    from fashion_search.search.engine import SearchEngine, build_index
+    from fashion_search.search.server import create_app
+    from fashion_search.data.photo_folder import list_photo_folder
+    from test_search_engine import pixel_embedder
+    from test_server import KEY, SETTINGS, serve
+
+    settings = dataclasses.replace(SETTINGS, backend="milvus")
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, settings, embedder=pixel_embedder())
+    url, server = serve(create_app(SearchEngine(open_index(folder, settings), settings, pixel_embedder()),
+                                   api_key="s3cret"))
+    photo = (photo_folder / "images" / "120.jpg").read_bytes()
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            found = client.post("/search", files={"photo": ("q.jpg", photo)},
+                                data={"k": "4", "filter": ["articleType=Shoes"]}).json()["results"]
+            similar = client.get("/items/120/similar", params={"k": "3"}).json()["results"]
+            added = client.post("/items", data={"id": "new1", "metadata": '{"articleType": "Shoes"}'},
+                                files={"photo": ("p.jpg", photo)}, headers=KEY)
+            again = client.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "2"}).json()["results"]
+            removed = client.delete("/items/new1", headers=KEY)
+            last = client.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "2"}).json()["results"]
+    finally:
+        server.should_exit = True
+    assert found[0]["id"] == "120" and len(found) == 4 and {r["articleType"] for r in found} == {"Shoes"}
+    assert len(similar) == 3 and "120" not in {r["id"] for r in similar}
+    assert added.status_code == 201 and {r["id"] for r in again} == {"120", "new1"}
+    assert removed.status_code == 200 and "new1" not in {r["id"] for r in last}
+
+
+def test_an_unreachable_milvus_is_said_before_any_photo_is_embedded(photo_folder, capsys, tmp_path):
+    code, _, err = run(capsys, "index", str(photo_folder), "--index", str(tmp_path / "index"), *TINY,
+                       "--backend", "milvus", "--uri", "http://127.0.0.1:9")
+    assert code == 2 and "cannot open Milvus at http://127.0.0.1:9" in err and "indexing" not in err

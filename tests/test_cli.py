@@ -63,3 +63,14 @@ def test_the_parser_knows_the_engine_and_the_pipeline():
     assert args.only == "04,05" and args.overrides == ["seed=1"]
     args = build_parser().parse_args(["query", "photo.jpg", "--colour", "red"])
     assert args.photo == "photo.jpg" and args.colour == "red" and args.colour_weight is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--max-batch", "0"], "--max-batch: expected a whole number ≥ 1, got '0'"),
+    (["serve", "--max-wait-ms", "nan"], "--max-wait-ms: expected a number ≥ 0, got 'nan'"),
+    (["index", "photos", "--backend", "elastic"], "--backend: invalid choice: 'elastic'"),
+])
+def test_serving_and_backend_options_are_checked(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -139,7 +139,16 @@ def test_the_paper_config_runs_the_reports_backbones_at_their_native_sizes(farfe
     ({"hnsw_m": 0}, "index.hnsw_m"),
     ({"image_size": 8}, "index.image_size"),
     ({"memory_budget": 8}, "memory_budget"),
+    ({"backend": "annoy"}, "'index.backend' must be one of faiss, milvus"),
+    ({"backend": "milvus", "uri": "ftp://milvus:19530"}, "'index.uri' must start with http://, https:// or tcp://"),
+    ({"backend": "milvus", "uri": 19530}, "'index.uri' must be a Milvus address"),
 ])
 def test_a_bad_index_block_is_refused_by_key(raw_params, block, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_params({**raw_params, "index": block})
+
+
+def test_a_milvus_backend_and_its_uri_are_read(raw_params):
+    index = parse_params({**raw_params, "index": {"backend": "milvus", "uri": " http://milvus:19530 "}}).index
+    assert (index.backend, index.uri) == ("milvus", "http://milvus:19530")
+    assert parse_params(raw_params).index.backend == "faiss" and parse_params(raw_params).index.uri is None

@@ -26,8 +26,8 @@ from fashion_search.search.batching import ModelBatcher
 from fashion_search.search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
 from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
-from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, compact, create_index,
-                                         open_index, read_manifest, record_skipped, refuse_existing, remove_products)
+from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, check_can_create, compact,
+                                         create_index, open_index, read_manifest, record_skipped, remove_products)
 
 WORK_DIR = "work"
 DEFAULT_COLOUR_WEIGHT = 0.5  # a photo with a preferred colour, when no weight is given
@@ -107,7 +107,7 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
             if path.name != WORK_DIR:
                 path.unlink() if path.is_file() else shutil.rmtree(path)
     else:
-        refuse_existing(folder)  # before hours of embedding, not after
+        check_can_create(folder, settings)  # before hours of embedding, not after
     embedder = embedder or load_embedder(settings)
     done = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, description)
     index = create_index(folder, embedder.identity, settings, done.items, done.vectors, done.colours, done.skipped)

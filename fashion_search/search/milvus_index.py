@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,16 +53,21 @@ def collection_name(folder: Path, generation: int) -> str:
 
 def connect(uri: str):
     """A pymilvus client for ``uri``; a clear error when Milvus cannot be reached or opened."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines (keepalive chatter); errors reach us
     from pymilvus import MilvusClient
 
     if not is_server(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        # Milvus Lite's in-process gRPC server logs a traceback for a call it does not implement
+        # and pymilvus does without (AllocTimestamp, on creating a collection): noise, not an error
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
         return MilvusClient(uri)
     except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
+        reason = getattr(err, "message", None) or str(err)
         hint = ("Milvus Lite serves one process at a time: stop the other one (e.g. 'fashion-search serve'), "
                 "or use a Milvus server (index.uri: http://host:19530)") if "lock" in str(err).lower() else ""
-        raise ProductIndexError(f"cannot open Milvus at {uri}: {err}{'; ' + hint if hint else ''}") from None
+        raise ProductIndexError(f"cannot open Milvus at {uri}: {reason}{'; ' + hint if hint else ''}") from None
 
 
 def _metric(metric: str) -> str:

@@ -29,7 +29,6 @@ def release_freed_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-
 class Service:
     """The engine with its model calls batched, snapshots for readers, a lock for writers, and
     request counters for ``/stats``."""

@@ -34,7 +34,7 @@ from fashion_search.params import IndexParams
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
 from fashion_search.search.faiss_index import (VectorIndex, add_in_chunks, build_faiss_index, choose_index,
                                                load_faiss_index, save_faiss_index)
-from fashion_search.search.milvus_index import MilvusVectors, create_collection, open_collection
+from fashion_search.search.milvus_index import MilvusVectors, connect, create_collection, default_uri, open_collection
 from fashion_search.search.generations import (MANIFEST_FILE, UPLOADS_DIR, IndexBusyError, ProductIndexError,
                                                append_rows, debris, generation_files, locked, read_rows,
                                                remove_debris)
@@ -43,8 +43,8 @@ SKIPPED_FILE = "skipped.csv"
 FORMAT_VERSION = 1
 OPEN_ATTEMPTS = 5
 
-__all__ = ["IndexBusyError", "ProductIndex", "ProductIndexError", "add_products", "compact", "create_index",
-           "open_index", "record_skipped", "refuse_existing", "remove_products"]
+__all__ = ["IndexBusyError", "ProductIndex", "ProductIndexError", "add_products", "check_can_create", "compact",
+           "create_index", "open_index", "record_skipped", "refuse_existing", "remove_products"]
 
 
 def _now() -> str:
@@ -110,6 +110,13 @@ def refuse_existing(folder: Path) -> None:
     if (folder / MANIFEST_FILE).is_file():
         raise ProductIndexError(f"{folder} already holds an index; add to it with 'fashion-search add', "
                                 "or rebuild it with 'fashion-search index --overwrite'")
+
+
+def check_can_create(folder: Path, settings: IndexParams) -> None:
+    """Before hours of embedding: refuse an existing index, and reach Milvus when it is the backend."""
+    refuse_existing(folder)
+    if settings.backend == "milvus":
+        connect(settings.uri or default_uri(folder))
 
 
 def _with_colour_names(items: pd.DataFrame, colours: np.ndarray) -> pd.DataFrame:
