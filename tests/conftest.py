@@ -6,6 +6,9 @@ import struct
 from pathlib import Path
 
 import numpy as np
+# pymilvus binds log handlers to the sys.stderr of the moment it is imported: import it now, not
+# inside a test whose captured stream is closed once that test ends (later log lines would crash)
+import pymilvus  # noqa: F401
 import pytest
 import yaml
 

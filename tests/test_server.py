@@ -216,3 +216,13 @@ def test_concurrent_searches_and_adds_share_model_calls(photo_folder, tmp_path):
     assert len(searches) == 18 and all(r[0]["distance"] == searches[0][0]["distance"] for r in searches)
     assert {f"new{i}" for i in range(3, 24, 4)} <= {r["id"] for r in found}  # every add is searchable
     assert stats["requests"] == {"search": 18, "add": 6} and stats["model_calls"] < 24
+
+
+def test_a_search_blends_in_the_photos_own_colours_only_when_asked(service, photo_folder):
+    client, _ = service
+    photo = photo_bytes(photo_folder / "images" / "100.jpg")  # a red T-shirt
+    plain = client.post("/search", files={"photo": ("q.jpg", photo)}, data={"k": "6"}).json()["results"]
+    by_colour = client.post("/search", files={"photo": ("q.jpg", photo)},
+                            data={"k": "6", "colour_weight": "1"}).json()["results"]
+    assert "score" not in plain[0] and {r["baseColour"] for r in by_colour} == {"Red"}
+    assert [r["score"] for r in by_colour] == sorted(r["score"] for r in by_colour)

@@ -58,7 +58,7 @@ class Framed:
     """A photo reduced to what a query needs: the model's square input and its colour descriptor."""
 
     square: np.ndarray
-    colours: np.ndarray
+    colours: np.ndarray | None  # None: not needed (no colour re-ranking by the photo's own colours)
 
 
 def _scaled(values: np.ndarray) -> np.ndarray:
@@ -162,10 +162,10 @@ class SearchEngine:
         """A query from decoded RGB pixels (an uploaded photo)."""
         return self.framed_query(self.frame(pixels), label, path)
 
-    def frame(self, pixels: np.ndarray) -> Framed:
-        """What a query needs of a photo, small: the model's square and the colour descriptor
-        (needs the model's size only, not the model; a server does it before taking its lock)."""
-        return Framed(fit_to_square(pixels, self.embedder.image_size), colour_descriptor(pixels))
+    def frame(self, pixels: np.ndarray, colours: bool = True) -> Framed:
+        """What a query needs of a photo, small: the model's square and, with ``colours``, the
+        colour descriptor (a server does it in the request's thread, before the model)."""
+        return Framed(fit_to_square(pixels, self.embedder.image_size), colour_descriptor(pixels) if colours else None)
 
     def framed_query(self, framed: Framed, label: str, path: str | None = None) -> Query:
         """A query from a framed photo: its vector computed now."""

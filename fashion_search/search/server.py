@@ -35,7 +35,7 @@ from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, c
 from fashion_search.images import PHOTO_SUFFIXES
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
-from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine
+from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine, colour_weight_for
 from fashion_search.search.filters import FilterError, filter_options
 from fashion_search.search.offline_docs import add_offline_docs
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
@@ -173,7 +173,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                    description=f"0..1; default {DEFAULT_COLOUR_WEIGHT} with a colour, else 0"),
                match_colour: float | None = Form(default=None, ge=0.0, le=MAX_MATCH_COLOUR,
                                                  description=MATCH_COLOUR_HELP)) -> dict:
-        framed = service.read_upload(photo, service.engine.frame)
+        by_own_colours = colour is None and colour_weight_for(colour_weight, colour) > 0
+        framed = service.read_upload(photo, lambda pixels: service.engine.frame(pixels, colours=by_own_colours))
         service.count("search")
         engine = service.current()
         query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
