@@ -132,3 +132,28 @@ def test_an_unreachable_milvus_is_said_before_any_photo_is_embedded(photo_folder
     code, _, err = run(capsys, "index", str(photo_folder), "--index", str(tmp_path / "index"), *TINY,
                        "--backend", "milvus", "--uri", "http://127.0.0.1:9")
     assert code == 2 and "cannot open Milvus at http://127.0.0.1:9" in err and "indexing" not in err
+
+
+@pytest.fixture
+def milvus_engine(photo_folder, tmp_path):
+    from fashion_search.data.photo_folder import list_photo_folder
+    from fashion_search.search.engine import SearchEngine, build_index
+    from test_search_engine import pixel_embedder
+
+    settings = IndexParams(chunk_size=8, batch_size=4, backend="milvus")
+    index = build_index(list_photo_folder(photo_folder), tmp_path / "index", settings, embedder=pixel_embedder())
+    return SearchEngine(index, settings, pixel_embedder())
+
+
+@pytest.mark.parametrize("value", ['a"b', 'x" or row >= 0 or "', "\\", "\x01", "a\nb", "ünï", "Jeans,x\" or \"1"])
+def test_a_hostile_filter_value_stays_a_value_in_milvus(milvus_engine, value):
+    found = milvus_engine.search(milvus_engine.product_query("110"), 30, [f"articleType={value}"])
+    assert set(found["articleType"]) <= {"Jeans"} and ("Jeans" in value) == (len(found) == 7)  # 8 jeans, less the query
+
+
+def test_milvus_failing_a_search_is_a_retryable_error(milvus_engine):
+    from fashion_search.search.milvus_index import MilvusUnavailableError
+
+    milvus_engine.index.vectors.client.close()
+    with pytest.raises(MilvusUnavailableError, match="Milvus did not answer the search"):
+        milvus_engine.search(milvus_engine.product_query("110"), 3)

@@ -20,7 +20,9 @@ import json
 import logging
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,10 +30,11 @@ import pandas as pd
 from fashion_search.params import IndexParams
 from fashion_search.search.faiss_index import to_distance
 from fashion_search.search.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter
-from fashion_search.search.generations import ProductIndexError
+from fashion_search.search.generations import IndexBusyError, ProductIndexError
 
 LITE_FILE = "milvus.db"
 INSERT_BATCH = 2_000
+NOTHING = "row < 0"  # an expression no row passes
 IDENTITY_PROPERTY = "fashion_search.model"  # the collection property naming the model of its vectors
 IDENTITY_KEYS = ("backbone", "recipe", "weights_sha256", "image_size", "dim", "normalised")
 
@@ -86,20 +89,45 @@ def _filter_values(products: pd.DataFrame) -> tuple[list[dict], list[dict], list
     return meta, values, names
 
 
+def _literal(text: str) -> str | None:
+    """``text`` as a Milvus string literal; None when it holds a control character, which Milvus
+    expressions cannot write (no metadata value holds one, so such a filter matches nothing)."""
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        return None
+    return json.dumps(text, ensure_ascii=False)  # quotes and backslashes escaped: a value stays a value
+
+
 def filter_expression(filters: list[Filter]) -> list[str]:
     """Milvus filter expressions for parsed filters (see :mod:`.filters` for their meaning)."""
     parts = []
     for f in filters:
-        key = json.dumps(f.key)
+        key = _literal(f.key)
         if f.key == COLOUR_KEY:
-            parts.append(f"json_contains_any(colour_names, {json.dumps(list(f.values))})")
+            parts.append(f"json_contains_any(colour_names, {json.dumps(list(f.values))})")  # palette names only
         elif f.values:
-            parts.append("(" + " or ".join(f"meta[{key}] == {json.dumps(v.lower())}" for v in f.values) + ")")
+            values = [_literal(v.lower()) for v in f.values]
+            terms = [f"meta[{key}] == {v}" for v in values if v is not None and key is not None]
+            parts.append("(" + (" or ".join(terms) or NOTHING) + ")")
+        elif key is None:
+            parts.append(NOTHING)
         else:
             bounds = [f"numbers[{key}] >= {f.low!r}" if f.low is not None else None,
                       f"numbers[{key}] <= {f.high!r}" if f.high is not None else None]
             parts.append(" and ".join(b for b in bounds if b) or f"(numbers[{key}] >= 0 or numbers[{key}] < 0)")
     return parts
+
+
+class MilvusUnavailableError(IndexBusyError):
+    """Milvus failed a request (down, or overloaded): try again later (HTTP 503)."""
+
+
+@contextmanager
+def _answered(request: str) -> Iterator[None]:
+    """Milvus failing ``request`` (pymilvus's own exception types) as a :class:`MilvusUnavailableError`."""
+    try:
+        yield
+    except Exception as err:
+        raise MilvusUnavailableError(f"Milvus did not answer {request}: {getattr(err, 'message', err)}") from None
 
 
 class MilvusVectors:
@@ -160,18 +188,20 @@ class MilvusVectors:
         """Write rows ``first_row``… with their vectors and the filter values of ``products``, in
         place of any rows from there on that an interrupted change left behind."""
         meta, numbers, names = _filter_values(products.reset_index(drop=True))
-        self.client.delete(self.name, filter=f"row >= {first_row}")
-        for start in range(0, len(vectors), INSERT_BATCH):
-            stop = min(start + INSERT_BATCH, len(vectors))
-            self.client.insert(self.name, [
-                {"row": first_row + i, "vector": vectors[i].tolist(), "meta": meta[i], "numbers": numbers[i],
-                 "colour_names": names[i]} for i in range(start, stop)])
-        self.client.flush(self.name)
+        with _answered("the new rows"):
+            self.client.delete(self.name, filter=f"row >= {first_row}")
+            for start in range(0, len(vectors), INSERT_BATCH):
+                stop = min(start + INSERT_BATCH, len(vectors))
+                self.client.insert(self.name, [
+                    {"row": first_row + i, "vector": vectors[i].tolist(), "meta": meta[i], "numbers": numbers[i],
+                     "colour_names": names[i]} for i in range(start, stop)])
+            self.client.flush(self.name)
 
     def remove(self, rows: np.ndarray) -> None:
         """Take rows out of the collection (removed or replaced products)."""
         if len(rows):
-            self.client.delete(self.name, filter=f"row in {[int(r) for r in rows]}")
+            with _answered("the removal"):
+                self.client.delete(self.name, filter=f"row in {[int(r) for r in rows]}")
 
     def search(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None,
                filters: list[Filter] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -182,9 +212,10 @@ class MilvusVectors:
             parts.append(f"row not in {[int(r) for r in exclude]}")
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        hits = self.client.search(self.name, data=[np.asarray(query, np.float32).tolist()], limit=k,
-                                  filter=" and ".join(parts), output_fields=["row"],
-                                  search_params={"params": {"ef": max(self.settings.hnsw_ef_search, k)}})[0]
+        with _answered("the search"):
+            hits = self.client.search(self.name, data=[np.asarray(query, np.float32).tolist()], limit=k,
+                                      filter=" and ".join(parts), output_fields=["row"],
+                                      search_params={"params": {"ef": max(self.settings.hnsw_ef_search, k)}})[0]
         rows = np.array([hit.get("row", hit.get("id")) for hit in hits], np.int64)
         raw = np.array([hit["distance"] for hit in hits], np.float32)
         return rows, to_distance(raw, self.metric).astype(np.float32)
