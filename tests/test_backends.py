@@ -157,3 +157,27 @@ def test_milvus_failing_a_search_is_a_retryable_error(milvus_engine):
     milvus_engine.index.vectors.client.close()
     with pytest.raises(MilvusUnavailableError, match="Milvus did not answer the search"):
         milvus_engine.search(milvus_engine.product_query("110"), 3)
+
+
+def test_a_milvus_lite_index_open_in_another_process_is_said_in_words(photo_folder, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "index"
+    cli = [sys.executable, "-m", "fashion_search.cli"]
+    built = subprocess.run([*cli, "index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus"],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fashion_search.search.milvus_index "
+                               f"import connect\nconnect({str(folder / 'milvus.db')!r})\nprint('open', flush=True)\n"
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        started = time.time()
+        info = subprocess.run([*cli, "info", "--index", str(folder)], capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+    assert info.returncode == 2 and "another process has this Milvus Lite database open" in info.stderr
+    assert "Traceback" not in info.stderr and len(info.stderr.strip().splitlines()) == 1
+    assert time.time() - started < 60

@@ -15,6 +15,7 @@ interrupted before its commit leaves nothing a search sees.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -61,16 +62,33 @@ def connect(uri: str):
 
     if not is_server(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        # Milvus Lite's in-process gRPC server logs a traceback for a call it does not implement
-        # and pymilvus does without (AllocTimestamp, on creating a collection): noise, not an error
-        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        # Milvus Lite logs tracebacks of its own: for a call it does not implement and pymilvus does
+        # without (AllocTimestamp), and for a folder another process holds; the error reaches us
+        for name in ("grpc._server", "milvus_lite"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         return MilvusClient(uri)
     except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
         reason = getattr(err, "message", None) or str(err)
-        hint = ("Milvus Lite serves one process at a time: stop the other one (e.g. 'fashion-search serve'), "
-                "or use a Milvus server (index.uri: http://host:19530)") if "lock" in str(err).lower() else ""
-        raise ProductIndexError(f"cannot open Milvus at {uri}: {reason}{'; ' + hint if hint else ''}") from None
+        if not is_server(uri) and _locked_elsewhere(Path(uri)):
+            reason = ("another process has this Milvus Lite database open (Milvus Lite serves one process at a "
+                      "time): stop it (e.g. 'fashion-search serve'), or use a Milvus server (index.uri: "
+                      "http://host:19530)")
+        raise ProductIndexError(f"cannot open Milvus at {uri}: {reason}") from None
+
+
+def _locked_elsewhere(folder: Path) -> bool:
+    """Whether another process holds Milvus Lite's lock on ``folder`` (ask only after this one failed to open it)."""
+    lock = folder / "LOCK"
+    if not lock.is_file():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _metric(metric: str) -> str:
