@@ -42,7 +42,8 @@ def test_the_same_session_on_each_backend(backend, photo_folder, capsys, tmp_pat
     folder = str(tmp_path / "index")
     assert run(capsys, "index", str(photo_folder), "--index", folder, *TINY, "--backend", backend)[0] == 0
     info = json.loads(run(capsys, "info", "--index", folder, "--json")[1])
-    assert info["products"] == 25 and info["kind"] == ("flat" if backend == "faiss" else "milvus")
+    assert info["products"] == 25 and info["backend"] == backend
+    assert info["kind"] == ("flat" if backend == "faiss" else "milvus") and (info["milvus"] is None) == (backend == "faiss")
 
     by_photo = results(capsys, "query", str(photo_folder / "images" / "108.jpg"), "--index", folder, "--top-k", "3")
     assert by_photo[0]["id"] == "108" and len(by_photo) == 3

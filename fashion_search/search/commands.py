@@ -148,6 +148,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"products   {info['products']:,} ({info['removed_rows']:,} removed rows, {info['skipped_photos']:,} "
           "photos skipped)")
     print(f"kind       {info['kind']} ({info['factory']}, {info['metric']}): {info['chosen_because']}")
+    if info["milvus"]:
+        print(f"milvus     collection {info['milvus']['collection']} at {info['milvus']['uri']}")
     print(f"model      {model['backbone']} {model['recipe']}, {model['image_size']} px, {info['dimension']}-d, "
           f"weights sha256 {model['weights_sha256'][:12]} ({model['model']})")
     print(f"filters    {', '.join(c for c in info['columns'] if c not in ('path', 'colours'))}, colour")

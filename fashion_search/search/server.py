@@ -161,6 +161,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         engine = service.current()
         info = engine.index.info()
         info.pop("folder", None)
+        info.pop("milvus", None)  # where the index lives is the operator's business
         return {"index": info, "requests": dict(service.counts), "model_calls": service.batcher.calls,
                 "uptime_s": round(time.time() - service.started, 1)}
 

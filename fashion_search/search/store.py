@@ -100,7 +100,8 @@ class ProductIndex:
                 "skipped_photos": len(self.skipped), "kind": m["kind"], "factory": m["factory"],
                 "chosen_because": m["choice_reason"], "metric": m["metric"], "dimension": m["dim"],
                 "model": self.identity, "created": m["created"], "updated": m["updated"],
-                "generation": m["generation"], "debris_files": len(leftovers),
+                "generation": m["generation"], "backend": m.get("backend", "faiss"), "milvus": m.get("milvus"),
+                "debris_files": len(leftovers),
                 "debris_bytes": sum(p.stat().st_size for p in leftovers if p.exists()),
                 "columns": [c for c in self.products.columns if c not in ("deleted",)]}
 
