@@ -87,7 +87,7 @@ def test_a_fresh_process_loads_the_fused_model_without_importing_its_layers_firs
 
     _, folder, _ = fused_model
     code = ("from fashion_search.models import saved; import sys; "
-            f"print(len(saved.load_model(sys.argv[1]).inputs))")
+            "print(len(saved.load_model(sys.argv[1]).inputs))")
     done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("2")

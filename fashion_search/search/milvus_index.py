@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_search.params import IndexParams
+from fashion_search.search.embedder import IDENTITY_KEYS
 from fashion_search.search.faiss_index import to_distance
 from fashion_search.search.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter
 from fashion_search.search.generations import IndexBusyError, ProductIndexError
@@ -37,7 +38,6 @@ LITE_FILE = "milvus.db"
 INSERT_BATCH = 2_000
 NOTHING = "row < 0"  # an expression no row passes
 IDENTITY_PROPERTY = "fashion_search.model"  # the collection property naming the model of its vectors
-IDENTITY_KEYS = ("backbone", "recipe", "weights_sha256", "image_size", "dim", "normalised")
 
 
 def default_uri(folder: Path) -> str:
@@ -102,9 +102,7 @@ def _filter_values(products: pd.DataFrame) -> tuple[list[dict], list[dict], list
     meta = [{c: v for c, v in row.items() if v not in ("nan", "none", "<na>")} for row in text.to_dict("records")]
     numbers = pd.DataFrame({c: pd.to_numeric(products[c], errors="coerce") for c in columns})
     values = [{c: float(v) for c, v in row.items() if not math.isnan(v)} for row in numbers.to_dict("records")]
-    names = products["colours"].fillna("").astype(str).str.split().tolist() if "colours" in products else [[]] * len(
-        products)
-    return meta, values, names
+    return meta, values, products["colours"].fillna("").astype(str).str.split().tolist()
 
 
 def _literal(text: str) -> str | None:
