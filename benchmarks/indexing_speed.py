@@ -1,9 +1,10 @@
 """Indexing speed against the bare model: how much of the model's batch throughput indexing keeps.
 
     python benchmarks/indexing_speed.py [--models efficientnet_lite0,outputs/<run>/models/efficientnet_lite0/fused]
-                                        [--photos ../shared/data/fashion-products-dev] [--count 256] [--repeats 3]
+                                        [--runtimes onnx,tensorflow] [--photos ../shared/data/fashion-products-dev]
+                                        [--count 256] [--repeats 3]
 
-For each model, over the same ``--count`` dev photos in batches of 32, timed in turn after a
+For each model and each runtime running it (``index.runtime``), over the same ``--count`` dev photos in batches of 32, timed in turn after a
 warm-up (median of ``--repeats``):
 
 - ``bare model``: the model alone on inputs prepared beforehand (preprocessed photos, and for a
@@ -35,8 +36,8 @@ from throughput import DEFAULT_PHOTOS, ROOT, interleaved_rates
 BATCH = 32
 
 
-def measure(model: str, paths: list[str], repeats: int) -> dict:
-    embedder = load_embedder(replace(IndexParams(), model=model, weights="none"))
+def measure(model: str, runtime: str, paths: list[str], repeats: int) -> dict:
+    embedder = load_embedder(replace(IndexParams(), model=model, weights="none", runtime=runtime))
     squares = np.stack([fit_to_square(read_photo(p), embedder.image_size) for p in paths])
     ready = [embedder.model_inputs(squares[start:start + BATCH]) for start in range(0, len(paths), BATCH)]
 
@@ -48,7 +49,7 @@ def measure(model: str, paths: list[str], repeats: int) -> dict:
             "indexing": lambda: embed_photos(embedder, paths, BATCH),
             "indexing, no overlap": lambda: embed_photos(embedder, paths, BATCH, workers=0)}
     rates = interleaved_rates(runs, len(paths), repeats)
-    return {"model": model, "recipe": embedder.identity["recipe"], "image_size": embedder.image_size,
+    return {"model": model, "runtime": embedder.ready(), "recipe": embedder.identity["recipe"], "image_size": embedder.image_size,
             "photos": len(paths), **{name: round(rate, 1) for name, rate in rates.items()},
             "indexing_over_bare": round(rates["indexing"] / rates["bare model"], 3),
             "no_overlap_over_bare": round(rates["indexing, no overlap"] / rates["bare model"], 3)}
@@ -57,23 +58,25 @@ def measure(model: str, paths: list[str], repeats: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="efficientnet_lite0")
+    parser.add_argument("--runtimes", default="onnx,tensorflow")
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS))
     parser.add_argument("--count", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "results" / "indexing_speed"))
     args = parser.parse_args()
     paths = [str(p) for p in sorted(Path(args.photos).glob("images/*.jpg"))[:args.count]]
-    results = [measure(model, paths, args.repeats) for model in args.models.split(",")]
+    results = [measure(model, runtime, paths, args.repeats) for model in args.models.split(",")
+               for runtime in args.runtimes.split(",")]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = ["# Indexing speed against the bare model", "",
-             f"`python benchmarks/indexing_speed.py --models {args.models}` on {machine}: {len(paths)} dev photos "
+             f"`python benchmarks/indexing_speed.py --models {args.models} --runtimes {args.runtimes}` on {machine}: {len(paths)} dev photos "
              f"({Path(paths[0]).suffix} files), batches of {BATCH}, median photos/s of {args.repeats} timed runs, "
              f"the three alternated; indexing prepares photos in {PREPARE_WORKERS} threads beside the model.", "",
-             "| model | recipe | size | bare model (photos/s) | indexing | indexing / bare | no overlap | "
-             "no overlap / bare |", "|---|---|---|---|---|---|---|---|"]
+             "| model | recipe | size | runtime | bare model (photos/s) | indexing | indexing / bare | no overlap | "
+             "no overlap / bare |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {Path(r['model']).name if '/' in r['model'] else r['model']} | {r['recipe']} | "
-                     f"{r['image_size']} | {r['bare model']} | {r['indexing']} | {r['indexing_over_bare']:.0%} | "
+                     f"{r['image_size']} | {r['runtime']} | {r['bare model']} | {r['indexing']} | {r['indexing_over_bare']:.0%} | "
                      f"{r['indexing, no overlap']} | {r['no_overlap_over_bare']:.0%} |")
     write_results(args.out, {"machine": machine, "batch": BATCH, "results": results}, "\n".join(lines) + "\n")
     print("\n".join(lines))

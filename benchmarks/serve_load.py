@@ -9,7 +9,8 @@ once) in each configuration, one after the other, ``--rounds`` times:
 - ``baseline``: the server of git revision ``--baseline`` (checked out in a temporary
   worktree), to measure a change against the code before it in the same run;
 - ``max-batch 1``: this code with one model call per photo;
-- ``batched``: this code as it ships (concurrent photos share model calls).
+- ``batched, TensorFlow``: this code with the model run by TensorFlow (``--runtime tensorflow``);
+- ``batched``: this code as it ships (concurrent photos share model calls, on ONNX Runtime).
 
 For each number of concurrent clients it sends ``--requests`` searches, each a dev photo
 uploaded as multipart with k = 10, from that many threads with their own connections, and
@@ -157,7 +158,8 @@ def main() -> int:
     photos = [p.read_bytes() for p in sorted(Path(args.photos).glob("images/*.jpg"))[:50]]
     clients = [int(n) for n in args.clients.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
-        configs = {"max-batch 1": (REPO, ["--max-batch", "1"]), "batched": (REPO, [])}
+        configs = {"max-batch 1": (REPO, ["--max-batch", "1"]),
+                   "batched, TensorFlow": (REPO, ["--runtime", "tensorflow"]), "batched": (REPO, [])}
         if args.baseline:
             configs = {f"baseline {args.baseline}": (baseline_checkout(args.baseline, Path(scratch)), []), **configs}
         try:

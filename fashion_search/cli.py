@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
-from fashion_search.params import INDEX_BACKENDS, INDEX_TYPES
+from fashion_search.params import INDEX_BACKENDS, INDEX_TYPES, MODEL_RUNTIMES
 
 DEFAULT_INDEX = "outputs/index"
 EXAMPLES = {
@@ -103,6 +103,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", help="parameter file whose 'index' block to use (default ./params.yaml if present)")
 
 
+def _runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=MODEL_RUNTIMES, help="what runs the model: onnx (ONNX Runtime), tensorflow, "
+                        "or auto (onnx when its output matches the Keras model's); default: index.runtime")
+
+
 def _add_engine(commands) -> None:
     index = _command(commands, "index", "build a search index of a catalogue")
     index.add_argument("catalogue", help="a folder of photos (with optional labels.csv / metadata.csv), a Farfetch "
@@ -123,6 +128,7 @@ def _add_engine(commands) -> None:
                        "the index folder) or milvus (a collection at --uri); default: index.backend")
     index.add_argument("--uri", help="milvus: a local path (Milvus Lite, the default <index>/milvus.db) or "
                                      "http://host:19530 (a Milvus server)")
+    _runtime(index)
     index.add_argument("--overwrite", action="store_true", help="replace an existing index")
     index.set_defaults(run=_engine("index"))
 
@@ -143,12 +149,14 @@ def _add_engine(commands) -> None:
     query.add_argument("--json", action="store_true", help="results as JSON")
     query.add_argument("--contact-sheet", metavar="PNG", help="also draw the results into this PNG")
     query.add_argument("--model", help="refuse unless the index was built with this model")
+    _runtime(query)
     query.set_defaults(run=_engine("query"))
 
     add = _command(commands, "add", "add photos to the index (an id already there is replaced)")
     add.add_argument("photos", nargs="+", help="photos and folders")
     _common(add)
     add.add_argument("--metadata", help="metadata CSV with an 'id' column")
+    _runtime(add)
     add.set_defaults(run=_engine("add"))
 
     remove = _command(commands, "remove", "remove products from the index")
@@ -177,6 +185,7 @@ def _add_engine(commands) -> None:
                             "per photo)")
     serve.add_argument("--max-wait-ms", type=_non_negative, default=2.0,
                        help="how long a request waits for others to share its model call (default 2)")
+    _runtime(serve)
     serve.set_defaults(run=_engine("serve"))
 
 
@@ -202,10 +211,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from fashion_search.search.colour import ColourError
     from fashion_search.search.embedder import ModelError
     from fashion_search.search.filters import FilterError
+    from fashion_search.search.runtime import RuntimeUnavailableError
     from fashion_search.search.store import ProductIndexError
 
     return (ConfigError, DatasetNotFoundError, CatalogueError, ModelError, FilterError, UnusableImageError,
-            ProductIndexError, ColourError)
+            ProductIndexError, ColourError, RuntimeUnavailableError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,6 +107,7 @@ class VisualiseParams:
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 INDEX_METRICS = ("inner_product", "l2")
 INDEX_BACKENDS = ("faiss", "milvus")
+MODEL_RUNTIMES = ("auto", "onnx", "tensorflow")
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class IndexParams:
     model: str = "efficientnet_lite0"   # a backbone name (used frozen) or a trained model folder
     backend: str = "faiss"              # faiss (a file in the index folder) or milvus (a collection at uri)
     uri: str | None = None              # milvus: a local path (Milvus Lite) or http://host:19530
+    runtime: str = "auto"               # what runs the model: onnx (ONNX Runtime), tensorflow, or auto (onnx if it can)
     weights: str = "imagenet"
     image_size: int | None = None
     type: str = "auto"

@@ -20,9 +20,9 @@ import yaml
 from fashion_search.io import write_text_atomic
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
 from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_BACKENDS, INDEX_METRICS,
-                                   INDEX_TYPES, RECIPES, BackboneParams, ConfigError, DataParams, EvaluateParams,
-                                   FeaturesParams, FinetuneParams, IndexParams, Params, PerClass, SplitFractions,
-                                   VisualiseParams)
+                                   INDEX_TYPES, MODEL_RUNTIMES, RECIPES, BackboneParams, ConfigError, DataParams,
+                                   EvaluateParams, FeaturesParams, FinetuneParams, IndexParams, Params, PerClass,
+                                   SplitFractions, VisualiseParams)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -254,7 +254,7 @@ def parse_index(raw: Any) -> IndexParams:
     """Validate the ``index`` block (the search engine's settings)."""
     raw = dict(_mapping(raw, "index"))
     strings = {"model": None, "weights": WEIGHT_CHOICES, "type": INDEX_TYPES, "metric": INDEX_METRICS,
-               "backend": INDEX_BACKENDS}
+               "backend": INDEX_BACKENDS, "runtime": MODEL_RUNTIMES}
     values: dict[str, Any] = {}
     for name, choices in strings.items():
         if name in raw:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -13,6 +14,14 @@ import pytest
 import yaml
 
 from fashion_search.data.fashion_mnist import FASHION_MNIST_FILES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """Models converted for ONNX Runtime go to a folder of this test session, not the user's cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["FASHION_SEARCH_CACHE"] = str(folder)
+    return folder
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -43,11 +43,3 @@ def test_an_unknown_model_or_an_unusable_folder_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"available": False, "reason": "weights unavailable"}))
     with pytest.raises(ModelError, match="holds no usable model .weights unavailable"):
         load_embedder(IndexParams(model=str(tmp_path)))
-
-
-def test_the_compiled_call_gives_what_predict_on_batch_gives_at_any_batch_size(trained_folder):
-    embedder = load_embedder(IndexParams(model=str(trained_folder), normalise=False))
-    photos = np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
-    expected = embedder.model.predict_on_batch(embedder.preprocess(photos.astype(np.float32)))
-    for size in (1, 2, 5):
-        np.testing.assert_allclose(embedder.embed(photos[:size]), expected[:size], rtol=1e-5, atol=1e-6)

@@ -24,6 +24,7 @@ from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import parse_index, parse_milvus_uri, read_yaml
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
 from fashion_search.search.filters import closest_values
+from fashion_search.search.runtime import RUNTIME_NAMES
 from fashion_search.search.store import open_index
 
 SHOWN_COLUMNS = ("category", "articleType", "gender", "brand", "price", "baseColour", "product_id")
@@ -34,7 +35,7 @@ def _settings(args: argparse.Namespace) -> IndexParams:
     with the command line's overrides."""
     path = args.params or ("params.yaml" if Path("params.yaml").is_file() else None)
     settings = parse_index(read_yaml(path).get("index")) if path else IndexParams()
-    overrides = {key: getattr(args, key, None) for key in ("model", "weights", "image_size", "type", "backend")}
+    overrides = {key: getattr(args, key, None) for key in ("model", "weights", "image_size", "type", "backend", "runtime")}
     if getattr(args, "uri", None) is not None:
         overrides["uri"] = parse_milvus_uri(args.uri)
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
@@ -174,11 +175,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from fashion_search.search.server import API_KEY_ENV, create_app
 
     engine = SearchEngine.open(args.index, _settings(args))
-    engine.embedder  # load the model now, not on the first request
+    runtime = engine.embedder.ready()  # load the model now, not on the first request
     api_key = os.environ.get(API_KEY_ENV) or None
     app = create_app(engine, api_key, int(args.max_upload_mb * 2**20), args.max_upload_pixels,
                      max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    print(f"serving {args.index} ({int(engine.index.live.sum()):,} products) on http://{args.host}:{args.port}/ "
+    print(f"serving {args.index} ({int(engine.index.live.sum()):,} products, model on {RUNTIME_NAMES[runtime]}) on "
+          f"http://{args.host}:{args.port}/ "
           f"({'writes need X-API-Key' if api_key else f'read-only: set {API_KEY_ENV} to allow writes'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

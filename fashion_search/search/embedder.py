@@ -9,7 +9,6 @@ an interrupted indexing job resumes where it stopped.
 from __future__ import annotations
 
 import functools
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,10 @@ from fashion_search.params import IndexParams
 from fashion_search.progress import Counter, progress_bar
 from fashion_search.search.batching import ModelBatcher, prefetched
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor, colour_grids
+from fashion_search.search.runtime import model_call
 
 RANDOM_WEIGHTS_SEED = 0
+PROBE_PHOTOS = 2  # random photos a model conversion is checked on
 PREPARE_WORKERS = 2  # threads decoding and describing photos while the model embeds (numpy and PIL release the GIL)
 # What must agree between an index and the model that queries it.
 IDENTITY_KEYS = ("backbone", "recipe", "weights_sha256", "image_size", "preprocessing", "dim", "normalised")
@@ -39,14 +40,17 @@ class ModelError(ValueError):
 @dataclass
 class Embedder:
     """A model mapping photos to (optionally L2-normalised) vectors, and what it is. With a
-    ``batcher`` (a server's), :meth:`embed` shares model calls with concurrent requests."""
+    ``batcher`` (a server's), :meth:`embed` shares model calls with concurrent requests.
+    ``runtime`` says what runs the model (``index.runtime``)."""
 
     model: object
     image_size: int
     preprocess: Callable
     identity: dict
     batcher: ModelBatcher | None = None
+    runtime: str = "auto"
     _call: Callable | None = field(default=None, init=False, repr=False)
+    _runs_on: str = field(default="", init=False, repr=False)
 
     @property
     def colour_dims(self) -> int:
@@ -61,10 +65,17 @@ class Embedder:
             inputs.append(colour_grids(squares, int(self.identity.get("colour_cells", 1))))
         return inputs
 
+    def ready(self) -> str:
+        """Make the model ready to embed (converted for ONNX Runtime, or traced); what runs it."""
+        if self._call is None:
+            squares = np.random.default_rng(0).integers(0, 256, (PROBE_PHOTOS, self.image_size, self.image_size, 3),
+                                                        dtype=np.uint8)
+            self._call, self._runs_on = model_call(self.model, self.runtime, self.model_inputs(squares))
+        return self._runs_on
+
     def predict(self, inputs: list[np.ndarray]) -> np.ndarray:
         """The model on prepared inputs → float32 vectors ``(B, dim)``, normalised if the identity says."""
-        if self._call is None:
-            self._call = compiled_call(self.model)
+        self.ready()
         vectors = np.asarray(self._call(inputs if len(inputs) > 1 else inputs[0]), np.float32)
         if self.identity["normalised"]:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -77,21 +88,6 @@ class Embedder:
     def embed_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Vectors of prepared inputs (:meth:`model_inputs`), through the batcher if there is one."""
         return self.batcher.run(inputs) if self.batcher is not None else self.predict(inputs)
-
-
-def compiled_call(model: object) -> Callable:
-    """How to run ``model`` on a batch: a Keras model through one traced function (any batch
-    size, no retracing; several milliseconds a call less than ``predict_on_batch``), anything
-    else through its ``predict_on_batch``."""
-    keras = sys.modules.get("keras")  # not imported: the model cannot be a Keras one
-    if keras is None or not isinstance(model, keras.Model):
-        return model.predict_on_batch
-    import tensorflow as tf
-
-    signature = [tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in model.inputs]
-    call = tf.function(lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False),
-                       input_signature=signature)
-    return lambda inputs: call(*(inputs if isinstance(inputs, list) else [inputs])).numpy()
 
 
 def describe(identity: dict) -> str:
@@ -154,8 +150,11 @@ def load_embedder(settings: IndexParams) -> Embedder:
     """The model ``settings.model`` names: a trained model folder, or a backbone used frozen."""
     folder = Path(settings.model).expanduser()
     if saved.is_model_folder(folder):
-        return _load_trained(folder, settings.normalise)
-    return _load_backbone(settings.model, settings.weights, settings.image_size, settings.normalise)
+        embedder = _load_trained(folder, settings.normalise)
+    else:
+        embedder = _load_backbone(settings.model, settings.weights, settings.image_size, settings.normalise)
+    embedder.runtime = settings.runtime
+    return embedder
 
 
 # ----------------------------------------------------------------------------- catalogues

@@ -163,6 +163,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         info.pop("folder", None)
         info.pop("milvus", None)  # where the index lives is the operator's business
         return {"index": info, "requests": dict(service.counts), "model_calls": service.batcher.calls,
+                "model_runtime": service.runtime,
                 "uptime_s": round(time.time() - service.started, 1)}
 
     @app.post("/search", summary="Products most similar to an uploaded photo")

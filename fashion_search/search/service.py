@@ -35,6 +35,7 @@ class Service:
 
     def __init__(self, engine: SearchEngine, api_key: str | None, max_upload_bytes: int, max_upload_pixels: int,
                  max_batch: int, max_wait_s: float):
+        self.runtime = engine.embedder.ready()  # converted or traced now, not on the first request
         self.batcher = engine.batch_model_calls(max_batch, max_wait_s)
         self.engine, self.api_key = engine, api_key
         self.max_upload_bytes = max_upload_bytes
