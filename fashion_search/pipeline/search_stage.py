@@ -29,7 +29,9 @@ def build_run_indexes(params: Params, layout: RunLayout, test: Catalog) -> dict[
         model = layout.model(variant)
         if not saved.is_usable(model):
             continue
-        settings = dataclasses.replace(params.index, model=str(model), type="auto")
+        # TensorFlow, as in the features the run evaluated: a test split is too small to repay
+        # a conversion to ONNX Runtime (fashion_search.search.runtime)
+        settings = dataclasses.replace(params.index, model=str(model), type="auto", runtime="tensorflow")
         index = build_index(test, layout.index(variant), settings, overwrite=True,
                             description=f"indexing with {variant.name}")
         engines[variant.name] = SearchEngine(index, settings)
