@@ -20,10 +20,11 @@ LAB_ARGS ?=
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-## bench: feature-extraction throughput, indexing speed and frozen-feature retrieval on the dev photos (JSON + Markdown in benchmarks/results/)
+## bench: feature-extraction throughput, the model on ONNX Runtime vs TensorFlow, indexing speed and frozen-feature retrieval on the dev photos (JSON + Markdown in benchmarks/results/)
 PHOTOS ?= ../shared/data/fashion-products-dev
 bench: setup
 	$(PY) benchmarks/throughput.py --photos $(PHOTOS)
+	$(PY) benchmarks/model_runtime.py --photos $(PHOTOS)
 	$(PY) benchmarks/indexing_speed.py --photos $(PHOTOS)
 	$(PY) benchmarks/dev_photos_retrieval.py --photos $(PHOTOS)
 

@@ -140,6 +140,7 @@ def test_the_paper_config_runs_the_reports_backbones_at_their_native_sizes(farfe
     ({"image_size": 8}, "index.image_size"),
     ({"memory_budget": 8}, "memory_budget"),
     ({"backend": "annoy"}, "'index.backend' must be one of faiss, milvus"),
+    ({"runtime": "tflite"}, "'index.runtime' must be one of auto, onnx, tensorflow"),
     ({"backend": "milvus", "uri": "ftp://milvus:19530"}, "'index.uri' must start with http://, https:// or tcp://"),
     ({"backend": "milvus", "uri": 19530}, "'index.uri' must be a Milvus address"),
 ])

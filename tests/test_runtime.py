@@ -135,3 +135,30 @@ def test_a_model_that_is_not_keras_runs_through_its_own_predict_on_batch():
     call, runs_on = runtime.model_call(Doubling(), "onnx", [np.ones((1, 2), np.float32)])
     assert runs_on == "predict_on_batch"
     np.testing.assert_array_equal(call(np.ones((1, 2), np.float32)), np.full((1, 2), 2.0))
+
+
+def test_the_service_converts_the_model_at_start_and_says_which_runtime_runs_it(model_folder, cache, tmp_path):
+    import httpx
+    from PIL import Image
+    from test_server import serve
+
+    from fashion_search.data.photo_folder import list_photo_folder
+    from fashion_search.search.engine import SearchEngine, build_index
+    from fashion_search.search.server import create_app
+
+    (tmp_path / "photos" / "images").mkdir(parents=True)
+    for i, pixels in enumerate(PHOTOS):
+        Image.fromarray(pixels).save(tmp_path / "photos" / "images" / f"p{i}.png")
+    settings = IndexParams(model=str(model_folder), runtime="tensorflow")
+    build_index(list_photo_folder(tmp_path / "photos"), tmp_path / "index", settings)
+    engine = SearchEngine.open(tmp_path / "index", IndexParams(runtime="auto"))
+    url, server = serve(create_app(engine))
+    try:
+        assert list(cache.glob("*.onnx"))  # converted before the first request
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.get("/stats").json()["model_runtime"] == "onnx"
+            upload = (tmp_path / "photos" / "images" / "p3.png").read_bytes()
+            results = client.post("/search", files={"photo": ("q.png", upload)}, data={"k": "5"}).json()["results"]
+    finally:
+        server.should_exit = True
+    assert results[0]["id"] == "p3" and results[0]["distance"] < 1e-4  # indexed on TensorFlow, found on ONNX

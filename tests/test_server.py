@@ -216,6 +216,7 @@ def test_concurrent_searches_and_adds_share_model_calls(photo_folder, tmp_path):
     assert len(searches) == 18 and all(r[0]["distance"] == searches[0][0]["distance"] for r in searches)
     assert {f"new{i}" for i in range(3, 24, 4)} <= {r["id"] for r in found}  # every add is searchable
     assert stats["requests"] == {"search": 18, "add": 6} and stats["model_calls"] < 24
+    assert stats["model_runtime"] == "predict_on_batch"  # not a Keras model: nothing to convert
 
 
 def test_a_search_blends_in_the_photos_own_colours_only_when_asked(service, photo_folder):

@@ -61,12 +61,18 @@ def model_call(model: object, runtime: str, probe: list[np.ndarray]) -> tuple[Ca
 def traced_call(model: object) -> Callable:
     """A Keras model through one traced TensorFlow function (any batch size, no retracing;
     several milliseconds a call less than ``predict_on_batch``)."""
+    call, _ = _traced(model)
+    return lambda inputs: call(*_as_list(inputs)).numpy()
+
+
+def _traced(model: object) -> tuple[Callable, list]:
+    """The model in inference mode as a ``tf.function`` of its inputs, and their signature."""
     import tensorflow as tf
 
-    signature = [tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in model.inputs]
+    signature = [tf.TensorSpec(tensor.shape, tensor.dtype, name=f"input_{i}") for i, tensor in enumerate(model.inputs)]
     call = tf.function(lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False),
-                       input_signature=signature)
-    return lambda inputs: call(*_as_list(inputs)).numpy()
+                       input_signature=signature, autograph=False)
+    return call, signature
 
 
 def onnx_call(model: object, tensorflow_call: Callable, probe: list[np.ndarray]) -> Callable:
@@ -108,12 +114,8 @@ def _cached_session(onnxruntime, path: Path):
 
 
 def _convert(model: object, tf2onnx) -> bytes:
-    import tensorflow as tf
-
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    signature = [tf.TensorSpec(tensor.shape, tensor.dtype, name=f"input_{i}") for i, tensor in enumerate(model.inputs)]
-    function = tf.function(lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False),
-                           input_signature=signature)
+    function, signature = _traced(model)
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
     except Exception as err:  # noqa: BLE001 - any converter failure means: run on TensorFlow
