@@ -84,6 +84,18 @@ def test_a_damaged_cache_file_is_converted_again(model_folder, cache):
     assert cached.stat().st_size > 1000
 
 
+def test_a_cache_that_cannot_be_written_costs_only_the_conversion(model_folder, tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("FASHION_SEARCH_CACHE", str(blocked))
+    with caplog.at_level(logging.WARNING, logger=runtime.__name__):
+        embedder = _embedder(model_folder)
+        assert embedder.ready() == "onnx"
+    assert "could not cache the ONNX model" in caplog.text
+    expected = embedder.model.predict_on_batch(embedder.preprocess(PHOTOS.astype(np.float32)))
+    np.testing.assert_allclose(embedder.embed(PHOTOS), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_a_conversion_that_disagrees_with_keras_is_never_used(model_folder, cache, monkeypatch, caplog):
     real_session = runtime._session
 
@@ -156,7 +168,10 @@ def test_the_service_converts_the_model_at_start_and_says_which_runtime_runs_it(
     try:
         assert list(cache.glob("*.onnx"))  # converted before the first request
         with httpx.Client(base_url=url, timeout=30) as client:
-            assert client.get("/stats").json()["model_runtime"] == "onnx"
+            stats = client.get("/stats")
+            assert stats.json()["model_runtime"] == "onnx"
+            assert stats.json()["index"]["model"]["model"] == model_folder.name
+            assert str(tmp_path) not in stats.text and str(model_folder) not in stats.text  # no server paths
             upload = (tmp_path / "photos" / "images" / "p3.png").read_bytes()
             results = client.post("/search", files={"photo": ("q.png", upload)}, data={"k": "5"}).json()["results"]
     finally:

@@ -161,7 +161,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         engine = service.current()
         info = engine.index.info()
         info.pop("folder", None)
-        info.pop("milvus", None)  # where the index lives is the operator's business
+        info.pop("milvus", None)  # where the index lives is the operator's business, and so is
+        info["model"] = {**info["model"], "model": Path(str(info["model"].get("model"))).name}  # the model's folder
         return {"index": info, "requests": dict(service.counts), "model_calls": service.batcher.calls,
                 "model_runtime": service.runtime,
                 "uptime_s": round(time.time() - service.started, 1)}
