@@ -12,7 +12,10 @@ warm-up (median of ``--repeats``):
 - ``indexing``: what ``fashion-search index`` does per photo (read and decode the JPEG, frame
   it, describe its colours, the model's inputs, the model), photos prepared by worker threads
   while the model runs;
-- ``indexing, no overlap``: the same work one step after the other (``workers=0``), as before.
+- ``indexing, no overlap``: the same work one step after the other (``workers=0``), as before;
+- CPU milliseconds per photo (all threads) of the bare model, and of preparing photos alone
+  (``prepare_batch``: decode, frame, colour-describe, the model's inputs) in one thread: their
+  sum over the cores bounds what indexing can reach.
 
 Writes benchmarks/results/indexing_speed.{json,md}.
 """
@@ -21,16 +24,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from fashion_search.images import fit_to_square, read_photo
+from fashion_search.images import MAX_PIXELS, fit_to_square, read_photo
 from fashion_search.io import write_results
 from fashion_search.params import IndexParams
-from fashion_search.search.embedder import PREPARE_WORKERS, embed_photos, load_embedder
+from fashion_search.search.embedder import PREPARE_WORKERS, embed_photos, load_embedder, prepare_batch
 from throughput import DEFAULT_PHOTOS, ROOT, interleaved_rates
 
 BATCH = 32
@@ -49,10 +54,33 @@ def measure(model: str, runtime: str, paths: list[str], repeats: int) -> dict:
             "indexing": lambda: embed_photos(embedder, paths, BATCH),
             "indexing, no overlap": lambda: embed_photos(embedder, paths, BATCH, workers=0)}
     rates = interleaved_rates(runs, len(paths), repeats)
-    return {"model": model, "runtime": embedder.ready(), "recipe": embedder.identity["recipe"], "image_size": embedder.image_size,
-            "photos": len(paths), **{name: round(rate, 1) for name, rate in rates.items()},
+
+    def prepare() -> None:
+        for start in range(0, len(paths), BATCH):
+            prepare_batch(embedder, paths[start:start + BATCH], MAX_PIXELS)
+
+    model_cpu, prepare_cpu = (cpu_ms_per_photo(run, len(paths), repeats) for run in (bare, prepare))
+    return {"model": model, "runtime": embedder.ready(), "recipe": embedder.identity["recipe"],
+            "image_size": embedder.image_size, "photos": len(paths), **{name: round(rate, 1) for name, rate in rates.items()},
             "indexing_over_bare": round(rates["indexing"] / rates["bare model"], 3),
-            "no_overlap_over_bare": round(rates["indexing, no overlap"] / rates["bare model"], 3)}
+            "no_overlap_over_bare": round(rates["indexing, no overlap"] / rates["bare model"], 3),
+            "model_cpu_ms_per_photo": round(model_cpu, 1), "prepare_cpu_ms_per_photo": round(prepare_cpu, 1),
+            "cpu_bound_over_bare": round(cpu_bound(model_cpu, prepare_cpu) / rates["bare model"], 3)}
+
+
+def cpu_ms_per_photo(run, photos: int, repeats: int) -> float:
+    """Median CPU time (all threads of this process) per photo of ``run``."""
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        run()
+        times.append((time.process_time() - started) / photos * 1e3)
+    return statistics.median(times)
+
+
+def cpu_bound(model_ms: float, prepare_ms: float) -> float:
+    """Photos/s if every core were busy with the model's and the preparation's CPU time, and nothing else."""
+    return (os.cpu_count() or 1) * 1e3 / (model_ms + prepare_ms)
 
 
 def main() -> int:
@@ -73,11 +101,13 @@ def main() -> int:
              f"({Path(paths[0]).suffix} files), batches of {BATCH}, median photos/s of {args.repeats} timed runs, "
              f"the three alternated; indexing prepares photos in {PREPARE_WORKERS} threads beside the model.", "",
              "| model | recipe | size | runtime | bare model (photos/s) | indexing | indexing / bare | no overlap | "
-             "no overlap / bare |", "|---|---|---|---|---|---|---|---|---|"]
+             "no overlap / bare | CPU ms/photo: model | CPU ms/photo: preparing | CPU-bound ceiling / bare |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {Path(r['model']).name if '/' in r['model'] else r['model']} | {r['recipe']} | "
                      f"{r['image_size']} | {r['runtime']} | {r['bare model']} | {r['indexing']} | {r['indexing_over_bare']:.0%} | "
-                     f"{r['indexing, no overlap']} | {r['no_overlap_over_bare']:.0%} |")
+                     f"{r['indexing, no overlap']} | {r['no_overlap_over_bare']:.0%} | {r['model_cpu_ms_per_photo']} | "
+                     f"{r['prepare_cpu_ms_per_photo']} | {r['cpu_bound_over_bare']:.0%} |")
     write_results(args.out, {"machine": machine, "batch": BATCH, "results": results}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

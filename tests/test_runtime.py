@@ -73,12 +73,14 @@ def test_a_conversion_is_cached_by_the_model_s_content(model_folder, cache, tmp_
     np.testing.assert_allclose(other.embed(PHOTOS), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_a_damaged_cache_file_is_converted_again(model_folder, cache):
+def test_a_damaged_cache_file_is_converted_again(model_folder, cache, caplog):
     _embedder(model_folder).ready()
     (cached,) = cache.glob("*.onnx")
     cached.write_bytes(b"not a model")
     embedder = _embedder(model_folder)
-    assert embedder.ready() == "onnx"
+    with caplog.at_level(logging.WARNING, logger=runtime.__name__):
+        assert embedder.ready() == "onnx"
+    assert f"the cached {cached.name} cannot be read" in caplog.text
     expected = embedder.model.predict_on_batch(embedder.preprocess(PHOTOS.astype(np.float32)))
     np.testing.assert_allclose(embedder.embed(PHOTOS), expected, rtol=1e-4, atol=1e-5)
     assert cached.stat().st_size > 1000
@@ -137,6 +139,12 @@ def test_without_onnx_runtime_auto_falls_back_and_onnx_is_refused_in_one_line(mo
     assert main(["query", str(photos / "p1.png"), "--index", index, "--runtime", "onnx"]) == 2
     error = capsys.readouterr().err
     assert "onnxruntime is not installed" in error and "Traceback" not in error
+
+
+def test_where_the_os_cannot_say_which_cores_the_process_may_use_all_are_used(model_folder, cache, monkeypatch):
+    monkeypatch.delattr(runtime.os, "sched_getaffinity")  # as on macOS
+    assert runtime._cores() == runtime.os.cpu_count()
+    assert _embedder(model_folder).ready() == "onnx"
 
 
 def test_a_model_that_is_not_keras_runs_through_its_own_predict_on_batch():

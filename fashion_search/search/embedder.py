@@ -174,7 +174,7 @@ def load_item(image: np.ndarray | str, max_pixels: int = MAX_PIXELS) -> np.ndarr
 
 
 @dataclass
-class _Prepared:
+class PreparedBatch:
     """A batch of photos made ready for the model: its inputs, colours, and every photo's reason."""
 
     inputs: list[np.ndarray] | None
@@ -182,7 +182,7 @@ class _Prepared:
     reasons: list[str | None]
 
 
-def _prepare(embedder: Embedder, images: list, max_pixels: int) -> _Prepared:
+def prepare_batch(embedder: Embedder, images: list, max_pixels: int) -> PreparedBatch:
     """Decode, frame and colour-describe a batch of photos and compute the model's inputs."""
     squares, colours, reasons = [], [], []
     for image in images:
@@ -194,7 +194,7 @@ def _prepare(embedder: Embedder, images: list, max_pixels: int) -> _Prepared:
         squares.append(fit_to_square(pixels, embedder.image_size))
         colours.append(colour_descriptor(pixels))
         reasons.append(None)
-    return _Prepared(embedder.model_inputs(np.stack(squares)) if squares else None, colours, reasons)
+    return PreparedBatch(embedder.model_inputs(np.stack(squares)) if squares else None, colours, reasons)
 
 
 def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: Counter | None = None,
@@ -206,7 +206,7 @@ def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: Co
     vectors, colours, reasons = [], [], []
     batches = [images[start:start + batch_size] for start in range(0, len(images), batch_size)]
     with ThreadPoolExecutor(max(workers, 1), thread_name_prefix="prepare") as pool:
-        prepare = functools.partial(_prepare, embedder, max_pixels=max_pixels)
+        prepare = functools.partial(prepare_batch, embedder, max_pixels=max_pixels)
         ready = prefetched(pool, prepare, batches, ahead=workers + 1) if workers else map(prepare, batches)
         for prepared in ready:
             if prepared.inputs is not None:

@@ -1,10 +1,10 @@
 """How the search engine runs its Keras model: ONNX Runtime or TensorFlow.
 
 The model is always a Keras model; for serving and indexing it can be converted once to ONNX
-(tf2onnx) and run by ONNX Runtime, which runs the EfficientNet-Lite backbones about three
-times faster than TensorFlow on a laptop CPU. A conversion is used only after its output has
+(tf2onnx) and run by ONNX Runtime, which runs the EfficientNet-Lite models 2–3× as fast as
+TensorFlow on a 2-core CPU (``benchmarks/model_runtime.py``). A conversion is used only after its output has
 been checked against the Keras model's on probe inputs, and is cached by the model's content
-(architecture and weights), so later processes load it in a fraction of a second.
+(architecture and weights), so later processes skip the conversion.
 
 ``index.runtime``: ``auto`` (ONNX Runtime when it is installed and the check passes, else
 TensorFlow, saying why once), ``onnx`` (refuse to start without it) or ``tensorflow``.
@@ -46,11 +46,15 @@ def model_call(model: object, runtime: str, probe: list[np.ndarray]) -> tuple[Ca
     keras = sys.modules.get("keras")  # not imported: the model cannot be a Keras one
     if keras is None or not isinstance(model, keras.Model):
         return model.predict_on_batch, "predict_on_batch"
-    tensorflow_call = traced_call(model)
+    traced, signature = _traced(model)
+
+    def tensorflow_call(inputs) -> np.ndarray:
+        return traced(*_as_list(inputs)).numpy()
+
     if runtime == "tensorflow":
         return tensorflow_call, "tensorflow"
     try:
-        return onnx_call(model, tensorflow_call, probe), "onnx"
+        return onnx_call(model, (traced, signature), tensorflow_call, probe), "onnx"
     except RuntimeUnavailableError as err:
         if runtime == "onnx":
             raise
@@ -58,15 +62,10 @@ def model_call(model: object, runtime: str, probe: list[np.ndarray]) -> tuple[Ca
         return tensorflow_call, "tensorflow"
 
 
-def traced_call(model: object) -> Callable:
-    """A Keras model through one traced TensorFlow function (any batch size, no retracing;
-    several milliseconds a call less than ``predict_on_batch``)."""
-    call, _ = _traced(model)
-    return lambda inputs: call(*_as_list(inputs)).numpy()
-
-
 def _traced(model: object) -> tuple[Callable, list]:
-    """The model in inference mode as a ``tf.function`` of its inputs, and their signature."""
+    """The model in inference mode as one ``tf.function`` of its inputs (any batch size, no
+    retracing; faster than ``predict_on_batch``), and their signature: what TensorFlow runs,
+    and what tf2onnx converts."""
     import tensorflow as tf
 
     signature = [tf.TensorSpec(tensor.shape, tensor.dtype, name=f"input_{i}") for i, tensor in enumerate(model.inputs)]
@@ -75,9 +74,10 @@ def _traced(model: object) -> tuple[Callable, list]:
     return call, signature
 
 
-def onnx_call(model: object, tensorflow_call: Callable, probe: list[np.ndarray]) -> Callable:
-    """``model`` on ONNX Runtime: converted (or read from the cache) and checked against
-    ``tensorflow_call`` on ``probe`` when converted."""
+def onnx_call(model: object, traced: tuple[Callable, list], tensorflow_call: Callable,
+              probe: list[np.ndarray]) -> Callable:
+    """``model`` on ONNX Runtime: converted from its ``traced`` function (or read from the cache)
+    and checked against ``tensorflow_call`` on ``probe`` when converted."""
     try:
         import onnxruntime
         import tf2onnx
@@ -86,7 +86,7 @@ def onnx_call(model: object, tensorflow_call: Callable, probe: list[np.ndarray])
     path = cache_dir() / "onnx" / f"{model_key(model, tf2onnx.__version__)}.onnx"
     session = _cached_session(onnxruntime, path)
     if session is None:
-        converted = _convert(model, tf2onnx)
+        converted = _convert(traced, tf2onnx)
         try:
             session = _session(onnxruntime, converted)
         except Exception as err:  # noqa: BLE001 - an operator it lacks: run on TensorFlow
@@ -107,15 +107,18 @@ def model_key(model: object, converter_version: str) -> str:
 
 def _cached_session(onnxruntime, path: Path):
     """The session of a model converted earlier, or None (not converted yet, or unreadable)."""
+    if not path.is_file():
+        return None
     try:
         return _session(onnxruntime, path.read_bytes())
-    except Exception:  # noqa: BLE001 - missing or damaged: convert again
+    except Exception as err:  # noqa: BLE001 - damaged or truncated: convert again
+        log.warning("converting the model again: the cached %s cannot be read (%s)", path.name, err)
         return None
 
 
-def _convert(model: object, tf2onnx) -> bytes:
+def _convert(traced: tuple[Callable, list], tf2onnx) -> bytes:
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    function, signature = _traced(model)
+    function, signature = traced
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
     except Exception as err:  # noqa: BLE001 - any converter failure means: run on TensorFlow
@@ -125,7 +128,7 @@ def _convert(model: object, tf2onnx) -> bytes:
 
 def _session(onnxruntime, model_bytes: bytes):
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = _cores()
     options.log_severity_level = 3
     # no busy-waiting between calls: a server's request threads need those cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -148,6 +151,11 @@ def _save(path: Path, model_bytes: bytes) -> None:
             temporary.write_bytes(model_bytes)
     except OSError as err:  # a read-only home: convert again next time
         log.warning("could not cache the ONNX model in %s (%s)", path.parent, err)
+
+
+def _cores() -> int:
+    """The cores this process may use (all of the machine's where the OS cannot say, as on macOS)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _as_list(inputs) -> list:
