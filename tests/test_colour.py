@@ -42,7 +42,7 @@ def test_swatch_and_descriptor_distances_order_by_colour():
 
 
 def test_colour_histograms_are_unit_vectors_that_match_like_colours():
-    from fashion_search.search.colour import HISTOGRAM_DIM, colour_histogram
+    from fashion_search.search.colour_grid import HISTOGRAM_DIM, colour_histogram
 
     red, dark_red, blue = (colour_histogram(garment(c)) for c in [(200, 30, 30), (180, 25, 35), (30, 50, 180)])
     assert red.shape == (HISTOGRAM_DIM,) and np.linalg.norm(red) == pytest.approx(1.0, abs=1e-5)
@@ -50,13 +50,13 @@ def test_colour_histograms_are_unit_vectors_that_match_like_colours():
 
 
 def test_the_colour_grid_places_each_colour_where_it_is_worn():
-    from fashion_search.search.colour import HISTOGRAM_DIM, HISTOGRAM_GRID, colour_grid, colour_grids, srgb_to_lab
+    from fashion_search.search.colour_grid import HISTOGRAM_DIM, HISTOGRAM_GRID, colour_grid, colour_grids
 
     outfit = np.full((70, 70, 3), 255, np.uint8)
     outfit[5:35, 10:60] = (200, 30, 30)    # a red top
     outfit[35:65, 10:60] = (30, 50, 180)   # blue trousers below it
     grid = colour_grid(outfit, 2)
-    assert grid.shape == (2, 2, HISTOGRAM_DIM) and grid.sum() == pytest.approx(1.0, abs=1e-5)
+    assert grid.shape == (2, 2, HISTOGRAM_DIM) and grid.dtype == np.float32 and grid.sum() == pytest.approx(1.0, abs=1e-5)
     nearest = ((HISTOGRAM_GRID - srgb_to_lab(np.array([200, 30, 30]))) ** 2).sum(axis=1).argmin()
     top, bottom = grid[0].sum(axis=0), grid[1].sum(axis=0)
     assert top[nearest] > 0.1 > bottom[nearest]  # the red sits in the upper cells only
@@ -65,7 +65,7 @@ def test_the_colour_grid_places_each_colour_where_it_is_worn():
 
 
 def test_skin_is_left_out_of_the_histogram_unless_it_is_most_of_the_garment():
-    from fashion_search.search.colour import colour_histogram, skin_like
+    from fashion_search.search.colour_grid import colour_histogram, skin_like
 
     skin = (224, 172, 140)
     assert skin_like(srgb_to_lab(np.array([skin], np.float64))).all()
@@ -76,3 +76,45 @@ def test_skin_is_left_out_of_the_histogram_unless_it_is_most_of_the_garment():
     assert colour_histogram(worn) @ blue > 0.95  # only the blended edge of the arm remains
     beige_coat = colour_histogram(garment(skin))  # all "skin": kept, it is the garment's colour
     assert beige_coat @ colour_histogram(garment((30, 50, 180))) < 0.1
+
+
+def _odd_batch() -> list[np.ndarray]:
+    """Photos that differ in size, garment size and background, for batch tests: a white shirt with
+    an outline (its inside is garment only while no other photo's page joins it), a plain page, a
+    photo that is all garment, and a small red block on a grey page."""
+    shirt = garment((250, 250, 250))
+    shirt[10, 15:45] = shirt[49, 15:45] = shirt[10:50, 15] = shirt[10:50, 44] = (40, 40, 40)
+    rng = np.random.default_rng(3)
+    return [shirt, np.full((60, 60, 3), 255, np.uint8), rng.integers(0, 256, (90, 40, 3), dtype=np.uint8),
+            garment((200, 30, 30), background=(128, 128, 128), size=120), garment((30, 50, 180))]
+
+
+def test_a_batch_describes_each_photo_as_it_is_described_alone():
+    from fashion_search.search.colour import colour_descriptors
+    from fashion_search.search.colour_grid import colour_grid, colour_grids
+
+    photos = _odd_batch()
+    together = colour_descriptors(photos)
+    assert together.shape == (len(photos), 12) and together.dtype == np.float32
+    for photo, row in zip(photos, together):
+        assert np.array_equal(row, colour_descriptor(photo))
+    assert colour_names(together[0])[0] == "white"  # the plain page beside it did not swallow the shirt
+    grids = colour_grids(photos, 4)
+    for photo, grid in zip(photos, grids):
+        assert np.allclose(grid, colour_grid(photo, 4), atol=1e-7)
+        assert grid.sum() == pytest.approx(1.0, abs=1e-5)
+    assert colour_descriptors([]).shape == (0, 12)
+
+
+def test_histogram_shares_are_the_gaussian_of_each_pixels_distance_to_the_grid():
+    from fashion_search.search.colour_grid import _HISTOGRAM_SIGMA, HISTOGRAM_GRID, _soft_shares
+
+    points = np.array([[50.0, 10.0, -20.0], [95.0, -70.0, 75.0], [5.0, 0.0, 0.0], [63.2, 41.7, 12.9]])
+    gaps = ((points[:, None] - HISTOGRAM_GRID[None]) ** 2).sum(axis=2)
+    expected = np.exp(-(gaps - gaps.min(axis=1, keepdims=True)) / (2 * _HISTOGRAM_SIGMA ** 2))
+    assert np.allclose(_soft_shares(points), expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
+
+
+def test_lab_of_bytes_equals_lab_of_the_same_values_as_floats():
+    pixels = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    assert np.array_equal(srgb_to_lab(pixels), srgb_to_lab(pixels.astype(np.float64)))

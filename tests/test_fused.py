@@ -11,7 +11,8 @@ from fashion_search.params import BackboneParams, DataParams, FinetuneParams, In
 from fashion_search.pipeline.finetune import COLOUR_WEIGHTS_FILE, HISTORY_FILE, prepare_embedding_model
 from fashion_search.models.callbacks import gallery_map
 from fashion_search.pipeline.fused_training import COLOUR_WEIGHTS, colour_column_of
-from fashion_search.search.colour import ColourError, HISTOGRAM_DIM
+from fashion_search.search.colour import ColourError
+from fashion_search.search.colour_grid import HISTOGRAM_DIM
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.data.photo_folder import list_photo_folder
 

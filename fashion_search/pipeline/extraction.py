@@ -16,21 +16,22 @@ from fashion_search.io import resumable_chunks
 from fashion_search.models.fused import colour_cells_of, takes_colour
 from fashion_search.pipeline.input_pipeline import make_dataset
 from fashion_search.progress import progress_bar
-from fashion_search.search.colour import colour_grid
+from fashion_search.search.colour_grid import HISTOGRAM_DIM, colour_grids
 from fashion_search.search.embedder import load_item
 
 
 def catalogue_colour_grids(images: np.ndarray, size: int, cells: int,
-                           description: str | None = "colour grids") -> np.ndarray:
+                           description: str | None = "colour grids", batch_size: int = 64) -> np.ndarray:
     """The colour grid (``cells`` per side) of each catalogue image (pixels or photo paths), framed
     at ``size`` as the search engine frames it, so a vector here equals the engine's for the same
-    photo. Progress under ``description`` (None: none shown)."""
-    rows = []
+    photo. Computed ``batch_size`` images at a time; progress under ``description`` (None: none shown)."""
+    parts = []
     with progress_bar(len(images), description or "", unit="image", disable=description is None) as bar:
-        for image in images:
-            rows.append(colour_grid(fit_to_square(load_item(image), size), cells))
-            bar.update(1)
-    return np.stack(rows) if rows else np.zeros((0, cells, cells, 0), np.float32)
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            parts.append(colour_grids([fit_to_square(load_item(image), size) for image in batch], cells))
+            bar.update(len(batch))
+    return np.concatenate(parts) if parts else np.zeros((0, cells, cells, HISTOGRAM_DIM), np.float32)
 
 
 def extract_features(model: keras.Model, images: np.ndarray, size: int, preprocess: Callable, batch_size: int,

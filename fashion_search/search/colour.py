@@ -5,11 +5,9 @@ A descriptor holds the ``K`` dominant colours of the garment (background removed
 (ΔE) follows perceived colour difference, unlike RGB. The same descriptor serves as a filter
 ("red"), as a query by swatch, and as a re-ranking term beside visual similarity.
 
-A second form, the *colour histogram*, is a vector made for similarity search: the garment's
-pixels (background and skin left out) softly assigned to a grid of CIELAB colours, square-rooted
-so that the inner product of two histograms is their Bhattacharyya coefficient (1: the same
-colours in the same shares). Fused models put it beside the image embedding (see
-:mod:`fashion_search.models.fused`).
+Descriptors are computed a batch of photos at a time (:func:`colour_descriptors`): indexing
+describes every photo, and per-photo numpy calls would cost more than the arithmetic. The
+colour grids a fused model takes are in :mod:`fashion_search.search.colour_grid`.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from fashion_search.images import fit_to_square
 COLOURS = 3            # dominant colours kept per product
 DESCRIPTOR_DIM = COLOURS * 4
 NAME_MIN_SHARE = 0.25  # a colour covering at least this share of the garment names it
-_ANALYSIS_SIZE = 64
+ANALYSIS_SIZE = 64  # side of the square photos are analysed at
 _BACKGROUND_DELTA_E = 12.0
 _SAMPLE = 1500
 
@@ -35,14 +33,25 @@ PALETTE_HEX = {
 EXTRA_SHADES = {"blue": ("#2a3fc8",)}
 
 
+_RGB_MATRIX = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def _linear(c: np.ndarray) -> np.ndarray:
+    """The sRGB curve undone: values in 0..1 → linear light."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+_LINEAR_OF_BYTE = _linear(np.arange(256) / 255.0)  # the same values, looked up for uint8 pixels
+
+
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB values in 0..255 (any shape ``(..., 3)``) → CIELAB (D65 white)."""
-    c = np.asarray(rgb, np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    matrix = np.array([[0.4124564, 0.3575761, 0.1804375],
-                       [0.2126729, 0.7151522, 0.0721750],
-                       [0.0193339, 0.1191920, 0.9503041]])
-    xyz = linear @ matrix.T / np.array([0.95047, 1.0, 1.08883])
+    rgb = np.asarray(rgb)
+    linear = _LINEAR_OF_BYTE[rgb] if rgb.dtype == np.uint8 else _linear(np.asarray(rgb, np.float64) / 255.0)
+    xyz = linear @ _RGB_MATRIX.T / _WHITE
     f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
 
@@ -73,117 +82,92 @@ def swatch_lab(text: str) -> np.ndarray:
     return srgb_to_lab(hex_to_rgb(key))
 
 
-def _background(lab: np.ndarray) -> np.ndarray:
-    """Which pixels of a square CIELAB image are background: the region of pixels near the median
-    border colour that touches the photo's edge, so a white shirt on a white page keeps its inside.
-    None when too little would remain (the whole photo is then the garment)."""
+def backgrounds(lab: np.ndarray) -> np.ndarray:
+    """Which pixels of square CIELAB images ``(B, S, S, 3)`` are background, ``(B, S, S)``: in each,
+    the region of pixels near the median border colour that touches the photo's edge, so a white
+    shirt on a white page keeps its inside. None of a photo where too little would remain (the
+    whole photo is then the garment)."""
     from scipy import ndimage
 
-    border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
-    near = np.linalg.norm(lab - np.median(border, axis=0), axis=2) <= _BACKGROUND_DELTA_E
-    regions, _ = ndimage.label(near)
-    edge = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+    border = np.concatenate([lab[:, 0], lab[:, -1], lab[:, :, 0], lab[:, :, -1]], axis=1)
+    near = np.linalg.norm(lab - np.median(border, axis=1)[:, None, None], axis=3) <= _BACKGROUND_DELTA_E
+    in_one_photo = np.zeros((3, 3, 3), bool)
+    in_one_photo[1] = ndimage.generate_binary_structure(2, 1)  # regions never join two photos
+    regions, _ = ndimage.label(near, in_one_photo)
+    edge = np.unique(np.concatenate([regions[:, 0], regions[:, -1], regions[:, :, 0], regions[:, :, -1]], axis=1))
     background = np.isin(regions, edge[edge > 0])
-    return background if (~background).sum() >= 0.03 * near.size else np.zeros_like(near)
+    enough_left = (~background).sum(axis=(1, 2)) >= 0.03 * near[0].size
+    return background & enough_left[:, None, None]
 
 
-def foreground_lab(pixels: np.ndarray) -> np.ndarray:
-    """CIELAB values of the garment's pixels: all but the background (:func:`_background`)."""
-    lab = srgb_to_lab(fit_to_square(pixels, _ANALYSIS_SIZE)).reshape(_ANALYSIS_SIZE, _ANALYSIS_SIZE, 3)
-    return lab[~_background(lab)]
-
-
-_GRID_STEP = 20.0
-# CIELAB grid of the histogram: L 10..90, a and b -60..60, step 20 (the bins of 245 colours).
-HISTOGRAM_GRID = np.array([(lightness, a, b) for lightness in np.arange(10.0, 100.0, _GRID_STEP)
-                           for a in np.arange(-60.0, 80.0, _GRID_STEP) for b in np.arange(-60.0, 80.0, _GRID_STEP)])
-HISTOGRAM_DIM = len(HISTOGRAM_GRID)
-_HISTOGRAM_SIGMA = 8.0   # ΔE over which a pixel's weight spreads to neighbouring bins
-_SKIN_MAX_SHARE = 0.6    # skin-like pixels are dropped unless they are most of the garment (a beige coat)
-
-
-def skin_like(lab: np.ndarray) -> np.ndarray:
-    """Whether each CIELAB value lies in the range of human skin tones (light to dark)."""
-    lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
-    return (lightness > 35) & (lightness < 85) & (a > 6) & (a < 25) & (b > 10) & (b < 32) & (b > 0.8 * a)
-
-
-_GRID_32 = HISTOGRAM_GRID.astype(np.float32)
-
-
-def _soft_shares(points: np.ndarray) -> np.ndarray:
-    """Each CIELAB point's weights over :data:`HISTOGRAM_GRID` (rows sum to 1), spread over ΔE ≈ σ."""
-    points = points.astype(np.float32)
-    gaps = (points ** 2).sum(axis=1, keepdims=True) - 2 * points @ _GRID_32.T + (_GRID_32 ** 2).sum(axis=1)
-    weights = np.exp((gaps - gaps.min(axis=1, keepdims=True)) * np.float32(-0.5 / _HISTOGRAM_SIGMA ** 2))
-    return weights / weights.sum(axis=1, keepdims=True)
-
-
-def colour_grid(pixels: np.ndarray, cells: int) -> np.ndarray:
-    """The garment's colours region by region, ``(cells, cells, HISTOGRAM_DIM)`` float32: the photo
-    (framed square) cut into ``cells`` × ``cells`` squares, each holding the share of the garment's
-    pixels (background and skin left out) that lie in it near each colour of :data:`HISTOGRAM_GRID`.
-    The shares sum to 1 over the whole grid; a fused model weighs the cells by what it sees there."""
-    side = cells * max(1, -(-_ANALYSIS_SIZE // cells))
-    lab = srgb_to_lab(fit_to_square(pixels, side)).reshape(side, side, 3)
-    garment = ~_background(lab)
-    skin = skin_like(lab.reshape(-1, 3)).reshape(side, side) & garment
-    if skin.sum() < _SKIN_MAX_SHARE * garment.sum():
-        garment &= ~skin
-    if not garment.any():
-        garment[:] = True
-    rows, columns = np.nonzero(garment)
-    step = side // cells
-    in_cell = np.zeros((cells * cells, len(rows)), np.float32)
-    in_cell[(rows // step) * cells + columns // step, np.arange(len(rows))] = 1.0
-    return (in_cell @ _soft_shares(lab[rows, columns]) / len(rows)).reshape(cells, cells, -1)
-
-
-def colour_histogram(pixels: np.ndarray) -> np.ndarray:
-    """The garment's colours as a unit vector ``(HISTOGRAM_DIM,)`` float32: the square root of the
-    share of its pixels near each colour of :data:`HISTOGRAM_GRID` (:func:`colour_grid` as one cell)."""
-    return np.sqrt(colour_grid(pixels, 1)[0, 0])
-
-
-def colour_grids(images: list | np.ndarray, cells: int) -> np.ndarray:
-    """:func:`colour_grid` of each RGB image, stacked ``(n, cells, cells, HISTOGRAM_DIM)``."""
-    if not len(images):
-        return np.zeros((0, cells, cells, HISTOGRAM_DIM), np.float32)
-    return np.stack([colour_grid(image, cells) for image in images])
+def analysis_lab(images: list | np.ndarray, side: int) -> np.ndarray:
+    """RGB images framed as ``side``-pixel squares, in CIELAB ``(B, side, side, 3)``."""
+    return srgb_to_lab(np.stack([fit_to_square(image, side) for image in images]))
 
 
 def _square_gaps(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Squared distances ``(n, k)`` of each point to each centre."""
-    return ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    """Squared distances ``(B, k, n)`` of each photo's points, as planes ``(B, 3, n)``, to its
+    centres ``(B, k, 3)``."""
+    gaps = (points[:, None, 0] - centres[:, :, 0, None]) ** 2
+    for axis in (1, 2):
+        gaps += (points[:, None, axis] - centres[:, :, axis, None]) ** 2
+    return gaps
 
 
-def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic k-means (farthest-point start), stopped early once no point changes its
-    centre (nothing would move after that); returns centres and their shares."""
-    centres = [points[np.argmin(((points - points.mean(0)) ** 2).sum(axis=1))]]
+def _samples(lab: np.ndarray, garment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Up to :data:`_SAMPLE` garment pixels of each photo, evenly spread in reading order, padded
+    to one length: points as planes ``(B, 3, n)`` and which of them are real ``(B, n)``."""
+    chosen = []
+    for photo_lab, photo_garment in zip(lab, garment):
+        points = photo_lab[photo_garment]
+        chosen.append(points[np.linspace(0, len(points) - 1, _SAMPLE).astype(int)] if len(points) > _SAMPLE else points)
+    length = max(len(points) for points in chosen)
+    planes, real = np.zeros((len(chosen), 3, length)), np.zeros((len(chosen), length), bool)
+    for row, points in enumerate(chosen):
+        planes[row, :, :len(points)], real[row, :len(points)] = points.T, True
+    return planes, real
+
+
+def _kmeans(points: np.ndarray, real: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic k-means (farthest-point start) of each photo's real points (planes
+    ``(B, 3, n)``), all photos at once, stopped once no point changes its centre (a photo whose
+    points stay put is unchanged by further rounds); returns centres ``(B, k, 3)`` and their
+    shares ``(B, k)``."""
+    photos, weights = np.arange(len(points)), real.astype(np.float64)
+    mean = (points * weights[:, None]).sum(axis=2) / weights.sum(axis=1, keepdims=True)
+    first = np.where(real, ((points - mean[..., None]) ** 2).sum(axis=1), np.inf).argmin(axis=1)
+    centres = points[photos, :, first][:, None]
     for _ in range(1, k):
-        centres.append(points[np.argmax(_square_gaps(points, np.array(centres)).min(axis=1))])
-    centres = np.array(centres)
+        farthest = np.where(real, _square_gaps(points, centres).min(axis=1), -np.inf).argmax(axis=1)
+        centres = np.concatenate([centres, points[photos, :, farthest][:, None]], axis=1)
     assign = _square_gaps(points, centres).argmin(axis=1)
     for _ in range(iterations):
-        counts = np.bincount(assign, minlength=k)
-        sums = np.stack([np.bincount(assign, points[:, d], minlength=k) for d in range(points.shape[1])], axis=1)
-        centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
+        members = (assign[:, None] == np.arange(k)[:, None]) * weights[:, None]
+        counts = members.sum(axis=2)
+        sums = np.einsum("bkn,bdn->bkd", members, points)  # not matmul: BLAS threads would spin beside the model
+        centres = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], centres)
         previous, assign = assign, _square_gaps(points, centres).argmin(axis=1)
-        if np.array_equal(previous, assign):
+        if np.array_equal(previous[real], assign[real]):
             break
-    return centres, np.bincount(assign, minlength=k) / len(points)
+    members = (assign[:, None] == np.arange(k)[:, None]) * weights[:, None]
+    return centres, members.sum(axis=2) / weights.sum(axis=1, keepdims=True)
+
+
+def colour_descriptors(images: list | np.ndarray) -> np.ndarray:
+    """The dominant foreground colours of each RGB photo, ``(n, COLOURS * 4)`` float32: rows of
+    ``(L, a, b, share)``, largest share first (shares sum to 1)."""
+    if not len(images):
+        return np.zeros((0, DESCRIPTOR_DIM), np.float32)
+    lab = analysis_lab(images, ANALYSIS_SIZE)
+    centres, shares = _kmeans(*_samples(lab, ~backgrounds(lab)), COLOURS)
+    order = np.argsort(-shares, axis=1, kind="stable")
+    rows = np.take_along_axis(np.concatenate([centres, shares[..., None]], axis=2), order[..., None], axis=1)
+    return rows.astype(np.float32).reshape(len(images), DESCRIPTOR_DIM)
 
 
 def colour_descriptor(pixels: np.ndarray) -> np.ndarray:
-    """The dominant foreground colours of an RGB photo, ``(COLOURS * 4,)`` float32: rows of
-    ``(L, a, b, share)``, largest share first (shares sum to 1)."""
-    points = foreground_lab(pixels)
-    if len(points) > _SAMPLE:
-        points = points[np.linspace(0, len(points) - 1, _SAMPLE).astype(int)]
-    centres, shares = _kmeans(points, COLOURS)
-    order = np.argsort(-shares, kind="stable")
-    return np.hstack([centres[order], shares[order, None]]).astype(np.float32).ravel()
+    """:func:`colour_descriptors` of one photo, ``(COLOURS * 4,)``."""
+    return colour_descriptors([pixels])[0]
 
 
 def _rows(descriptors: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ from fashion_search.models.registry import BACKBONES, get_spec
 from fashion_search.params import IndexParams
 from fashion_search.progress import Counter, progress_bar
 from fashion_search.search.batching import ModelBatcher, prefetched
-from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptor, colour_grids
+from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptors
+from fashion_search.search.colour_grid import colour_grids
 from fashion_search.search.runtime import model_call
 
 RANDOM_WEIGHTS_SEED = 0
@@ -184,17 +185,17 @@ class PreparedBatch:
 
 def prepare_batch(embedder: Embedder, images: list, max_pixels: int) -> PreparedBatch:
     """Decode, frame and colour-describe a batch of photos and compute the model's inputs."""
-    squares, colours, reasons = [], [], []
+    photos, reasons = [], []
     for image in images:
         try:
-            pixels = load_item(image, max_pixels)
+            photos.append(load_item(image, max_pixels))
+            reasons.append(None)
         except UnusableImageError as err:
             reasons.append(str(err))
-            continue
-        squares.append(fit_to_square(pixels, embedder.image_size))
-        colours.append(colour_descriptor(pixels))
-        reasons.append(None)
-    return PreparedBatch(embedder.model_inputs(np.stack(squares)) if squares else None, colours, reasons)
+    if not photos:
+        return PreparedBatch(None, [], reasons)
+    squares = np.stack([fit_to_square(pixels, embedder.image_size) for pixels in photos])
+    return PreparedBatch(embedder.model_inputs(squares), list(colour_descriptors(photos)), reasons)
 
 
 def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: Counter | None = None,
