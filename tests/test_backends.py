@@ -1,8 +1,13 @@
-"""The same command-line session against each index backend: faiss, and Milvus (Milvus Lite, in-process)."""
+"""The same command-line session against each index backend: faiss, and Milvus (Milvus Lite, in-process).
+
+With ``FASHION_SEARCH_TEST_MILVUS_URI=http://host:19530`` the backend sessions also run against
+that Milvus server (their collections are dropped afterwards).
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 
 import numpy as np
@@ -13,6 +18,23 @@ from fashion_search.params import IndexParams
 from fashion_search.search.store import open_index
 
 TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
+SERVER = os.environ.get("FASHION_SEARCH_TEST_MILVUS_URI")
+BACKENDS = ["faiss", "milvus", *(["milvus server"] if SERVER else [])]
+
+
+@pytest.fixture
+def backend_options(request, tmp_path):
+    """The ``index`` options of a backend: faiss, Milvus Lite, or the Milvus server of the environment."""
+    backend = request.param
+    yield ["--backend", "milvus", "--uri", SERVER] if backend == "milvus server" else ["--backend", backend]
+    if backend == "milvus server":
+        from fashion_search.search.milvus_index import collection_name, connect
+
+        client = connect(SERVER)
+        prefix = collection_name(tmp_path / "index", 0).rsplit("_", 1)[0]
+        for name in client.list_collections():
+            if name.startswith(prefix):
+                client.drop_collection(name)
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -37,10 +59,10 @@ def exact_neighbours(folder, product: str, k: int) -> list[str]:
     return [ids[r] for r in order[:k]]
 
 
-@pytest.mark.parametrize("backend", ["faiss", "milvus"])
-def test_the_same_session_on_each_backend(backend, photo_folder, capsys, tmp_path):
-    folder = str(tmp_path / "index")
-    assert run(capsys, "index", str(photo_folder), "--index", folder, *TINY, "--backend", backend)[0] == 0
+@pytest.mark.parametrize("backend_options", BACKENDS, indirect=True)
+def test_the_same_session_on_each_backend(backend_options, photo_folder, capsys, tmp_path):
+    folder, backend = str(tmp_path / "index"), backend_options[1]
+    assert run(capsys, "index", str(photo_folder), "--index", folder, *TINY, *backend_options)[0] == 0
     info = json.loads(run(capsys, "info", "--index", folder, "--json")[1])
     assert info["products"] == 25 and info["backend"] == backend
     assert info["kind"] == ("flat" if backend == "faiss" else "milvus") and (info["milvus"] is None) == (backend == "faiss")
@@ -77,10 +99,11 @@ def test_the_same_session_on_each_backend(backend, photo_folder, capsys, tmp_pat
         [r["id"] for r in after]
 
 
-@pytest.mark.parametrize("backend", ["faiss", "milvus"])
-def test_number_ranges_and_products_with_several_photos_on_each_backend(backend, farfetch_folder, capsys, tmp_path):
+@pytest.mark.parametrize("backend_options", BACKENDS, indirect=True)
+def test_number_ranges_and_products_with_several_photos_on_each_backend(backend_options, farfetch_folder, capsys,
+                                                                         tmp_path):
     folder = str(tmp_path / "index")
-    assert run(capsys, "index", str(farfetch_folder), "--index", folder, *TINY, "--backend", backend)[0] == 0
+    assert run(capsys, "index", str(farfetch_folder), "--index", folder, *TINY, *backend_options)[0] == 0
     cheap = results(capsys, "query", "--like", "1003", "--index", folder, "--filter", "price=..1000",
                     "--top-k", "10")
     assert cheap and all(r["price"] <= 1000 for r in cheap) and {r["product_id"] for r in cheap} == {"1002", "1004"}
@@ -94,6 +117,46 @@ def test_a_model_mismatch_is_refused_by_the_milvus_backend_too(photo_folder, cap
     code, _, err = run(capsys, "query", str(photo_folder / "images" / "100.jpg"), "--index", folder,
                        "--model", "efficientnet_lite0")
     assert code == 2 and "was built with efficientnet_lite0" in err
+
+
+def test_a_collection_keeping_colour_names_as_a_bare_list_is_still_filtered_by_colour(photo_folder, capsys, tmp_path):
+    """Collections written before colour names moved into a JSON object (Milvus 2.3 refuses a bare list)."""
+    from pymilvus import DataType
+
+    from fashion_search.search.milvus_index import IDENTITY_PROPERTY, connect
+
+    folder = tmp_path / "index"
+    assert run(capsys, "index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus")[0] == 0
+    blue = {r["id"] for r in results(capsys, "query", "--like", "100", "--index", str(folder), "--filter",
+                                     "colour=blue", "--top-k", "30")}
+    where = json.loads((folder / "manifest.json").read_text())["milvus"]
+    client = connect(where["uri"])
+    name, described = where["collection"], client.describe_collection(where["collection"])
+    rows = client.query(name, filter="row >= 0", output_fields=["row", "vector", "meta", "numbers", "colours"])
+    client.drop_collection(name)
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("row", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=len(rows[0]["vector"]))
+    for field in ("meta", "numbers", "colour_names"):
+        schema.add_field(field, DataType.JSON)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
+    client.create_collection(name, schema=schema, index_params=index)
+    client.alter_collection_properties(name, properties={IDENTITY_PROPERTY: described["properties"][IDENTITY_PROPERTY]})
+    client.insert(name, [{"row": r["row"], "vector": r["vector"], "meta": r["meta"], "numbers": r["numbers"],
+                          "colour_names": r["colours"]["names"]} for r in rows])
+    client.flush(name)
+    client.close()
+
+    assert blue and {r["id"] for r in results(capsys, "query", "--like", "100", "--index", str(folder), "--filter",
+                                              "colour=blue", "--top-k", "30")} == blue
+    new = tmp_path / "new"
+    new.mkdir()
+    shutil.copy(photo_folder / "images" / f"{sorted(blue)[0]}.jpg", new / "900.jpg")
+    assert run(capsys, "add", str(new / "900.jpg"), "--index", str(folder))[0] == 0
+    again = {r["id"] for r in results(capsys, "query", "--like", "100", "--index", str(folder), "--filter",
+                                      "colour=blue", "--top-k", "30")}
+    assert again == blue | {"900"}
 
 
 def test_the_http_service_serves_a_milvus_index(photo_folder, tmp_path):

@@ -38,6 +38,10 @@ LITE_FILE = "milvus.db"
 INSERT_BATCH = 2_000
 NOTHING = "row < 0"  # an expression no row passes
 IDENTITY_PROPERTY = "fashion_search.model"  # the collection property naming the model of its vectors
+# Colour names are kept as a JSON object, {"names": [...]}: Milvus 2.3 servers refuse a bare list in
+# a JSON field. Collections written before kept the bare list in "colour_names"; they are read as they are.
+COLOURS_FIELD, COLOUR_NAMES = "colours", "colours['names']"
+_BARE_LIST_FIELD = "colour_names"
 
 
 def default_uri(folder: Path) -> str:
@@ -113,13 +117,14 @@ def _literal(text: str) -> str | None:
     return json.dumps(text, ensure_ascii=False)  # quotes and backslashes escaped: a value stays a value
 
 
-def filter_expression(filters: list[Filter]) -> list[str]:
-    """Milvus filter expressions for parsed filters (see :mod:`.filters` for their meaning)."""
+def filter_expression(filters: list[Filter], colour_names: str = COLOUR_NAMES) -> list[str]:
+    """Milvus filter expressions for parsed filters (see :mod:`.filters` for their meaning);
+    ``colour_names`` is where a row's colour names are."""
     parts = []
     for f in filters:
         key = _literal(f.key)
         if f.key == COLOUR_KEY:
-            parts.append(f"json_contains_any(colour_names, {json.dumps(list(f.values))})")  # palette names only
+            parts.append(f"json_contains_any({colour_names}, {json.dumps(list(f.values))})")  # palette names only
         elif f.values:
             values = [_literal(v.lower()) for v in f.values]
             terms = [f"meta[{key}] == {v}" for v in values if v is not None and key is not None]
@@ -154,8 +159,10 @@ class MilvusVectors:
 
     filters_in_store = True
 
-    def __init__(self, client, name: str, vectors: np.ndarray, metric: str, settings: IndexParams):
+    def __init__(self, client, name: str, vectors: np.ndarray, metric: str, settings: IndexParams,
+                 colour_names: str = COLOUR_NAMES):
         self.client, self.name, self.vectors, self.metric, self.settings = client, name, vectors, metric, settings
+        self.colour_names = colour_names
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -172,7 +179,7 @@ class MilvusVectors:
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("row", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
-        for field in ("meta", "numbers", "colour_names"):
+        for field in ("meta", "numbers", COLOURS_FIELD):
             schema.add_field(field, DataType.JSON)
         index = client.prepare_index_params()
         params = {"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction} if kind == "hnsw" else {}
@@ -193,12 +200,14 @@ class MilvusVectors:
         if not client.has_collection(name):
             raise ProductIndexError(f"Milvus at {uri} has no collection {name}: was the index built against another "
                                     "Milvus? Point index.uri at it, or rebuild the index")
-        stored = json.loads(client.describe_collection(name).get("properties", {}).get(IDENTITY_PROPERTY) or "{}")
+        described = client.describe_collection(name)
+        stored = json.loads(described.get("properties", {}).get(IDENTITY_PROPERTY) or "{}")
         differ = [k for k in IDENTITY_KEYS if stored.get(k) != identity.get(k)]
         if differ:
             raise ProductIndexError(f"the Milvus collection {name} at {uri} holds vectors of another model "
                                     f"({', '.join(differ)} differ from the index's manifest); rebuild the index")
-        return cls(client, name, vectors, metric, settings)
+        bare_list = _BARE_LIST_FIELD in {field["name"] for field in described.get("fields", [])}
+        return cls(client, name, vectors, metric, settings, _BARE_LIST_FIELD if bare_list else COLOUR_NAMES)
 
     def write(self, first_row: int, vectors: np.ndarray, products: pd.DataFrame) -> None:
         """Write rows ``first_row``… with their vectors and the filter values of ``products``, in
@@ -210,8 +219,12 @@ class MilvusVectors:
                 stop = min(start + INSERT_BATCH, len(vectors))
                 self.client.insert(self.name, [
                     {"row": first_row + i, "vector": vectors[i].tolist(), "meta": meta[i], "numbers": numbers[i],
-                     "colour_names": names[i]} for i in range(start, stop)])
+                     **self._colour_cell(names[i])} for i in range(start, stop)])
             self.client.flush(self.name)
+
+    def _colour_cell(self, names: list[str]) -> dict:
+        """A row's colour names as this collection keeps them."""
+        return {_BARE_LIST_FIELD: names} if self.colour_names == _BARE_LIST_FIELD else {COLOURS_FIELD: {"names": names}}
 
     def remove(self, rows: np.ndarray) -> None:
         """Take rows out of the collection (removed or replaced products)."""
@@ -223,7 +236,7 @@ class MilvusVectors:
                filters: list[Filter] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest rows to ``query`` that pass ``filters``, other than ``exclude``,
         nearest first, as ``(rows, distances)`` (distances as faiss gives them, see :func:`to_distance`)."""
-        parts = [f"row < {len(self)}", *filter_expression(filters or [])]
+        parts = [f"row < {len(self)}", *filter_expression(filters or [], self.colour_names)]
         if exclude is not None and len(exclude):
             parts.append(f"row not in {[int(r) for r in exclude]}")
         if k <= 0:
