@@ -4,7 +4,9 @@ Every photo that reaches a model (notebook training and extraction, the engine's
 and queries, uploads) is read by :func:`read_photo` / :func:`decode_photo` and framed by
 :func:`fit_to_square`, so the same photo always gives the same pixels.
 
-Reading is robust: any common format in, an RGB uint8 array out, or a reason. Odd but valid
+Reading is robust: any common format in, an RGB uint8 array out, or a reason. Large JPEGs
+come out reduced by libjpeg while decoding (:data:`DECODE_SIDE`), which costs a fraction of a
+full decode. Odd but valid
 files are converted rather than refused: CMYK and 16-bit images are mapped to 8-bit RGB,
 palette and transparent images are composited onto white (product cut-outs have a white page
 behind them). Files that cannot be used raise :class:`UnusableImageError`, whose
@@ -23,6 +25,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 60_000_000  # a 60-megapixel product photo is already absurd; larger is refused
+# A large JPEG is decoded at the smallest of libjpeg's scales (1/2, 1/4, 1/8) that keeps at least
+# this many pixels on its longer side: every use needs fewer (models take at most 299 px, the colour
+# analysis 64), and decoding a 3-megapixel photo in full costs more CPU than the model embedding it.
+DECODE_SIDE = 640
 
 
 class UnusableImageError(ValueError):
@@ -88,6 +94,9 @@ def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.n
                 width, height = image.size
                 if width * height > max_pixels:
                     raise UnusableImageError(f"too large ({width}×{height} pixels; the limit is {max_pixels:,})")
+                longer = max(width, height)
+                image.draft(image.mode, (max(1, width * DECODE_SIDE // longer),  # JPEG only
+                                         max(1, height * DECODE_SIDE // longer)))
                 image.load()  # decodes everything: truncated files fail here
                 rgb = _to_rgb(ImageOps.exif_transpose(image))
     except UnusableImageError:

@@ -64,3 +64,45 @@ def test_an_unreadable_upload_is_explained_without_python_internals(data):
         decode_photo(data)
     message = str(caught.value)
     assert message.startswith("not a readable image (") and " at 0x" not in message and "<_io" not in message
+
+
+def _product_photo(width: int, height: int) -> Image.Image:
+    """A large, detailed photo: a patterned garment on a white page."""
+    rng = np.random.default_rng(1)
+    pixels = np.full((height, width, 3), 255, np.uint8)
+    stripes = (np.arange(width)[None, :] // 7 + np.arange(height)[:, None] // 11) % 2
+    garment = np.where(stripes[..., None] == 1, [180, 30, 40], [30, 60, 150]).astype(np.uint8)
+    pixels[height // 8:-height // 8, width // 5:-width // 5] = garment[height // 8:-height // 8, width // 5:-width // 5]
+    noisy = pixels.astype(int) + rng.integers(-12, 13, pixels.shape)
+    return Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
+
+
+def test_a_large_jpeg_is_decoded_reduced_and_frames_as_in_full(tmp_path):
+    from fashion_search.images import DECODE_SIDE
+
+    photo = _product_photo(1500, 2000)
+    photo.save(tmp_path / "big.jpg", quality=92)
+    photo.save(tmp_path / "big.png")
+    reduced = read_photo(tmp_path / "big.jpg")
+    assert reduced.shape == (1000, 750, 3) and max(reduced.shape) >= DECODE_SIDE  # libjpeg's 1/2 scale
+    assert read_photo(tmp_path / "big.png").shape == (2000, 1500, 3)  # other formats: in full
+    with Image.open(tmp_path / "big.jpg") as image:
+        full = np.asarray(image.convert("RGB"))
+    for size in (224, 299, 64):
+        gap = np.abs(fit_to_square(reduced, size).astype(int) - fit_to_square(full, size))
+        assert gap.mean() < 0.75 and np.percentile(gap, 99) <= 4, size  # what a model or the colours see
+    small = _product_photo(600, 800)  # no scale keeps DECODE_SIDE pixels: decoded in full
+    small.save(tmp_path / "small.jpg")
+    assert read_photo(tmp_path / "small.jpg").shape == (800, 600, 3)
+    Image.new("RGB", (3000, 2), (200, 30, 30)).save(tmp_path / "thin.jpg")  # a side rounds to 0 pixels requested
+    assert read_photo(tmp_path / "thin.jpg").shape[0] >= 1
+
+
+def test_a_large_jpeg_keeps_its_exif_rotation_and_a_cut_one_is_still_refused(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: rotate 90° to view
+    _product_photo(2000, 1500).save(tmp_path / "turned.jpg", exif=exif)
+    assert read_photo(tmp_path / "turned.jpg").shape == (1000, 750, 3)
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "turned.jpg").read_bytes()[:20_000])
+    with pytest.raises(UnusableImageError, match="not a readable image"):
+        read_photo(tmp_path / "cut.jpg")
