@@ -20,9 +20,9 @@ warm-up (median of ``--repeats``):
 
 ``--side N`` enlarges the photos to N pixels on their longer side first (bicubic, saved as JPEG
 of quality 90 in a temporary folder), as a shop's photos usually are larger than the dev set's
-300 px; results then go to ``indexing_speed_<N>px``.
+300 px.
 
-Writes benchmarks/results/indexing_speed.{json,md}.
+Writes benchmarks/results/indexing_speed.{json,md} (``indexing_speed_<N>px`` with ``--side N``).
 """
 from __future__ import annotations
 

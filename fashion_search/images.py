@@ -4,12 +4,11 @@ Every photo that reaches a model (notebook training and extraction, the engine's
 and queries, uploads) is read by :func:`read_photo` / :func:`decode_photo` and framed by
 :func:`fit_to_square`, so the same photo always gives the same pixels.
 
-Reading is robust: any common format in, an RGB uint8 array out, or a reason. Large JPEGs
-come out reduced by libjpeg while decoding (:data:`DECODE_SIDE`), which costs a fraction of a
-full decode. Odd but valid
+Reading is robust: any common format in, an RGB uint8 array out, or a reason. Odd but valid
 files are converted rather than refused: CMYK and 16-bit images are mapped to 8-bit RGB,
 palette and transparent images are composited onto white (product cut-outs have a white page
-behind them). Files that cannot be used raise :class:`UnusableImageError`, whose
+behind them). Large JPEGs come out reduced by libjpeg while decoding (:data:`DECODE_SIDE`),
+which costs a fraction of a full decode. Files that cannot be used raise :class:`UnusableImageError`, whose
 message is the reason a catalogue report lists.
 """
 from __future__ import annotations

@@ -128,13 +128,18 @@ def _samples(lab: np.ndarray, garment: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return planes, real
 
 
+def _members(assign: np.ndarray, real: np.ndarray, k: int) -> np.ndarray:
+    """Which real point ``(B, n)`` belongs to which of ``k`` centres, as weights ``(B, k, n)``."""
+    return ((assign[:, None] == np.arange(k)[:, None]) & real[:, None]).astype(np.float64)
+
+
 def _kmeans(points: np.ndarray, real: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic k-means (farthest-point start) of each photo's real points (planes
     ``(B, 3, n)``), all photos at once, stopped once no point changes its centre (a photo whose
     points stay put is unchanged by further rounds); returns centres ``(B, k, 3)`` and their
     shares ``(B, k)``."""
-    photos, weights = np.arange(len(points)), real.astype(np.float64)
-    mean = (points * weights[:, None]).sum(axis=2) / weights.sum(axis=1, keepdims=True)
+    photos, count = np.arange(len(points)), real.sum(axis=1, keepdims=True)
+    mean = (points * real[:, None]).sum(axis=2) / count
     first = np.where(real, ((points - mean[..., None]) ** 2).sum(axis=1), np.inf).argmin(axis=1)
     centres = points[photos, :, first][:, None]
     for _ in range(1, k):
@@ -142,15 +147,14 @@ def _kmeans(points: np.ndarray, real: np.ndarray, k: int, iterations: int = 10) 
         centres = np.concatenate([centres, points[photos, :, farthest][:, None]], axis=1)
     assign = _square_gaps(points, centres).argmin(axis=1)
     for _ in range(iterations):
-        members = (assign[:, None] == np.arange(k)[:, None]) * weights[:, None]
+        members = _members(assign, real, k)
         counts = members.sum(axis=2)
         sums = np.einsum("bkn,bdn->bkd", members, points)  # not matmul: BLAS threads would spin beside the model
         centres = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], centres)
         previous, assign = assign, _square_gaps(points, centres).argmin(axis=1)
         if np.array_equal(previous[real], assign[real]):
             break
-    members = (assign[:, None] == np.arange(k)[:, None]) * weights[:, None]
-    return centres, members.sum(axis=2) / weights.sum(axis=1, keepdims=True)
+    return centres, _members(assign, real, k).sum(axis=2) / count
 
 
 def colour_descriptors(images: list | np.ndarray) -> np.ndarray:
