@@ -90,7 +90,8 @@ def backgrounds(lab: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     border = np.concatenate([lab[:, 0], lab[:, -1], lab[:, :, 0], lab[:, :, -1]], axis=1)
-    near = np.linalg.norm(lab - np.median(border, axis=1)[:, None, None], axis=3) <= _BACKGROUND_DELTA_E
+    gaps = lab - np.median(border, axis=1)[:, None, None]
+    near = np.einsum("bijc,bijc->bij", gaps, gaps) <= _BACKGROUND_DELTA_E ** 2
     in_one_photo = np.zeros((3, 3, 3), bool)
     in_one_photo[1] = ndimage.generate_binary_structure(2, 1)  # regions never join two photos
     regions, _ = ndimage.label(near, in_one_photo)
@@ -135,9 +136,9 @@ def _members(assign: np.ndarray, real: np.ndarray, k: int) -> np.ndarray:
 
 def _kmeans(points: np.ndarray, real: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic k-means (farthest-point start) of each photo's real points (planes
-    ``(B, 3, n)``), all photos at once, stopped once no point changes its centre (a photo whose
-    points stay put is unchanged by further rounds); returns centres ``(B, k, 3)`` and their
-    shares ``(B, k)``."""
+    ``(B, 3, n)``), all photos at once; a photo leaves the rounds once none of its points changes
+    centre (further rounds would not change it), so the batch gives what each photo gives alone.
+    Returns centres ``(B, k, 3)`` and their shares ``(B, k)``."""
     photos, count = np.arange(len(points)), real.sum(axis=1, keepdims=True)
     mean = (points * real[:, None]).sum(axis=2) / count
     first = np.where(real, ((points - mean[..., None]) ** 2).sum(axis=1), np.inf).argmin(axis=1)
@@ -146,13 +147,15 @@ def _kmeans(points: np.ndarray, real: np.ndarray, k: int, iterations: int = 10) 
         farthest = np.where(real, _square_gaps(points, centres).min(axis=1), -np.inf).argmax(axis=1)
         centres = np.concatenate([centres, points[photos, :, farthest][:, None]], axis=1)
     assign = _square_gaps(points, centres).argmin(axis=1)
+    moving = photos  # photos whose points may still change centre
     for _ in range(iterations):
-        members = _members(assign, real, k)
+        members = _members(assign[moving], real[moving], k)
         counts = members.sum(axis=2)
-        sums = np.einsum("bkn,bdn->bkd", members, points)  # not matmul: BLAS threads would spin beside the model
-        centres = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], centres)
-        previous, assign = assign, _square_gaps(points, centres).argmin(axis=1)
-        if np.array_equal(previous[real], assign[real]):
+        sums = np.einsum("bkn,bdn->bkd", members, points[moving])  # not matmul: BLAS threads would spin beside the model
+        centres[moving] = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], centres[moving])
+        previous, assign[moving] = assign[moving], _square_gaps(points[moving], centres[moving]).argmin(axis=1)
+        moving = moving[((previous != assign[moving]) & real[moving]).any(axis=1)]
+        if not len(moving):
             break
     return centres, _members(assign, real, k).sum(axis=2) / count
 
