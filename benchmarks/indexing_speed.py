@@ -13,6 +13,8 @@ warm-up (median of ``--repeats``):
   it, describe its colours, the model's inputs, the model), photos prepared by worker threads
   while the model runs;
 - ``indexing, no overlap``: the same work one step after the other (``workers=0``), as before;
+- ``indexing, colour skipped``: indexing with every colour descriptor replaced by zeros, a bound
+  that shows what the colour description (a fused model's grids stay) costs indexing;
 - CPU milliseconds per photo (all threads) of the bare model, and of preparing photos alone
   (``prepare_batch``: decode, frame, colour-describe, the model's inputs) in one thread: their
   sum over the cores bounds what indexing can reach; and of preparing with every JPEG decoded in
@@ -43,6 +45,8 @@ from fashion_search import images
 from fashion_search.images import MAX_PIXELS, fit_to_square, read_photo
 from fashion_search.io import write_results
 from fashion_search.params import IndexParams
+from fashion_search.search import embedder as embedder_module
+from fashion_search.search.colour import DESCRIPTOR_DIM
 from fashion_search.search.embedder import PREPARE_WORKERS, embed_photos, load_embedder, prepare_batch
 from throughput import DEFAULT_PHOTOS, ROOT, interleaved_rates
 
@@ -60,7 +64,8 @@ def measure(model: str, runtime: str, paths: list[str], repeats: int) -> dict:
 
     runs = {"bare model": bare,
             "indexing": lambda: embed_photos(embedder, paths, BATCH),
-            "indexing, no overlap": lambda: embed_photos(embedder, paths, BATCH, workers=0)}
+            "indexing, no overlap": lambda: embed_photos(embedder, paths, BATCH, workers=0),
+            "indexing, colour skipped": lambda: without_colour(embed_photos, embedder, paths, BATCH)}
     rates = interleaved_rates(runs, len(paths), repeats)
 
     def prepare() -> None:
@@ -77,9 +82,20 @@ def measure(model: str, runtime: str, paths: list[str], repeats: int) -> dict:
             "image_size": embedder.image_size, "photos": len(paths), **{name: round(rate, 1) for name, rate in rates.items()},
             "indexing_over_bare": round(rates["indexing"] / rates["bare model"], 3),
             "no_overlap_over_bare": round(rates["indexing, no overlap"] / rates["bare model"], 3),
+            "colour_skipped_over_bare": round(rates["indexing, colour skipped"] / rates["bare model"], 3),
             "model_cpu_ms_per_photo": round(model_cpu, 1), "prepare_cpu_ms_per_photo": round(prepare_cpu, 1),
             "prepare_full_decode_cpu_ms_per_photo": round(full_decode_cpu, 1),
             "cpu_bound_over_bare": round(cpu_bound(model_cpu, prepare_cpu) / rates["bare model"], 3)}
+
+
+def without_colour(run, *args):
+    """``run(*args)`` with the colour descriptors of photos replaced by zeros."""
+    describe = embedder_module.colour_descriptors
+    embedder_module.colour_descriptors = lambda photos: np.zeros((len(photos), DESCRIPTOR_DIM), np.float32)
+    try:
+        return run(*args)
+    finally:
+        embedder_module.colour_descriptors = describe
 
 
 def cpu_ms_per_photo(run, photos: int, repeats: int) -> float:
@@ -136,15 +152,16 @@ def report(args: argparse.Namespace, paths: list[str]) -> int:
              f"`python benchmarks/indexing_speed.py --models {args.models} --runtimes {args.runtimes}"
              f"{f' --side {args.side}' if args.side else ''}` on {machine}: {len(paths)} dev photos "
              f"({f'enlarged to {args.side} px on the longer side, ' if args.side else ''}{Path(paths[0]).suffix} files), batches of {BATCH}, median photos/s of {args.repeats} timed runs, "
-             f"the three alternated; indexing prepares photos in {PREPARE_WORKERS} threads beside the model.", "",
+             f"the four alternated; indexing prepares photos in {PREPARE_WORKERS} threads beside the model.", "",
              "| model | recipe | size | runtime | bare model (photos/s) | indexing | indexing / bare | no overlap | "
-             "no overlap / bare | CPU ms/photo: model | CPU ms/photo: preparing | CPU ms/photo: preparing, "
+             "no overlap / bare | colour skipped / bare | CPU ms/photo: model | CPU ms/photo: preparing | CPU ms/photo: preparing, "
              "JPEGs decoded in full | CPU-bound ceiling / bare |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {Path(r['model']).name if '/' in r['model'] else r['model']} | {r['recipe']} | "
                      f"{r['image_size']} | {r['runtime']} | {r['bare model']} | {r['indexing']} | {r['indexing_over_bare']:.0%} | "
-                     f"{r['indexing, no overlap']} | {r['no_overlap_over_bare']:.0%} | {r['model_cpu_ms_per_photo']} | "
+                     f"{r['indexing, no overlap']} | {r['no_overlap_over_bare']:.0%} | {r['colour_skipped_over_bare']:.0%} | "
+                     f"{r['model_cpu_ms_per_photo']} | "
                      f"{r['prepare_cpu_ms_per_photo']} | {r['prepare_full_decode_cpu_ms_per_photo']} | "
                      f"{r['cpu_bound_over_bare']:.0%} |")
     write_results(args.out or str(ROOT / "results" / f"indexing_speed{suffix}"),
