@@ -1,15 +1,21 @@
 """The one photo reader and the one framing function, shared by both wings.
 
 Every photo that reaches a model (notebook training and extraction, the engine's indexing
-and queries, uploads) is read by :func:`read_photo` / :func:`decode_photo` and framed by
-:func:`fit_to_square`, so the same photo always gives the same pixels.
+and queries, uploads, the JupyterLab panel) is read by :func:`read_photo` / :func:`decode_photo`
+and framed by :func:`fit_to_square`, so the same photo always gives the same pixels.
 
-Reading is robust: any common format in, an RGB uint8 array out, or a reason. Odd but valid
-files are converted rather than refused: CMYK and 16-bit images are mapped to 8-bit RGB,
-palette and transparent images are composited onto white (product cut-outs have a white page
-behind them). Large JPEGs come out reduced by libjpeg while decoding (:data:`DECODE_SIDE`),
-which costs a fraction of a full decode. Files that cannot be used raise :class:`UnusableImageError`, whose
-message is the reason a catalogue report lists.
+Only the formats in :data:`PHOTO_FORMATS` are decoded, whatever a file is named: Pillow's other
+plugins (PostScript, which would start Ghostscript, ICO, TGA...) are never tried. Before
+decoding, a photo's size is checked twice: its pixel count, and the bytes its decoded form takes
+in the mode Pillow decodes it to (a 16-bit or RGBA photo costs more than an RGB one of the same
+size); the limit in bytes is that of ``max_pixels`` RGB pixels.
+
+Odd but valid files are converted rather than refused: CMYK and 16-bit images are mapped to 8-bit
+RGB, palette and transparent images are composited onto white (product cut-outs have a white page
+behind them), a strip of rows at a time, so that a conversion holds little beyond the decoded
+photo and the RGB result. Large JPEGs come out reduced by libjpeg while decoding
+(:data:`DECODE_SIDE`), which costs a fraction of a full decode. Files that cannot be used raise
+:class:`UnusableImageError`, whose message is the reason a catalogue report lists.
 """
 from __future__ import annotations
 
@@ -20,39 +26,61 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# Pillow's names of the formats decoded (a camera's multi-picture JPEG is read by the JPEG plugin)
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+FORMATS_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 MAX_PIXELS = 60_000_000  # a 60-megapixel product photo is already absurd; larger is refused
+RGB_BYTES = 3            # the decoded-size limit is that of max_pixels RGB pixels
 # A large JPEG is decoded at the smallest of libjpeg's scales (1/2, 1/4, 1/8) that keeps at least
 # this many pixels on its longer side: every use needs fewer (models take at most 299 px, the colour
 # analysis 64), and decoding a 3-megapixel photo in full costs more CPU than the model embedding it.
 DECODE_SIDE = 640
+STRIP_ROWS = 256  # rows converted to RGB at a time
+WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # single-channel modes of more than 8 bits
 
 
 class UnusableImageError(ValueError):
     """A file that cannot be read as a photo; the message says why."""
 
 
-def _to_eight_bit(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit single-channel images scaled by their own range to 8-bit grey."""
-    pixels = np.asarray(image, dtype=np.float64)
-    low, high = float(pixels.min()), float(pixels.max())
-    scaled = (pixels - low) / (high - low) * 255.0 if high > low else np.zeros_like(pixels)
-    return Image.fromarray(scaled.round().astype(np.uint8), "L")
+def decoded_bytes_per_pixel(mode: str) -> int:
+    """Bytes a pixel takes once Pillow has decoded it in ``mode`` (RGB 3, RGBA 4, 16-bit grey 2)."""
+    try:
+        descriptor = ImageMode.getmode(mode)
+    except KeyError:
+        return 4  # a mode Pillow does not describe: counted as the widest common one
+    return np.dtype(descriptor.typestr).itemsize * len(descriptor.bands)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode → RGB; transparency composited onto white."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        image = _to_eight_bit(image)
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
+def _strip_to_rgb(strip: Image.Image, grey_range: tuple[float, float] | None) -> np.ndarray:
+    """One strip of rows as RGB uint8; ``grey_range``: the whole photo's (low, high) for wide grey."""
+    if grey_range is not None:  # 16-bit and 32-bit grey, scaled by the photo's own range to 8 bits
+        low, high = grey_range
+        pixels = np.asarray(strip, dtype=np.float64)
+        scaled = (pixels - low) / (high - low) * 255.0 if high > low else np.zeros_like(pixels)
+        return np.repeat(scaled.round().astype(np.uint8)[..., None], 3, axis=-1)
+    if strip.mode == "P":
+        strip = strip.convert("RGBA")
+    if strip.mode in ("RGBA", "LA", "PA") or "transparency" in strip.info:
+        rgba = strip.convert("RGBA")
         page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(page, rgba).convert("RGB")
-    return image.convert("RGB")
+        strip = Image.alpha_composite(page, rgba)
+    return np.asarray(strip if strip.mode == "RGB" else strip.convert("RGB"), dtype=np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Any decoded PIL image → RGB uint8 ``(H, W, 3)``, converted a strip at a time; transparency
+    composited onto white."""
+    width, height = image.size
+    grey_range = image.getextrema() if image.mode in WIDE_GREY else None
+    rgb = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, STRIP_ROWS):
+        bottom = min(top + STRIP_ROWS, height)
+        rgb[top:bottom] = _strip_to_rgb(image.crop((0, top, width, bottom)), grey_range)
+    return rgb
 
 
 def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -74,14 +102,27 @@ def _reason(err: Exception) -> str:
     """Why PIL could not read a file, in words a person can use: no type names of Python
     objects, no memory addresses (the message reaches CLI users and the web page)."""
     if isinstance(err, UnidentifiedImageError):
-        return "not a photo format that can be read: JPEG, PNG, WebP, BMP, GIF or TIFF"
+        return f"not a photo format that can be read: {FORMATS_TEXT}"
     text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", str(err)).strip() or type(err).__name__
     return text[:200]
 
 
+def _check_size(image: Image.Image, max_pixels: int) -> None:
+    """Refuse a photo over ``max_pixels`` pixels, or whose decoded form would take more bytes
+    than ``max_pixels`` RGB pixels (checked from the header, before decoding)."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise UnusableImageError(f"too large ({width}×{height} pixels; the limit is {max_pixels:,})")
+    needed = width * height * decoded_bytes_per_pixel(image.mode)
+    if needed > max_pixels * RGB_BYTES:
+        raise UnusableImageError(f"too large ({width}×{height} pixels of {image.mode} need {needed / 2**20:,.0f} MiB "
+                                 f"decoded; the limit is {max_pixels * RGB_BYTES / 2**20:,.0f} MiB)")
+
+
 def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Photo bytes (or an open binary file) → RGB uint8 ``(H, W, 3)``; the format is sniffed
-    from the content, never trusted from a name, and the size checked before decoding."""
+    from the content, never trusted from a name, only :data:`PHOTO_FORMATS` are decoded, and
+    the size is checked before decoding."""
     if isinstance(source, bytes):
         if not source:
             raise UnusableImageError("empty file")
@@ -89,20 +130,22 @@ def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.n
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the limit is ours
-            with Image.open(source) as image:
+            with Image.open(source, formats=PHOTO_FORMATS) as image:
+                _check_size(image, max_pixels)
                 width, height = image.size
-                if width * height > max_pixels:
-                    raise UnusableImageError(f"too large ({width}×{height} pixels; the limit is {max_pixels:,})")
                 longer = max(width, height)
                 image.draft(image.mode, (max(1, width * DECODE_SIDE // longer),  # JPEG only
                                          max(1, height * DECODE_SIDE // longer)))
                 image.load()  # decodes everything: truncated files fail here
-                rgb = _to_rgb(ImageOps.exif_transpose(image))
+                ImageOps.exif_transpose(image, in_place=True)
+                return _to_rgb(image)
     except UnusableImageError:
         raise
+    except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours, checked in open()
+        raise UnusableImageError(f"too large (more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels; the limit is "
+                                 f"{max_pixels:,})") from None
     except Exception as err:  # PIL raises many exception types for broken files
         raise UnusableImageError(f"not a readable image ({_reason(err)})") from None
-    return np.asarray(rgb, dtype=np.uint8)
 
 
 def as_rgb(pixels: np.ndarray) -> np.ndarray:

@@ -1,6 +1,8 @@
 """Reading photos: odd but valid files are converted, broken ones refused with a reason."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -106,3 +108,93 @@ def test_a_large_jpeg_keeps_its_exif_rotation_and_a_cut_one_is_still_refused(tmp
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "turned.jpg").read_bytes()[:20_000])
     with pytest.raises(UnusableImageError, match="not a readable image"):
         read_photo(tmp_path / "cut.jpg")
+
+
+FAKE_GS = """#!/bin/sh
+echo "$@" >> "{log}"
+exit 1
+"""
+DECODE_EVERY_FORMAT = """
+import io, sys
+from PIL import EpsImagePlugin, Image
+from fashion_search.images import UnusableImageError, decode_photo
+EpsImagePlugin.gs_binary = None  # look Ghostscript up on PATH again, as a fresh process does
+for name in sys.argv[1:]:
+    buffer = io.BytesIO()
+    Image.new("L" if name == "XBM" else "RGB", (40, 30), 128).convert("1" if name == "XBM" else "RGB").save(
+        buffer, format=name)
+    try:
+        decode_photo(buffer.getvalue())
+        print(name, "DECODED")
+    except UnusableImageError as err:
+        print(name, err)
+"""
+
+
+def test_only_the_documented_formats_are_decoded_and_no_external_decoder_starts(tmp_path):
+    """PostScript would start Ghostscript on the file (a fake ``gs`` on PATH records any call);
+    it, and every other format Pillow knows beyond the documented six, is refused by the one reader."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "bin").mkdir()
+    fake_gs = tmp_path / "bin" / "gs"
+    fake_gs.write_text(FAKE_GS.format(log=tmp_path / "gs-calls.log"))
+    fake_gs.chmod(0o755)
+    others = ["EPS", "ICO", "TGA", "PCX", "PPM", "SGI", "XBM", "IM", "DDS"]
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-c", DECODE_EVERY_FORMAT, *others, "PNG", "WEBP", "GIF", "TIFF", "BMP"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert done.returncode == 0 and len(lines) == len(others) + 5, done.stderr
+    for name in others:
+        assert lines[name] == "not a readable image (not a photo format that can be read: JPEG, PNG, WebP, BMP, GIF " \
+                              "or TIFF)", name
+    assert all(lines[name] == "DECODED" for name in ("PNG", "WEBP", "GIF", "TIFF", "BMP"))
+    assert not (tmp_path / "gs-calls.log").exists()
+
+
+@pytest.mark.parametrize("mode, fill, side, refused", [
+    ("RGB", (10, 20, 30), 100, False),       # 30,000 bytes decoded: the limit of 10,000 RGB pixels
+    ("RGBA", (10, 20, 30, 40), 100, True),   # 40,000 bytes: over it, with as many pixels
+    ("RGBA", (10, 20, 30, 40), 86, False),
+    ("I;16", 4000, 100, False),              # 20,000 bytes
+    ("CMYK", (0, 0, 0, 0), 100, True),
+])
+def test_the_decode_budget_counts_bytes_of_the_decoded_mode(mode, fill, side, refused):
+    buffer = io.BytesIO()
+    Image.new(mode, (side, side), fill).save(buffer, format="TIFF")
+    if refused:
+        with pytest.raises(UnusableImageError, match=rf"too large \({side}×{side} pixels of {mode} need"):
+            decode_photo(buffer.getvalue(), max_pixels=10_000)
+    else:
+        assert decode_photo(buffer.getvalue(), max_pixels=10_000).shape == (side, side, 3)
+
+
+def test_a_photo_beyond_pillows_own_ceiling_is_too_large_in_our_words(monkeypatch):
+    buffer = io.BytesIO()
+    Image.new("1", (300, 300)).save(buffer, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow refuses over twice this, inside open()
+    with pytest.raises(UnusableImageError) as caught:
+        decode_photo(buffer.getvalue(), max_pixels=1_000_000)
+    assert str(caught.value).startswith("too large (") and "bomb" not in str(caught.value)
+
+
+def test_wide_grey_and_transparent_photos_convert_a_strip_at_a_time_as_in_one_piece(monkeypatch):
+    from fashion_search import images
+
+    rng = np.random.default_rng(3)
+    deep = Image.fromarray((rng.integers(200, 60_000, (70, 33))).astype(np.uint16))
+    rgba = Image.fromarray(rng.integers(0, 256, (70, 33, 4)).astype(np.uint8), "RGBA")
+    whole = {}
+    for name, photo in (("deep", deep), ("rgba", rgba)):
+        buffer = io.BytesIO()
+        photo.save(buffer, format="PNG")
+        whole[name] = decode_photo(buffer.getvalue())
+        monkeypatch.setattr(images, "STRIP_ROWS", 8)
+        assert np.array_equal(decode_photo(buffer.getvalue()), whole[name]), name
+        monkeypatch.undo()
+    assert whole["deep"].min() == 0 and whole["deep"].max() == 255
+    page = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    assert np.array_equal(whole["rgba"], np.asarray(page))
