@@ -1,7 +1,7 @@
 """The ``fashion-search`` command: one argparse tree for both wings.
 
 ``run`` executes the notebook pipeline (:mod:`fashion_search.pipeline.runner`); ``index``,
-``query``, ``add``, ``remove``, ``compact``, ``info`` and ``serve`` drive the search engine
+``query``, ``add``, ``remove``, ``compact``, ``info``, ``verify`` and ``serve`` drive the search engine
 (:mod:`fashion_search.search.commands`). Building the parser imports nothing heavy, and a
 command imports only what it needs, so ``--help`` and ``info`` answer without loading
 TensorFlow. A user mistake, or a disk that is full or read-only, prints one line on stderr
@@ -31,6 +31,7 @@ EXAMPLES = {
     "remove": ["fashion-search remove 10007 10017 --index outputs/dev-index"],
     "compact": ["fashion-search compact --index outputs/dev-index"],
     "info": ["fashion-search info --index outputs/dev-index", "fashion-search info --index outputs/dev-index --json"],
+    "verify": ["fashion-search verify --index outputs/dev-index"],
     "serve": ["FASHION_SEARCH_API_KEY=secret fashion-search serve --index outputs/dev-index --port 8000",
               "fashion-search serve --index outputs/dev-index --host 0.0.0.0   # read-only, every interface"],
 }
@@ -173,6 +174,10 @@ def _add_engine(commands) -> None:
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=_engine("info"))
 
+    verify = _command(commands, "verify", "check every file of the index against the checksums written with it")
+    _common(verify)
+    verify.set_defaults(run=_engine("verify"))
+
     serve = _command(commands, "serve", "serve the index over HTTP, with a web page")
     _common(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
@@ -185,6 +190,8 @@ def _add_engine(commands) -> None:
                             "per photo)")
     serve.add_argument("--max-wait-ms", type=_non_negative, default=2.0,
                        help="how long a request waits for others to share its model call (default 2)")
+    serve.add_argument("--max-connections", type=_positive_int, default=500,
+                       help="open connections at most; one more is closed at once (default 500)")
     _runtime(serve)
     serve.set_defaults(run=_engine("serve"))
 
@@ -194,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fashion-search",
         description="Fashion image search: measure backbones in the notebook pipeline (run), and search "
-                    "your own catalogue by photo (index, query, add, remove, compact, info, serve).",
+                    "your own catalogue by photo (index, query, add, remove, compact, info, verify, serve).",
         epilog=_examples(*EXAMPLES) + "\n\n'fashion-search COMMAND --help' lists a command's options and examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -109,6 +109,9 @@ def test_number_ranges_and_products_with_several_photos_on_each_backend(backend_
     assert cheap and all(r["price"] <= 1000 for r in cheap) and {r["product_id"] for r in cheap} == {"1002", "1004"}
     others = results(capsys, "query", "--like", "1001", "--index", folder, "--top-k", "10")
     assert len(others) == 4 and "1001" not in {r["product_id"] for r in others}  # neither of its own photos
+    for bounds in ("-inf..inf", "nan..", "..1e999"):  # one grammar: refused alike, never sent to Milvus
+        code, _, err = run(capsys, "query", "--like", "1003", "--index", folder, "--filter", f"price={bounds}")
+        assert code == 2 and "is not a finite number" in err and "Milvus" not in err
 
 
 def test_a_model_mismatch_is_refused_by_the_milvus_backend_too(photo_folder, capsys, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from fashion_search.cli import build_parser, main
 
-COMMANDS = ("run", "index", "query", "add", "remove", "compact", "info", "serve")
+COMMANDS = ("run", "index", "query", "add", "remove", "compact", "info", "verify", "serve")
 
 
 def test_help_lists_every_command_with_a_description_and_exits_0(capsys):

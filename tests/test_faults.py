@@ -3,6 +3,7 @@ or read-only disk, debris, compaction. Each asserts that no acknowledged write i
 vector is served, the index opens and answers, and a mistake is one clear line."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -14,13 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from fashion_search.cli import main
 from fashion_search.data.photo_folder import list_photo_folder, list_photos
 from fashion_search.search import store
-from fashion_search.search.engine import SearchEngine, build_index
+from fashion_search.search.engine import SearchEngine, build_index, embed_into_items
 from fashion_search.search.generations import UPLOAD_GRACE_S, locked
 from fashion_search.search.store import open_index
 from test_search_engine import SETTINGS, pixel_embedder  # noqa: E402
@@ -114,6 +116,38 @@ def test_a_kill_at_any_write_step_leaves_a_whole_index(index_folder, tmp_path, s
     engine.add(list_photos([replacement]))  # the next change writes over whatever the kill left
     assert nearest(engine, replacement) == ("K1", pytest.approx(0.0, abs=1e-4))
     assert int(((engine.index.products["id"] == "K1").to_numpy() & engine.index.live).sum()) == 1
+
+
+APPROXIMATE_STEPS = [(kind, step, nth) for kind in ("hnsw", "ivfpq")
+                     for step, nth in (("append_rows", 1), ("save_faiss_index", 1), ("write_json", 1))]
+
+
+@pytest.fixture
+def approximate_index(request, photo_folder, tmp_path) -> Path:
+    """An index of the photo folder's photos plus 300 random products, as an HNSW or IVF-PQ index
+    (IVF-PQ needs 256 vectors to train its codes)."""
+    from fashion_search.search.store import create_index
+
+    settings = dataclasses.replace(SETTINGS, type=request.param)
+    folder = tmp_path / "index"
+    embedder = pixel_embedder()
+    catalog = list_photo_folder(photo_folder)
+    done = embed_into_items(embedder, catalog, tmp_path / "work", settings, "embedding")
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(300, done.vectors.shape[1])).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    items = pd.concat([done.items, pd.DataFrame({"id": [f"r{i}" for i in range(300)], "path": ""})],
+                      ignore_index=True)
+    create_index(folder, embedder.identity, settings, items, np.vstack([done.vectors, noise]),
+                 np.vstack([done.colours, np.zeros((300, done.colours.shape[1]), np.float32)]), done.skipped)
+    return folder
+
+
+@pytest.mark.parametrize("approximate_index, step, nth", APPROXIMATE_STEPS, indirect=["approximate_index"],
+                         ids=[f"{k}-{s}#{n}" for k, s, n in APPROXIMATE_STEPS])
+def test_a_kill_at_a_write_step_of_an_approximate_index_leaves_a_whole_index(approximate_index, tmp_path, step, nth):
+    test_a_kill_at_any_write_step_leaves_a_whole_index(approximate_index, tmp_path, step, nth)
+    assert store.verify_index(approximate_index)["rows"] == len(open_index(approximate_index, SETTINGS).products)
 
 
 # ----------------------------------------------------------------------------- readers and writers (defects 2, 3)

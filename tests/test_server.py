@@ -16,6 +16,7 @@ from PIL import Image
 from fashion_search.params import IndexParams
 from fashion_search.search.store import open_index
 from fashion_search.search.engine import SearchEngine, build_index
+from fashion_search.search.connections import server_config
 from fashion_search.search.server import create_app
 from fashion_search.data.photo_folder import list_photo_folder
 from test_search_engine import PixelModel, pixel_embedder  # noqa: E402
@@ -24,12 +25,13 @@ SETTINGS = IndexParams(chunk_size=8, batch_size=4, max_image_pixels=200_000)
 KEY = {"X-API-Key": "s3cret"}
 
 
-def serve(app) -> tuple[str, uvicorn.Server]:
-    """Run ``app`` with uvicorn on a free loopback port, in a thread; return its base URL."""
+def serve(app, **limits) -> tuple[str, uvicorn.Server]:
+    """Run ``app`` as ``fashion-search serve`` does (``limits``: header deadline, connection
+    ceiling) on a free loopback port, in a thread; return its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, **limits))
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.time() + 20
     while not server.started and time.time() < deadline:

@@ -23,8 +23,6 @@ SKIPPED_COLUMNS = ["id", "path", "reason"]
 # An id the service can put in a URL and a file name: never a path, never hidden, no spaces.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SAFE_ID_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
-# Columns the project sets itself; metadata may not name them.
-RESERVED_COLUMNS = ("path", "label", "split", "deleted", "colours", "rank", "distance", "score", "colour_distance")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -38,14 +36,6 @@ class CatalogueError(ValueError):
 def is_safe_id(item_id: str) -> bool:
     """Whether ``item_id`` follows :data:`SAFE_ID` (the whole string)."""
     return SAFE_ID.fullmatch(item_id) is not None
-
-
-def check_metadata_columns(columns, where: str) -> None:
-    """Refuse metadata naming a column the project sets itself (:data:`RESERVED_COLUMNS`)."""
-    taken = [c for c in columns if str(c) in RESERVED_COLUMNS]
-    if taken:
-        raise CatalogueError(f"{where} has a column '{taken[0]}', a name fashion-search sets itself "
-                             f"({', '.join(RESERVED_COLUMNS)}); rename it")
 
 
 @dataclass

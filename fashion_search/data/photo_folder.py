@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.data.catalog import (SKIPPED_COLUMNS, Catalog, CatalogueError, DatasetNotFoundError,
-                                         check_metadata_columns)
+from fashion_search.data.catalog import SKIPPED_COLUMNS, Catalog, CatalogueError, DatasetNotFoundError
+from fashion_search.data.metadata import check_names, check_values
 from fashion_search.images import PHOTO_SUFFIXES
 
 METADATA_FILES = ("labels.csv", "metadata.csv")
@@ -48,7 +48,8 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     table = pd.read_csv(path, dtype={"id": str})
     if "id" not in table.columns:
         raise CatalogueError(f"{path} has no 'id' column; its columns: {', '.join(table.columns)}")
-    check_metadata_columns(table.columns, str(path))
+    check_names(table.columns, str(path))
+    check_values(table, str(path))
     for column in table.columns.drop("id"):
         if not pd.api.types.is_numeric_dtype(table[column]):
             table[column] = table[column].fillna("unknown").astype(str)

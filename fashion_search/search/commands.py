@@ -1,4 +1,4 @@
-"""The search engine's commands: ``fashion-search index | query | add | remove | info | serve``.
+"""The search engine's commands: ``fashion-search index | query | add | remove | info | verify | serve``.
 
 Each ``cmd_*`` takes the arguments :mod:`fashion_search.cli` parsed and returns an exit code.
 A user mistake raises one of the errors :mod:`fashion_search.cli` turns into one line on
@@ -25,7 +25,7 @@ from fashion_search.params_file import parse_index, parse_milvus_uri, read_yaml
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
 from fashion_search.search.filters import closest_values
 from fashion_search.search.runtime import RUNTIME_NAMES
-from fashion_search.search.store import open_index
+from fashion_search.search.store import open_index, verify_index
 
 SHOWN_COLUMNS = ("category", "articleType", "gender", "brand", "price", "baseColour", "product_id")
 
@@ -123,12 +123,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     engine = SearchEngine.open(args.index, _settings(args))
     catalog = list_photos(args.photos, args.metadata)
     csv_given = args.metadata is not None or any(find_metadata(Path(p)) for p in args.photos if Path(p).is_dir())
-    before = int(engine.index.live.sum())
-    skipped = engine.add(catalog, new_columns=csv_given)
-    after = int(engine.index.live.sum())
-    print(f"added {len(catalog) - len(skipped):,} photos to {args.index} ({after - before:+,} products; "
-          f"{after:,} in all)")
-    _report_skipped(skipped, Path(args.index))
+    added = engine.add(catalog, new_columns=csv_given)
+    print(f"added {added.photos:,} photos to {args.index} ({added.new_products:+,} products, {added.replaced:,} "
+          f"replaced; {int(engine.index.live.sum()):,} in all)")
+    _report_skipped(added.skipped, Path(args.index))
     return 0
 
 
@@ -156,6 +154,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"filters    {', '.join(c for c in info['columns'] if c not in ('path', 'colours'))}, colour")
     print(f"debris     {info['debris_files']:,} files, {info['debris_bytes'] / 2**20:.1f} MiB no generation uses "
           "(removed by the next change, or 'fashion-search compact')")
+    print(f"checksums  {'recorded for ' + ', '.join(info['checksummed']) if info['checksummed'] else 'none recorded'}"
+          " ('fashion-search verify' checks them)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    checked = verify_index(args.index)
+    unrecorded = f"; no checksum recorded for {', '.join(checked['unrecorded'])}" if checked["unrecorded"] else ""
+    print(f"{args.index}: intact: {len(checked['files'])} files ({checked['bytes'] / 2**20:,.1f} MiB) match the "
+          f"checksums written with them, {checked['rows']:,} rows of finite vectors and colours{unrecorded} "
+          f"({time.perf_counter() - started:.1f} s)")
     return 0
 
 
@@ -172,6 +182,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from fashion_search.search.connections import server_config
     from fashion_search.search.server import API_KEY_ENV, create_app
 
     engine = SearchEngine.open(args.index, _settings(args))
@@ -182,5 +193,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.index} ({int(engine.index.live.sum()):,} products, model on {RUNTIME_NAMES[runtime]}) on "
           f"http://{args.host}:{args.port}/ "
           f"({'writes need X-API-Key' if api_key else f'read-only: set {API_KEY_ENV} to allow writes'})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(server_config(app, args.host, args.port, max_connections=args.max_connections)).run()
     return 0

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_search.data.catalog import Catalog, drop_unsafe_ids
+from fashion_search.data.metadata import RESERVED_COLUMNS, check_new_columns
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.io import work_key
 from fashion_search.params import IndexParams
@@ -26,10 +27,12 @@ from fashion_search.search.batching import ModelBatcher
 from fashion_search.search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
 from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
+from fashion_search.search.integrity import damaged
 from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, check_can_create, compact,
                                          create_index, open_index, read_manifest, record_skipped, remove_products)
 
 WORK_DIR = "work"
+PROJECT_COLUMNS = (*RESERVED_COLUMNS, "id")  # set by the project, not metadata
 DEFAULT_COLOUR_WEIGHT = 0.5  # a photo with a preferred colour, when no weight is given
 MAX_MATCH_COLOUR = 5.0       # fused indexes: the largest factor on the query's colour part
 
@@ -64,6 +67,16 @@ class Framed:
 def _scaled(values: np.ndarray) -> np.ndarray:
     spread = np.ptp(values) if len(values) else 0.0
     return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
+
+
+@dataclass
+class Added:
+    """What one add did: photos added, of which new products and replaced ones, and those skipped."""
+
+    photos: int
+    new_products: int
+    replaced: int
+    skipped: pd.DataFrame
 
 
 @dataclass
@@ -238,6 +251,9 @@ class SearchEngine:
             return self._table(candidates[order], colour[order], None)
         pool = k if colour_weight == 0 else max(k, self.settings.colour_pool)
         rows, distances = self._nearest(query, pool, allowed, filters or [])
+        if not np.isfinite(distances).all():  # never served: only damaged files give them
+            raise damaged(self.index.folder, "a search found NaN or infinite distances; 'fashion-search verify' "
+                                             "names the file")
         if colour_weight == 0 or len(rows) == 0:
             return self._table(rows, distances, None)
         colours = self.index.colours[rows]
@@ -271,22 +287,26 @@ class SearchEngine:
         return pd.DataFrame(table)
 
     # ------------------------------------------------------------------ changes
-    def add(self, catalog: Catalog, new_columns: bool = False) -> pd.DataFrame:
-        """Embed and add a catalogue's photos (an id already indexed is replaced); returns the
-        photos skipped, with reasons. The index keeps the columns it was built with: a column it
+    def add(self, catalog: Catalog, new_columns: bool = False) -> Added:
+        """Embed and add a catalogue's photos (an id already indexed is replaced); returns what
+        this add did, and the photos skipped with reasons. The index keeps the columns it was built with: a column it
         lacks is added only with ``new_columns`` (metadata a user gave on purpose), never from a
         guess such as a loose photo's folder."""
         if not new_columns:
             known = set(self.index.products.columns) | {"id", "path", "split"}
             catalog = Catalog(catalog.items[[c for c in catalog.items.columns if c in known]], catalog.images,
                               catalog.label_column, catalog.skipped)
+        check_new_columns([c for c in self.index.products.columns if c not in PROJECT_COLUMNS],
+                          [c for c in catalog.items.columns if c not in PROJECT_COLUMNS], "the new products' metadata")
         done = embed_into_items(self.embedder, catalog, self.index.folder / WORK_DIR, self.settings, "adding")
+        replaced = 0
         if len(done.items):
-            self.index = add_products(self.index, done.items, done.vectors, done.colours, done.skipped)
+            self.index, replaced = add_products(self.index, done.items, done.vectors, done.colours, done.skipped)
         elif len(done.skipped):
             self.index = record_skipped(self.index, done.skipped)
         shutil.rmtree(done.chunks, ignore_errors=True)  # only this job's: another process may be adding too
-        return done.skipped
+        return Added(len(done.items), done.items["id"].nunique() - replaced if len(done.items) else 0, replaced,
+                     done.skipped)
 
     def refresh(self) -> None:
         """Re-open the index if another process changed it since (a server sees the CLI's adds)."""

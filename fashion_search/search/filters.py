@@ -10,6 +10,7 @@ thousands of times.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,12 +61,18 @@ def filter_options(products: pd.DataFrame, live: np.ndarray, max_values: int = 5
 
 
 def _number(text: str, expression: str) -> float | None:
+    """A range's bound: None when open, else a finite number (``inf``, ``nan`` and ``1e999``
+    are refused here, so both backends refuse them the same way)."""
     if text == "":
         return None
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         raise FilterError(f"'{expression}': '{text}' is not a number") from None
+    if not math.isfinite(number):
+        raise FilterError(f"'{expression}': '{text}' is not a finite number; leave the bound out for an open range "
+                          "(price=50.. or price=..200)")
+    return number
 
 
 def parse_filter(expression: str, products: pd.DataFrame) -> Filter:

@@ -11,13 +11,14 @@ embeds the photos of concurrent searches and adds in one call (:mod:`.batching`)
 search runs on a snapshot of the index taken when it starts, after picking up any generation
 another process wrote. Writes are serialised, persisted by the index's atomic generations and
 survive a restart; several server processes may serve one index folder. A busy index answers
-503 with ``Retry-After``, a full or read-only disk 507.
+503 with ``Retry-After``, a damaged one 503 saying so, a full or read-only disk 507.
 """
 from __future__ import annotations
 
 import io
 import json
 import math
+import re
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -31,7 +32,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from PIL import Image
 
-from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, check_metadata_columns, is_safe_id
+from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, is_safe_id
+from fashion_search.data.metadata import metadata_from_json
 from fashion_search.images import PHOTO_SUFFIXES
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
@@ -41,7 +43,7 @@ from fashion_search.search.offline_docs import add_offline_docs
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
 from fashion_search.search.request_limits import RequestLimits
 from fashion_search.search.service import Service
-from fashion_search.search.store import ProductIndexError
+from fashion_search.search.store import DamagedIndexError, ProductIndexError
 
 API_KEY_ENV = "FASHION_SEARCH_API_KEY"
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -88,13 +90,21 @@ def write_refusal(api_key: str | None, method: str, path: str, headers: dict[byt
     return None
 
 
+def _problem_in_words(message: str) -> str:
+    """A validation message without Python's words: no type names, no ``Value error,`` prefix."""
+    if "UploadFile" in message:
+        return "expected a file upload (a form part with a file name), got a text field"
+    message = re.sub(r"^Value error, ", "", message)
+    return re.sub(r",? *received: <class '[^']*'>", "", message)
+
+
 def validation_message(err: RequestValidationError) -> str:
     """FastAPI's validation errors in words: ``k: Input should be a valid integer``, without
-    the rejected input (which may be an upload's Python repr)."""
+    the rejected input (which may be an upload's Python repr) or Python type names."""
     problems = []
     for error in err.errors():
         where = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "form")]
-        problems.append(f"{'.'.join(where) or 'request'}: {error.get('msg', 'invalid')}")
+        problems.append(f"{'.'.join(where) or 'request'}: {_problem_in_words(str(error.get('msg', 'invalid')))}")
     return "; ".join(problems)
 
 
@@ -131,6 +141,10 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
     @app.exception_handler(IndexBusyError)
     def busy(request: Request, err: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.exception_handler(DamagedIndexError)
+    def damaged_index(request: Request, err: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=503)
 
     @app.exception_handler(ProductIndexError)
     def conflict(request: Request, err: Exception) -> JSONResponse:
@@ -221,13 +235,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             metadata: str = Form(default="{}", description="a JSON object of metadata columns")) -> dict:
         if not is_safe_id(id):
             raise HTTPException(400, f"malformed id: {SAFE_ID_RULE} characters")
-        try:
-            fields = json.loads(metadata)
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict):
-            raise HTTPException(400, "metadata must be a JSON object")
-        check_metadata_columns([k for k in fields if k != "id"], "the metadata")
+        fields = metadata_from_json(metadata)
         png = service.read_upload(photo, encode_png)
         with service.writing() as engine:
             # Re-encoded, so only our own bytes are served; a fresh name per add, so a failed add
@@ -236,7 +244,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             with atomic_path(path) as tmp:
                 tmp.write_bytes(png)
             items = pd.DataFrame([{**{k: v for k, v in fields.items() if k != "id"}, "id": id, "path": str(path)}])
-            skipped = engine.add(Catalog(items, items["path"].to_numpy(str)), new_columns=True)
+            skipped = engine.add(Catalog(items, items["path"].to_numpy(str)), new_columns=True).skipped
             service.count("add")
         if len(skipped):
             raise HTTPException(415, f"{service.upload_name(photo)} is not a usable photo: {skipped['reason'].iloc[0]}")

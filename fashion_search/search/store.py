@@ -38,13 +38,17 @@ from fashion_search.search.milvus_index import MilvusVectors, connect, create_co
 from fashion_search.search.generations import (MANIFEST_FILE, UPLOADS_DIR, IndexBusyError, ProductIndexError,
                                                append_rows, debris, generation_files, locked, read_rows,
                                                remove_debris)
+from fashion_search.search.integrity import (DamagedIndexError, byte_range_sha256, check_finite, check_manifest,
+                                             damaged, extend_segments, verify_files)
 
 SKIPPED_FILE = "skipped.csv"
 FORMAT_VERSION = 1
 OPEN_ATTEMPTS = 5
+CHECKSUM_AT_OPEN_BYTES = 64 * 2**20  # products and faiss files this small are checksummed at every open
 
-__all__ = ["IndexBusyError", "ProductIndex", "ProductIndexError", "add_products", "check_can_create", "compact",
-           "create_index", "open_index", "record_skipped", "refuse_existing", "remove_products"]
+__all__ = ["DamagedIndexError", "IndexBusyError", "ProductIndex", "ProductIndexError", "add_products",
+           "check_can_create", "compact", "create_index", "open_index", "record_skipped", "refuse_existing",
+           "remove_products", "verify_index"]
 
 
 def _now() -> str:
@@ -103,6 +107,7 @@ class ProductIndex:
                 "generation": m["generation"], "backend": m.get("backend", "faiss"), "milvus": m.get("milvus"),
                 "debris_files": len(leftovers),
                 "debris_bytes": sum(p.stat().st_size for p in leftovers if p.exists()),
+                "checksummed": sorted(m.get("checksums", {})),
                 "columns": [c for c in self.products.columns if c not in ("deleted",)]}
 
 
@@ -127,10 +132,32 @@ def _with_colour_names(items: pd.DataFrame, colours: np.ndarray) -> pd.DataFrame
     return items
 
 
+def row_widths(manifest: dict) -> dict[str, int]:
+    """float32 values a row takes in each append-only file of the index."""
+    return {"vectors": manifest["dim"], "colours": DESCRIPTOR_DIM}
+
+
+def _checksums(folder: Path, manifest: dict, files: dict, rows: int) -> dict:
+    """The checksums of the next generation's files: whole files for the rewritten ones, segments
+    of rows for the append-only ones (only the rows appended are hashed)."""
+    old_files, old = manifest.get("files", {}), manifest.get("checksums", {})
+    checksums = {role: old[role] for role in ("faiss",) if role in files and files[role] == old_files.get(role)
+                 and role in old}
+    for role in ("products", "faiss"):
+        if role in files and role not in checksums:
+            checksums[role] = byte_range_sha256(folder / files[role])
+    for role, width in row_widths(manifest).items():
+        kept = files[role] == old_files.get(role) and role in old
+        checksums[role] = extend_segments(old[role] if kept else [], folder / files[role], width * 4,
+                                          manifest.get("rows", 0) if kept else 0, rows)
+    return checksums
+
+
 def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, skipped: pd.DataFrame,
             vectors_file: str | None = None, colours_file: str | None = None) -> dict:
-    """Write the next generation (a new faiss file unless ``faiss_index`` is None) and switch the
-    manifest to it; the previous generation's files stay for readers, older ones go."""
+    """Write the next generation (a new faiss file unless ``faiss_index`` is None), with the
+    checksums of its files, and switch the manifest to it; the previous generation's files stay
+    for readers, older ones go."""
     old_files = manifest.get("files", {})
     generation = manifest.get("generation", 0) + 1
     files = generation_files(generation, vectors_file or old_files["vectors"], colours_file or old_files["colours"])
@@ -143,6 +170,7 @@ def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, s
         save_faiss_index(faiss_index, folder / files["faiss"])
     write_text_atomic(folder / SKIPPED_FILE, skipped.to_csv(index=False))
     manifest = {**manifest, "generation": generation, "rows": len(products), "files": files,
+                "checksums": _checksums(folder, manifest, files, len(products)),
                 "previous_files": old_files, "updated": _now()}
     write_json(folder / MANIFEST_FILE, manifest)
     live = products["path"].astype(str)[~products["deleted"].to_numpy(bool)]
@@ -181,10 +209,22 @@ def create_index(folder: str | Path, identity: dict, settings: IndexParams, item
 
 
 def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: bool | None) -> ProductIndex:
+    """The index the manifest names, after the cheap checks: sizes before reading, the checksums
+    of the products and faiss files up to :data:`CHECKSUM_AT_OPEN_BYTES`, finite values in what
+    is read into memory, the faiss index's shape."""
+    check_manifest(folder, manifest, row_widths(manifest))
     files, rows, dim = manifest["files"], manifest["rows"], manifest["dim"]
     in_memory = manifest["kind"] != "ivfpq" if in_memory is None else in_memory
     vectors = read_rows(folder / files["vectors"], rows, dim, in_memory)
     colours = read_rows(folder / files["colours"], rows, DESCRIPTOR_DIM, True)
+    if in_memory:
+        check_finite(folder, files["vectors"], vectors)
+    check_finite(folder, files["colours"], colours)
+    for role, recorded in manifest.get("checksums", {}).items():
+        path = folder / files.get(role, "")
+        if isinstance(recorded, str) and path.stat().st_size <= CHECKSUM_AT_OPEN_BYTES \
+                and byte_range_sha256(path) != recorded:
+            raise damaged(folder, f"{path.name}: its checksum differs from the one recorded when it was written")
     products = pd.read_csv(folder / files["products"], dtype={"id": str, "product_id": str, "colours": str},
                            keep_default_na=False, na_values=[""])
     products["colours"] = products["colours"].fillna("")
@@ -194,22 +234,39 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
     if manifest.get("backend") == "milvus":
         vector_index = open_collection(manifest, vectors, search_settings)
     else:
-        vector_index = VectorIndex(load_faiss_index(folder / files["faiss"]), vectors, manifest["kind"],
-                                   manifest["metric"], search_settings)
+        faiss_index = load_faiss_index(folder / files["faiss"])
+        if faiss_index.d != dim:
+            raise damaged(folder, f"{files['faiss']} holds {faiss_index.d}-d vectors; the manifest says {dim}")
+        vector_index = VectorIndex(faiss_index, vectors, manifest["kind"], manifest["metric"], search_settings)
     if len(products) != rows:
         raise ValueError(f"{len(products)} products for {rows} vectors")
     return ProductIndex(folder, manifest, products, colours, vector_index, skipped)
 
 
 def read_manifest(folder: Path) -> dict:
-    """The current manifest, checked for this version's format."""
+    """The current manifest, checked for this version's format (a damaged one is said so)."""
     if not (folder / MANIFEST_FILE).is_file():
         raise ProductIndexError(f"no index in {folder}; build one with 'fashion-search index <catalogue> --index {folder}'")
-    manifest = read_json(folder / MANIFEST_FILE)
+    try:
+        manifest = read_json(folder / MANIFEST_FILE)
+    except (ValueError, UnicodeDecodeError):
+        raise damaged(folder, f"{MANIFEST_FILE} is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise damaged(folder, f"{MANIFEST_FILE} is not a JSON object")
     if manifest.get("format") != FORMAT_VERSION:
         raise ProductIndexError(f"the index in {folder} has format {manifest.get('format')}; this version reads "
                                 f"format {FORMAT_VERSION}: rebuild it")
     return manifest
+
+
+def verify_index(folder: str | Path) -> dict:
+    """Every file of the index against the checksums recorded when it was written, after the
+    checks of an open; raises :class:`DamagedIndexError` at the first difference."""
+    folder = Path(folder)
+    with locked(folder, 30.0):  # no change half-way through while we read
+        manifest = read_manifest(folder)
+        check_manifest(folder, manifest, row_widths(manifest))
+        return verify_files(folder, manifest, row_widths(manifest))
 
 
 def open_index(folder: str | Path, settings: IndexParams, in_memory: bool | None = None) -> ProductIndex:
@@ -223,20 +280,22 @@ def open_index(folder: str | Path, settings: IndexParams, in_memory: bool | None
         manifest = read_manifest(folder)
         try:
             return _open_once(folder, manifest, settings, in_memory)
-        except ProductIndexError:
-            raise  # already says what is wrong (e.g. Milvus unreachable, or another model's collection)
         except (OSError, ValueError, RuntimeError) as err:  # faiss raises RuntimeError for a missing file
             if read_manifest(folder).get("generation") != manifest.get("generation"):
                 continue  # a change switched generations while we read: read the new one
+            if isinstance(err, ProductIndexError):
+                raise  # already says what is wrong (damage, Milvus unreachable, another model's collection)
             if attempt == OPEN_ATTEMPTS - 1 or not isinstance(err, OSError):
-                raise ProductIndexError(f"the index in {folder} is damaged ({err}); rebuild it") from None
+                raise damaged(folder, str(err)[:300]) from None
             time.sleep(0.05)
     raise ProductIndexError(f"the index in {folder} kept changing while it was opened; try again")
 
 
 def add_products(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, colours: np.ndarray,
-                 skipped: pd.DataFrame) -> ProductIndex:
-    """Add embedded items; an id already in the index is replaced (its old row is removed)."""
+                 skipped: pd.DataFrame) -> tuple[ProductIndex, int]:
+    """Add embedded items; an id already in the index is replaced (its old row is removed).
+    Returns the index and how many of the items replaced a product (counted under the lock, so
+    another writer's change meanwhile is not counted as this one's)."""
     settings = index.vectors.settings
     with locked(index.folder, settings.lock_wait_s):
         index = open_index(index.folder, settings)  # the latest state, not ours
@@ -259,7 +318,7 @@ def add_products(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, 
                                                                                             keep="last")
         _commit(index.folder, index.manifest, products, getattr(index.vectors, "index", None), all_skipped)
         _forget(index, replaced)
-    return open_index(index.folder, settings)
+    return open_index(index.folder, settings), int(products["id"].iloc[replaced].nunique())
 
 
 def _forget(index: ProductIndex, rows: np.ndarray) -> None:

@@ -1,0 +1,154 @@
+"""Is an index folder what was written? Checks of the manifest, its files and their checksums.
+
+Three levels, each cheaper than the next is thorough:
+
+- :func:`check_manifest` (every open): the manifest's fields have their types and ranges, the
+  file names are plain names in the folder, and each file is as large as ``rows`` and ``dim``
+  say, before anything is allocated;
+- :func:`check_finite` (every open, on what is read into memory): no NaN or infinity in vectors
+  or colours;
+- :func:`verify_files` (``fashion-search verify``): every current file against the SHA-256
+  recorded when it was written, and every vector finite, read a chunk at a time.
+
+Append-only files (vectors, colours) are checksummed by segments of rows, so an add hashes only
+the rows it appended; adjacent segments are merged (re-hashed) once the older is no longer larger,
+which keeps a few dozen segments for any number of adds.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from fashion_search.search.generations import ProductIndexError
+
+KINDS = ("flat", "hnsw", "ivfpq", "milvus")
+METRICS = ("l2", "inner_product")
+MAX_DIM = 65_536
+HASH_CHUNK = 1 << 22
+Segment = list  # [first_row, end_row, sha256 hex]
+
+
+class DamagedIndexError(ProductIndexError):
+    """An index whose files are not what was written: rebuild it (HTTP 503)."""
+
+
+def damaged(folder: Path, what: str) -> DamagedIndexError:
+    return DamagedIndexError(f"the index in {folder} is damaged ({what}); rebuild it")
+
+
+def byte_range_sha256(path: Path, start: int = 0, stop: int | None = None) -> str:
+    """SHA-256 of bytes ``start:stop`` of a file (to its end when ``stop`` is None)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        left = None if stop is None else stop - start
+        while left is None or left > 0:
+            block = handle.read(HASH_CHUNK if left is None else min(HASH_CHUNK, left))
+            if not block:
+                break
+            digest.update(block)
+            if left is not None:
+                left -= len(block)
+    return digest.hexdigest()
+
+
+def extend_segments(segments: list[Segment], path: Path, row_bytes: int, rows_before: int,
+                    rows_after: int) -> list[Segment]:
+    """The segment checksums of an append-only file after rows ``rows_before:rows_after`` were
+    written (segments past ``rows_before`` are dropped, as the rows they covered were)."""
+    kept = [list(s) for s in segments if s[1] <= rows_before]
+    if rows_after > rows_before:
+        kept.append([rows_before, rows_after, byte_range_sha256(path, rows_before * row_bytes, rows_after * row_bytes)])
+    while len(kept) >= 2 and kept[-2][1] - kept[-2][0] <= kept[-1][1] - kept[-1][0]:
+        first, end = kept[-2][0], kept[-1][1]
+        kept[-2:] = [[first, end, byte_range_sha256(path, first * row_bytes, end * row_bytes)]]
+    return kept
+
+
+def _is_count(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_manifest(folder: Path, manifest: object, row_widths: dict[str, int]) -> None:
+    """Refuse a manifest whose fields are missing, of the wrong type or out of range, that names
+    files outside the folder, or whose files are smaller than its ``rows`` say; ``row_widths``:
+    float32 values a row takes in each append-only file (``vectors``: the manifest's ``dim``)."""
+    if not isinstance(manifest, dict):
+        raise damaged(folder, "manifest.json is not a JSON object")
+    model, files = manifest.get("model"), manifest.get("files")
+    problems = [
+        ("rows", _is_count(manifest.get("rows"), 0, 2**40)), ("dim", _is_count(manifest.get("dim"), 1, MAX_DIM)),
+        ("generation", _is_count(manifest.get("generation"), 1, 2**40)), ("kind", manifest.get("kind") in KINDS),
+        ("metric", manifest.get("metric") in METRICS), ("model", isinstance(model, dict)),
+        ("files", isinstance(files, dict) and all(isinstance(n, str) for n in files.values())),
+    ]
+    wrong = [name for name, fine in problems if not fine]
+    if wrong:
+        raise damaged(folder, f"manifest.json: {', '.join(wrong)} missing or out of range")
+    if model.get("dim", manifest["dim"]) != manifest["dim"]:
+        raise damaged(folder, f"manifest.json: dim {manifest['dim']} but the model writes {model.get('dim')}-d vectors")
+    needed = ("vectors", "colours", "products") + (() if manifest.get("backend") == "milvus" else ("faiss",))
+    missing = [role for role in needed if role not in files]
+    if missing:
+        raise damaged(folder, f"manifest.json names no {' or '.join(missing)} file")
+    for role, name in files.items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise damaged(folder, f"manifest.json: the {role} file '{name[:80]}' is not a file name in the folder")
+        path = folder / name
+        if not path.is_file():
+            raise damaged(folder, f"{name} is missing")
+        if role in row_widths:
+            needed_bytes = manifest["rows"] * row_widths[role] * 4
+            if path.stat().st_size < needed_bytes:
+                raise damaged(folder, f"{name} holds {path.stat().st_size:,} bytes; {manifest['rows']:,} rows need "
+                                      f"{needed_bytes:,}")
+
+
+def non_finite_rows(array: np.ndarray, chunk: int = 65_536) -> int:
+    """How many rows of a float32 matrix (or memory map) hold a NaN or an infinity."""
+    bad = 0
+    for start in range(0, len(array), chunk):
+        sums = np.add.reduce(np.asarray(array[start:start + chunk]), axis=1, dtype=np.float64)
+        bad += int((~np.isfinite(sums)).sum())  # float32 values cannot overflow a float64 sum
+    return bad
+
+
+def check_finite(folder: Path, name: str, array: np.ndarray) -> None:
+    """Refuse vectors or colours holding NaN or infinity (damage: the engine writes none)."""
+    bad = non_finite_rows(array)
+    if bad:
+        raise damaged(folder, f"{name}: {bad:,} rows hold NaN or infinite values")
+
+
+def _expected(manifest: dict, row_widths: dict[str, int]) -> Iterator[tuple[str, str, int, int, str]]:
+    """(role, file, first byte, end byte, sha256) of every recorded checksum of the current files."""
+    for role, recorded in manifest.get("checksums", {}).items():
+        name = manifest["files"].get(role)
+        if name is None:
+            continue
+        if isinstance(recorded, str):
+            yield role, name, 0, -1, recorded
+        else:
+            row_bytes = row_widths[role] * 4
+            for first, end, sha in recorded:
+                yield role, name, first * row_bytes, end * row_bytes, sha
+
+
+def verify_files(folder: Path, manifest: dict, row_widths: dict[str, int]) -> dict:
+    """Every checksum the manifest records, and finite vectors and colours; raises
+    :class:`DamagedIndexError` at the first difference. Returns what was checked."""
+    for role, width in row_widths.items():
+        name = manifest["files"][role]
+        check_finite(folder, name, np.memmap(folder / name, np.float32, "r", shape=(manifest["rows"], width))
+                     if manifest["rows"] else np.zeros((0, width), np.float32))
+    checked_bytes, files = 0, set()
+    for role, name, start, stop, sha in _expected(manifest, row_widths):
+        if byte_range_sha256(folder / name, start, None if stop < 0 else stop) != sha:
+            raise damaged(folder, f"{name}: its checksum differs from the one recorded when it was written")
+        checked_bytes += (folder / name).stat().st_size if stop < 0 else stop - start
+        files.add(name)
+    return {"files": sorted(files), "bytes": checked_bytes, "rows": manifest["rows"],
+            "unrecorded": sorted(set(manifest["files"]) - set(manifest.get("checksums", {})))}
