@@ -2,11 +2,13 @@
 
     python benchmarks/serve_memory.py [--photos ../shared/data/fashion-products-dev]
 
-Starts ``fashion-search serve`` over a small index (40 dev photos, random weights), then sends
-rounds of concurrent ``POST /search`` uploads of a photo just under the service's pixel budget
-(3,990 × 3,990, a few kB as a one-bit PNG), and one round of photos over it (7,700 × 7,700, which
-must be refused). After each round: the statuses, the server's peak (VmHWM) and resident
-(VmRSS) memory. Writes ``benchmarks/results/serve_memory.{json,md}``.
+For each kind of decompression bomb (a one-bit, a 16-bit grey and an RGBA PNG: tiny files that
+decode to large images), starts a fresh ``fashion-search serve`` over a small index (40 dev
+photos, random weights), then sends rounds of concurrent ``POST /search`` uploads of the largest
+photo of that kind the service's decode budget admits (16 million pixels, and as many bytes
+decoded as 16 million RGB pixels: 3,990 × 3,990 in one bit or 16-bit grey, 3,460 × 3,460 in RGBA),
+and one round of photos over it (which must be refused). After each round: the statuses, the
+server's peak (VmHWM) and resident (VmRSS) memory. Writes ``benchmarks/results/serve_memory.{json,md}``.
 """
 from __future__ import annotations
 
@@ -23,12 +25,15 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 from PIL import Image
 
 from cli_startup import CLI, DEFAULT_PHOTOS, ROOT, small_index
 from fashion_search.io import write_results
 
-ROUNDS = ((3990, 16), (3990, 16), (3990, 32), (7700, 16))
+# kind: (PIL mode, fill, side under the budget, side over it)
+BOMBS = {"one-bit": ("1", 1, 3990, 7700), "16-bit grey": ("I;16", 0, 3990, 7700),
+         "RGBA": ("RGBA", (10, 20, 30, 128), 3460, 3990)}
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -37,9 +42,12 @@ def memory_mib(pid: int) -> dict[str, float]:
     return {key: int(fields[key].split()[0]) / 1024 for key in ("VmHWM", "VmRSS")}
 
 
-def one_bit_png(side: int) -> bytes:
+def bomb_png(mode: str, fill, side: int) -> bytes:
+    """A PNG of one colour: a few kB that decode to ``side``² pixels of ``mode``."""
     buffer = io.BytesIO()
-    Image.new("1", (side, side), 1).save(buffer, format="PNG")
+    image = Image.fromarray(np.full((side, side), fill, np.uint16)) if mode == "I;16" else Image.new(mode, (side, side),
+                                                                                                    fill)
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -57,40 +65,51 @@ def concurrent_searches(url: str, photo: bytes, clients: int) -> list[int]:
     return statuses
 
 
+def bomb_rounds(index: Path, kind: str, mode: str, fill, under: int, over: int) -> list[dict]:
+    """A fresh server, then rounds of one kind of bomb: under the budget (16, 16, 32 at once), over it (16)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*CLI, "serve", "--index", str(index), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/health")
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        rows = [{"kind": kind, "round": "after start", "clients": 0, "side": 0, "bytes": 0, "statuses": [],
+                 **memory_mib(server.pid)}]
+        for side, clients in ((under, 16), (under, 16), (under, 32), (over, 16)):
+            photo = bomb_png(mode, fill, side)
+            statuses = concurrent_searches(url, photo, clients)
+            rows.append({"kind": kind, "round": f"{side}×{side}", "clients": clients, "side": side,
+                         "bytes": len(photo), "statuses": sorted(set(statuses)), **memory_mib(server.pid)})
+        return rows
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "serve_memory")
     args = parser.parse_args()
+    rows = []
     with tempfile.TemporaryDirectory() as work:
         index = small_index(args.photos, Path(work))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen([*CLI, "serve", "--index", str(index), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    httpx.get(f"{url}/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            rows = [{"round": "after start", "clients": 0, "side": 0, "statuses": [], **memory_mib(server.pid)}]
-            for side, clients in ROUNDS:
-                statuses = concurrent_searches(url, one_bit_png(side), clients)
-                rows.append({"round": f"{side}×{side}", "clients": clients, "side": side,
-                             "statuses": sorted(set(statuses)), **memory_mib(server.pid)})
-        finally:
-            server.terminate()
+        for kind, (mode, fill, under, over) in BOMBS.items():
+            rows += bomb_rounds(index, kind, mode, fill, under, over)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    table = [f"| {r['round']} | {r['clients']} | {', '.join(map(str, r['statuses'])) or '-'} | "
-             f"{r['VmHWM']:.0f} | {r['VmRSS']:.0f} |" for r in rows]
+    table = [f"| {r['kind']} | {r['round']} | {r['bytes'] / 1024:,.0f} | {r['clients']} | "
+             f"{', '.join(map(str, r['statuses'])) or '-'} | {r['VmHWM']:.0f} | {r['VmRSS']:.0f} |" for r in rows]
     markdown = "\n".join(["# The service's memory under concurrent large uploads", "",
-                          f"{machine}; one `fashion-search serve` process, default limits.", "",
-                          "| round | concurrent uploads | statuses | peak (MiB) | resident after (MiB) |",
-                          "|---|---|---|---|---|", *table, ""])
+                          f"{machine}; a fresh `fashion-search serve` process per kind, default limits.", "",
+                          "| bomb | round | file (kB) | concurrent uploads | statuses | peak (MiB) | resident after (MiB) |",
+                          "|---|---|---|---|---|---|---|", *table, ""])
     write_results(args.out, {"machine": machine, "rounds": rows}, markdown)
     print(markdown)
     return 0

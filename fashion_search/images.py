@@ -38,7 +38,7 @@ RGB_BYTES = 3            # the decoded-size limit is that of max_pixels RGB pixe
 # this many pixels on its longer side: every use needs fewer (models take at most 299 px, the colour
 # analysis 64), and decoding a 3-megapixel photo in full costs more CPU than the model embedding it.
 DECODE_SIDE = 640
-STRIP_ROWS = 256  # rows converted to RGB at a time
+STRIP_ROWS = 64  # rows converted to RGB at a time
 WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # single-channel modes of more than 8 bits
 
 
@@ -55,13 +55,22 @@ def decoded_bytes_per_pixel(mode: str) -> int:
     return np.dtype(descriptor.typestr).itemsize * len(descriptor.bands)
 
 
+def _grey_scale(strip: Image.Image, low: float, high: float) -> np.ndarray:
+    """Wide grey scaled by the photo's own range (``low``, ``high``) to 8 bits; 16-bit through a
+    table of its 65,536 values, so a strip needs no float copy."""
+    if strip.mode.startswith("I;16"):
+        levels = np.arange(65_536, dtype=np.float64)
+        table = (levels - low) / (high - low) * 255.0 if high > low else np.zeros_like(levels)
+        return table.clip(0, 255).round().astype(np.uint8)[np.asarray(strip)]
+    pixels = np.asarray(strip, dtype=np.float64)
+    scaled = (pixels - low) / (high - low) * 255.0 if high > low else np.zeros_like(pixels)
+    return scaled.round().astype(np.uint8)
+
+
 def _strip_to_rgb(strip: Image.Image, grey_range: tuple[float, float] | None) -> np.ndarray:
     """One strip of rows as RGB uint8; ``grey_range``: the whole photo's (low, high) for wide grey."""
-    if grey_range is not None:  # 16-bit and 32-bit grey, scaled by the photo's own range to 8 bits
-        low, high = grey_range
-        pixels = np.asarray(strip, dtype=np.float64)
-        scaled = (pixels - low) / (high - low) * 255.0 if high > low else np.zeros_like(pixels)
-        return np.repeat(scaled.round().astype(np.uint8)[..., None], 3, axis=-1)
+    if grey_range is not None:  # 16-bit and 32-bit grey
+        return np.repeat(_grey_scale(strip, *grey_range)[..., None], 3, axis=-1)
     if strip.mode == "P":
         strip = strip.convert("RGBA")
     if strip.mode in ("RGBA", "LA", "PA") or "transparency" in strip.info:

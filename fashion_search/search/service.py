@@ -20,6 +20,16 @@ from fashion_search.search.engine import SearchEngine
 DECODES_AT_ONCE = 2  # full-size uploads decoded at once (each may be 16 Mpx)
 T = TypeVar("T")
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
+M_MMAP_THRESHOLD = -3        # glibc's mallopt parameter
+MMAP_THRESHOLD = 256 * 2**10  # blocks this large are mapped and unmapped, never kept in a thread's arena
+
+
+def map_large_blocks() -> None:
+    """Have glibc map every block over :data:`MMAP_THRESHOLD` on its own, so a decode's strips and
+    copies go back to the system when freed (by default the threshold grows with the largest
+    block freed, and the server's request threads keep tens of MiB each in their arenas)."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def release_freed_memory() -> None:
@@ -35,6 +45,7 @@ class Service:
 
     def __init__(self, engine: SearchEngine, api_key: str | None, max_upload_bytes: int, max_upload_pixels: int,
                  max_batch: int, max_wait_s: float):
+        map_large_blocks()
         self.runtime = engine.embedder.ready()  # converted or traced now, not on the first request
         self.batcher = engine.batch_model_calls(max_batch, max_wait_s)
         self.engine, self.api_key = engine, api_key
