@@ -1,0 +1,95 @@
+"""What the integrity checks cost: opening an index with and without the checks of every open,
+and ``verify``, on flat indexes of random 1280-d vectors.
+
+    python benchmarks/index_checks.py [--rows 3000,35000] [--repeats 5]
+
+For each size: a flat index is built from random unit vectors (no model), then opened with the
+checks and with them switched off, alternated, ``--repeats`` times each (median seconds), and
+verified ``--repeats`` times. Writes ``benchmarks/results/index_checks.{json,md}``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+
+from fashion_search.io import write_results
+from fashion_search.params import IndexParams
+from fashion_search.search import store
+from fashion_search.search.colour import DESCRIPTOR_DIM
+from fashion_search.search.store import create_index, open_index, verify_index
+
+ROOT = Path(__file__).resolve().parent
+DIM = 1280
+
+
+def random_index(folder: Path, rows: int) -> Path:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(rows, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = pd.DataFrame({"id": [f"p{i}" for i in range(rows)], "path": "", "articleType": "Tshirts"})
+    identity = {"backbone": "random", "recipe": "frozen", "weights": "none", "weights_sha256": "-", "image_size": 224,
+                "preprocessing": "-", "dim": DIM, "normalised": True, "model": "random"}
+    create_index(folder, identity, IndexParams(type="flat"), items, vectors,
+                 rng.random((rows, DESCRIPTOR_DIM)).astype(np.float32), pd.DataFrame(columns=["id", "path", "reason"]))
+    return folder
+
+
+def seconds(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def measure(folder: Path, repeats: int) -> dict:
+    checked, unchecked, verified = [], [], []
+    unchecked_open = [mock.patch.object(store, "check_finite", lambda *a: None),
+                      mock.patch.object(store, "CHECKSUM_AT_OPEN_BYTES", -1)]
+    for _ in range(repeats):
+        checked.append(seconds(lambda: open_index(folder, IndexParams())))
+        for patch in unchecked_open:
+            patch.start()
+        unchecked.append(seconds(lambda: open_index(folder, IndexParams())))
+        for patch in unchecked_open:
+            patch.stop()
+        verified.append(seconds(lambda: verify_index(folder)))
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    return {"open_checked_s": statistics.median(checked), "open_unchecked_s": statistics.median(unchecked),
+            "verify_s": statistics.median(verified), "index_mib": size / 2**20}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default="3000,35000")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "index_checks")
+    args = parser.parse_args()
+    results = []
+    for rows in map(int, args.rows.split(",")):
+        with tempfile.TemporaryDirectory() as work:
+            results.append({"rows": rows, **measure(random_index(Path(work) / "index", rows), args.repeats)})
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    table = [f"| {r['rows']:,} | {r['index_mib']:,.0f} | {r['open_unchecked_s'] * 1e3:,.0f} | "
+             f"{r['open_checked_s'] * 1e3:,.0f} | {r['open_checked_s'] / r['open_unchecked_s']:.2f} | "
+             f"{r['verify_s'] * 1e3:,.0f} |" for r in results]
+    markdown = "\n".join(["# What the integrity checks cost", "",
+                          f"{machine}; flat indexes of random 1280-d vectors; median of {args.repeats} alternated "
+                          "runs.", "",
+                          "| rows | index (MiB) | open without checks (ms) | open with checks (ms) | ratio | "
+                          "verify (ms) |", "|---|---|---|---|---|---|", *table, ""])
+    write_results(args.out, {"machine": machine, "repeats": args.repeats, "results": results}, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
