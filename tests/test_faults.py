@@ -326,3 +326,36 @@ def test_compact_drops_removed_rows_keeps_answers_and_frees_the_old_files(index_
     np.testing.assert_allclose(after["distance"], before["distance"], atol=1e-4)
     engine.remove(["103"])  # a later change: the pre-compaction vector files are no generation's any more
     assert not (index_folder / "vectors.f32").exists()
+
+
+ADD_COMMAND = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, {tests!r})
+    from fashion_search.cli import main
+    from fashion_search.search import commands
+    from fashion_search.search.engine import SearchEngine
+    from fashion_search.search.store import open_index
+    from test_search_engine import pixel_embedder
+    commands.SearchEngine.open = lambda folder, settings, model=None: SearchEngine(
+        open_index(folder, settings), settings, pixel_embedder())
+    sys.exit(main(["add", *{photos!r}, "--index", {folder!r}, "--params", {params!r}]))
+''')
+
+
+def test_two_concurrent_adds_each_report_their_own_count(index_folder, tmp_path):
+    """Both open the index, both wait for the lock; each must count its own five, not the other's."""
+    (tmp_path / "params.yaml").write_text("index:\n  lock_wait_s: 60\n  chunk_size: 8\n  batch_size: 4\n")
+    batches = [[str(solid_photo(tmp_path / f"w{w}" / f"W{w}-{i}.png", (40 * i, 90 + 30 * w, 10))) for i in range(5)]
+               for w in range(2)]
+    with locked(index_folder):
+        adders = [subprocess.Popen([sys.executable, "-c", ADD_COMMAND.format(
+            tests=str(TESTS), photos=photos, folder=str(index_folder), params=str(tmp_path / "params.yaml"))],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for photos in batches]
+        deadline = time.monotonic() + 60
+        while len(list((index_folder / "work").glob("*/chunk_*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # both embedded their photos: they wait for the lock now
+        time.sleep(1.0)
+    outputs = [adder.communicate(timeout=120) for adder in adders]
+    for adder, (out, err) in zip(adders, outputs):
+        assert adder.returncode == 0, err[-2000:]
+        assert "added 5 photos" in out and "(+5 products, 0 replaced; " in out, out
