@@ -150,6 +150,74 @@ def test_a_kill_at_a_write_step_of_an_approximate_index_leaves_a_whole_index(app
     assert store.verify_index(approximate_index)["rows"] == len(open_index(approximate_index, SETTINGS).products)
 
 
+MILVUS_BUILDER = textwrap.dedent('''
+    import dataclasses, sys
+    sys.path.insert(0, {tests!r})
+    from fashion_search.data.photo_folder import list_photo_folder
+    from fashion_search.search.engine import build_index
+    from test_search_engine import SETTINGS, pixel_embedder
+    build_index(list_photo_folder({photos!r}), {folder!r}, dataclasses.replace(SETTINGS, backend="milvus"),
+                embedder=pixel_embedder())
+''')
+MILVUS_KILLER = KILLER.replace("real = getattr(store, step)", "owner = store.MilvusVectors if '.' in step else store\n"
+                               "step = step.split('.')[-1]\nreal = getattr(owner, step)").replace(
+    "setattr(store, step, counting)", "setattr(owner, step, counting)")
+MILVUS_CHECKER = textwrap.dedent('''
+    import json, sys
+    sys.path.insert(0, {tests!r})
+    from fashion_search.data.photo_folder import list_photos
+    from fashion_search.search.engine import SearchEngine
+    from fashion_search.search.store import open_index
+    from test_search_engine import SETTINGS, pixel_embedder
+    engine = SearchEngine(open_index({folder!r}, SETTINGS), SETTINGS, pixel_embedder())
+    generation, rows = engine.index.manifest["generation"], len(engine.index.products)
+    engine.add(list_photos([{replacement!r}]))
+    top = engine.search(engine.photo_query({replacement!r}), k=3)
+    live = engine.index.products["id"][engine.index.live].tolist()
+    print(json.dumps({{"generation": generation, "rows": rows, "top": top["id"].tolist(),
+                      "distance": float(top["distance"].iloc[0]), "copies": live.count("100")}}))
+''')
+MILVUS_STEPS = [("append_rows", 1), ("MilvusVectors.write", 1), ("write_text_atomic", 1), ("write_json", 1),
+                ("MilvusVectors.remove", 1)]
+
+
+@pytest.fixture(scope="module")
+def milvus_index(photo_folder, tmp_path_factory) -> Path:
+    """A Milvus Lite index of the photo folder, built in its own process (Milvus Lite serves one at a time)."""
+    folder = tmp_path_factory.mktemp("milvus-kills") / "index"
+    built = subprocess.run([sys.executable, "-c", MILVUS_BUILDER.format(tests=str(TESTS), photos=str(photo_folder),
+                                                                        folder=str(folder))],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    return folder
+
+
+@pytest.mark.parametrize("step, nth", MILVUS_STEPS, ids=[f"{s}#{n}" for s, n in MILVUS_STEPS])
+def test_a_kill_at_a_write_step_of_the_milvus_lite_backend_leaves_a_whole_index(milvus_index, tmp_path, step, nth):
+    """The add replaces product 100 (so the replaced row leaves the collection after the commit);
+    a kill at any step leaves the old or the new generation, which opens, takes the next add and
+    never shows two copies of 100."""
+    folder = tmp_path / "index"
+    shutil.copytree(milvus_index, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["milvus"]["uri"] = str(folder / "milvus.db")  # the copy's own database
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    photo = solid_photo(tmp_path / "new" / "100.png", (10, 200, 10))
+    killed = subprocess.run([sys.executable, "-c", MILVUS_KILLER.format(
+        tests=str(TESTS), step=step, nth=nth, folder=str(folder), photo=str(photo))],
+        capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    replacement = solid_photo(tmp_path / "again" / "K1.png", (250, 120, 0))
+    checked = subprocess.run([sys.executable, "-c", MILVUS_CHECKER.format(tests=str(TESTS), folder=str(folder),
+                                                                          replacement=str(replacement))],
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    seen = json.loads(checked.stdout.strip().splitlines()[-1])
+    assert seen["generation"] in (manifest["generation"], manifest["generation"] + 1)
+    assert seen["rows"] == manifest["rows"] + (seen["generation"] - manifest["generation"])
+    assert seen["top"][0] == "K1" and seen["distance"] == pytest.approx(0.0, abs=1e-4) and seen["copies"] == 1
+
+
 # ----------------------------------------------------------------------------- readers and writers (defects 2, 3)
 CHANGER = textwrap.dedent('''
     import sys

@@ -195,7 +195,8 @@ class MilvusVectors:
     @classmethod
     def open(cls, uri: str, name: str, identity: dict, vectors: np.ndarray, metric: str,
              settings: IndexParams) -> "MilvusVectors":
-        """The collection of an index, checked to hold vectors of the index's model."""
+        """The collection of an index, checked to hold vectors of the index's model, and loaded
+        for searching (it is released in a process other than the one that built it)."""
         client = connect(uri)
         if not client.has_collection(name):
             raise ProductIndexError(f"Milvus at {uri} has no collection {name}: was the index built against another "
@@ -207,6 +208,8 @@ class MilvusVectors:
             raise ProductIndexError(f"the Milvus collection {name} at {uri} holds vectors of another model "
                                     f"({', '.join(differ)} differ from the index's manifest); rebuild the index")
         bare_list = _BARE_LIST_FIELD in {field["name"] for field in described.get("fields", [])}
+        with _answered("loading the collection"):
+            client.load_collection(name)  # a collection built by another process, or before a restart, is released
         return cls(client, name, vectors, metric, settings, _BARE_LIST_FIELD if bare_list else COLOUR_NAMES)
 
     def write(self, first_row: int, vectors: np.ndarray, products: pd.DataFrame) -> None:
