@@ -217,3 +217,18 @@ def test_uploads_no_product_shows_go_once_their_grace_period_is_over(served, mon
     assert client.delete("/items/100", headers=KEY).status_code == 200  # the next change cleans up
     shown = client.get("/items/again").json()
     assert len(list(uploads.iterdir())) == 1 and client.get("/items/again/image").status_code == 200 and shown
+
+
+def test_a_postscript_query_photo_is_one_line_from_the_command_line_and_starts_nothing(served, tmp_path):
+    _, folder, _ = served
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "gs").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'gs-calls.log'}\nexit 1\n")
+    (tmp_path / "bin" / "gs").chmod(0o755)
+    (tmp_path / "dress.jpg").write_bytes(picture("EPS"))
+    done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "query", str(tmp_path / "dress.jpg"),
+                           "--index", str(folder)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"fashion-search: error: cannot read the query photo {tmp_path / 'dress.jpg'}: not a readable image (not a "
+        "photo format that can be read: JPEG, PNG, WebP, BMP, GIF or TIFF)"]
+    assert not (tmp_path / "gs-calls.log").exists()

@@ -139,3 +139,37 @@ def test_an_index_with_colour_in_its_vectors_offers_to_turn_it_off(browser, phot
         assert asked == [0.0]
     finally:
         server.should_exit = True
+
+
+def test_a_postscript_upload_and_a_damaged_index_read_as_words(browser, photo_folder, tmp_path):
+    import io
+    import json
+
+    from PIL import Image
+
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=pixel_embedder())
+    url, server = serve(create_app(SearchEngine(open_index(folder, SETTINGS), SETTINGS, pixel_embedder())))
+    wait = WebDriverWait(browser, 20)
+    postscript = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(postscript, format="EPS")
+    (tmp_path / "dress.jpg").write_bytes(postscript.getvalue())
+    try:
+        browser.get(url + "/")
+        browser.find_element(By.ID, "file").send_keys(str(tmp_path / "dress.jpg"))
+        wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error")
+        assert browser.find_element(By.ID, "status").text == (
+            "Not a photo we can read: dress.jpg is not a readable image (not a photo format that can be read: "
+            "JPEG, PNG, WebP, BMP, GIF or TIFF).")
+
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest.update(generation=manifest["generation"] + 1, rows=10**9)  # a damaged change, as bad luck would
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        browser.find_element(By.ID, "file").send_keys(str(photo_folder / "images" / "100.jpg"))
+        wait.until(ready.text_to_be_present_in_element((By.ID, "status"), "damaged"))
+        message = browser.find_element(By.ID, "status").text
+        assert message.startswith("The catalogue cannot be searched now: the index is damaged (")
+        assert str(folder) not in message and "try again" not in message and cards(browser) == []
+        browser.save_screenshot(str(SCREENSHOT.with_name("web-page-damaged-index.png")))
+    finally:
+        server.should_exit = True

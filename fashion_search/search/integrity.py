@@ -32,11 +32,16 @@ Segment = list  # [first_row, end_row, sha256 hex]
 
 
 class DamagedIndexError(ProductIndexError):
-    """An index whose files are not what was written: rebuild it (HTTP 503)."""
+    """An index whose files are not what was written: rebuild it (HTTP 503). ``what`` says what
+    is wrong without the folder's path (which the HTTP service does not show)."""
+
+    def __init__(self, message: str, what: str):
+        super().__init__(message)
+        self.what = what
 
 
 def damaged(folder: Path, what: str) -> DamagedIndexError:
-    return DamagedIndexError(f"the index in {folder} is damaged ({what}); rebuild it")
+    return DamagedIndexError(f"the index in {folder} is damaged ({what}); rebuild it", what)
 
 
 def byte_range_sha256(path: Path, start: int = 0, stop: int | None = None) -> str:

@@ -143,8 +143,9 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(DamagedIndexError)
-    def damaged_index(request: Request, err: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=503)
+    def damaged_index(request: Request, err: DamagedIndexError) -> JSONResponse:
+        return JSONResponse({"detail": f"the index is damaged ({err.what}); it must be rebuilt "
+                                       "('fashion-search verify' on the server names the file)"}, status_code=503)
 
     @app.exception_handler(ProductIndexError)
     def conflict(request: Request, err: Exception) -> JSONResponse:
