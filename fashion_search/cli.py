@@ -191,7 +191,8 @@ def _add_engine(commands) -> None:
     serve.add_argument("--max-wait-ms", type=_non_negative, default=2.0,
                        help="how long a request waits for others to share its model call (default 2)")
     serve.add_argument("--max-connections", type=_positive_int, default=500,
-                       help="open connections at most; one more is closed at once (default 500)")
+                       help="open connections at most; beyond, the one waiting longest for its headers is "
+                            "closed (default 500)")
     _runtime(serve)
     serve.set_defaults(run=_engine("serve"))
 

@@ -4,7 +4,9 @@ each request's line and headers, and a ceiling on open connections.
 uvicorn's HTTP protocol waits for headers as long as a client keeps sending a byte now and then,
 so a few thousand slow clients would hold a few thousand sockets (and file descriptors) for good.
 Here a connection must deliver each request's headers within :data:`HEADER_TIMEOUT_S` of its
-first byte (or of opening), and one over :data:`MAX_CONNECTIONS` open ones is closed at once.
+first byte (or of opening). Over :data:`MAX_CONNECTIONS` open ones, the connection that has
+waited longest for its headers is closed to make room (a slow client's, not a well-behaved one
+that is being answered); when every connection is busy with a request, the new one is closed.
 The body's own pace is bounded later, by :mod:`.request_limits`.
 """
 from __future__ import annotations
@@ -27,15 +29,26 @@ class HeaderDeadlineProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.header_deadline: asyncio.TimerHandle | None = None
+        self.waiting_since: float | None = None
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            transport.abort()  # no answer: a client flooding us with sockets needs none
+        if len(self.connections) > self.max_connections and not self._make_room():
+            transport.abort()  # every connection is being answered: no room, and no answer
             return
         self._await_headers()
+
+    def _make_room(self) -> bool:
+        """Close the open connection that has waited longest for its headers; False if none waits."""
+        waiting = [c for c in self.connections if c is not self and getattr(c, "waiting_since", None) is not None
+                   and not c.transport.is_closing()]
+        if not waiting:
+            return False
+        min(waiting, key=lambda c: c.waiting_since).transport.abort()
+        return True
 
     def _await_headers(self) -> None:
         """Start the deadline for the headers of the request now due, unless it runs already."""
         if self.header_deadline is None:
+            self.waiting_since = self.loop.time()
             self.header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
     def _headers_too_slow(self) -> None:
@@ -49,7 +62,7 @@ class HeaderDeadlineProtocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE and self.header_deadline is not None:
             self.header_deadline.cancel()  # the headers are in
-            self.header_deadline = None
+            self.header_deadline, self.waiting_since = None, None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.header_deadline is not None:
