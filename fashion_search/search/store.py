@@ -138,14 +138,16 @@ def row_widths(manifest: dict) -> dict[str, int]:
 
 
 def _checksums(folder: Path, manifest: dict, files: dict, rows: int) -> dict:
-    """The checksums of the next generation's files: whole files for the rewritten ones, segments
-    of rows for the append-only ones (only the rows appended are hashed)."""
+    """The checksums of the next generation's files: whole files for the products table and a
+    faiss file written now (an unchanged one keeps its checksum), segments of rows for the
+    append-only files (only the rows appended are hashed)."""
     old_files, old = manifest.get("files", {}), manifest.get("checksums", {})
-    checksums = {role: old[role] for role in ("faiss",) if role in files and files[role] == old_files.get(role)
-                 and role in old}
+    checksums = {}
     for role in ("products", "faiss"):
-        if role in files and role not in checksums:
-            checksums[role] = byte_range_sha256(folder / files[role])
+        if role not in files:
+            continue
+        unchanged = role == "faiss" and files[role] == old_files.get(role) and role in old
+        checksums[role] = old[role] if unchanged else byte_range_sha256(folder / files[role])
     for role, width in row_widths(manifest).items():
         kept = files[role] == old_files.get(role) and role in old
         checksums[role] = extend_segments(old[role] if kept else [], folder / files[role], width * 4,
