@@ -22,7 +22,8 @@ from PIL import Image
 from fashion_search.cli import main
 from fashion_search.data.photo_folder import list_photo_folder, list_photos
 from fashion_search.search import store
-from fashion_search.search.engine import SearchEngine, build_index, embed_into_items
+from fashion_search.search.embedding_jobs import embed_into_items
+from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.generations import UPLOAD_GRACE_S, locked
 from fashion_search.search.store import open_index
 from test_search_engine import SETTINGS, pixel_embedder  # noqa: E402

@@ -18,6 +18,9 @@ from fashion_search.data.photo_folder import list_photo_folder
 
 FINETUNE = FinetuneParams(recipes=("fused",), task_columns=("articleType", "baseColour"), batch_size=8,
                           head_epochs=4, embedding_dim=16)
+# Candidates of the toy model's colour weight: none of them 0, which validation on six photos picks on
+# some processors (training on a CPU differs between them), leaving a colour part of zeros to test.
+CANDIDATE_WEIGHTS = (0.3, 0.6)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,10 @@ def fused_model(photo_folder, tmp_path_factory):
                       split=SplitFractions(validation=0.25, test=0.25))
     catalog = load_catalogue(data, seed=0)
     folder = tmp_path_factory.mktemp("fused")
-    made = prepare_embedding_model(BackboneParams("efficientnet_lite0", "none", 32), "fused", catalog, FINETUNE,
-                                   folder, seed=0, fingerprint="test")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("fashion_search.pipeline.fused_training.COLOUR_WEIGHTS", CANDIDATE_WEIGHTS)
+        made = prepare_embedding_model(BackboneParams("efficientnet_lite0", "none", 32), "fused", catalog, FINETUNE,
+                                       folder, seed=0, fingerprint="test")
     return made, folder, catalog
 
 
@@ -49,13 +54,14 @@ def test_fused_training_chooses_a_weight_on_validation_and_saves_a_two_input_mod
     manifest = made.manifest
     assert made.available and takes_colour(made.model)
     assert manifest["recipe"] == "fused" and manifest["colour_column"] == "baseColour"
-    assert manifest["colour_weight"] in COLOUR_WEIGHTS and manifest["colour_dims"] == COLOUR_DIM
+    assert manifest["colour_weight"] in CANDIDATE_WEIGHTS and set(CANDIDATE_WEIGHTS) <= set(COLOUR_WEIGHTS)
+    assert manifest["colour_dims"] == COLOUR_DIM
     assert manifest["feature_dim"] == FINETUNE.embedding_dim + COLOUR_DIM
     assert 1 <= manifest["type_epochs"] <= FINETUNE.head_epochs and manifest["refit_on"] == "train+validation"
     history = pd.read_csv(folder / HISTORY_FILE)
     assert sorted(set(history["head"])) == ["colour", "type"] and len(history) == 2 * FINETUNE.head_epochs
     weights = pd.read_csv(folder / COLOUR_WEIGHTS_FILE)
-    assert weights["colour_weight"].tolist() == list(COLOUR_WEIGHTS)
+    assert weights["colour_weight"].tolist() == list(CANDIDATE_WEIGHTS)
     assert weights.loc[weights["mean"].idxmax(), "colour_weight"] == manifest["colour_weight"]
     assert saved.is_usable(folder) and not (folder / "checkpoint").exists()  # cached features dropped
 
@@ -73,11 +79,15 @@ def test_a_fused_index_lets_a_query_turn_colour_off_or_up(fused_model, photo_fol
     assert np.allclose(off[:-COLOUR_DIM] / np.linalg.norm(off), type_part / np.linalg.norm(type_part), atol=1e-5)
     doubled = engine.search(query, k=5, match_colour=2.0)
     assert (doubled["distance"] >= 0).all()  # a longer colour part does not push distances below zero
-    same_colour = {}
+    same_colour, colour_closeness = {}, {}
+    own_colour = query.vector[-COLOUR_DIM:] / np.linalg.norm(query.vector[-COLOUR_DIM:])
     for factor in (0.0, 5.0):
         results = engine.search(query, k=5, match_colour=factor)
         same_colour[factor] = (results["baseColour"] == "Red").mean()
-    assert same_colour[5.0] >= same_colour[0.0] and same_colour[5.0] >= 0.8
+        parts = np.asarray(engine.index.vectors.vectors)[[int(engine.index.rows_of(i)[0]) for i in results["id"]],
+                                                         -COLOUR_DIM:]
+        colour_closeness[factor] = float(np.mean(parts @ own_colour / np.linalg.norm(parts, axis=1)))
+    assert colour_closeness[5.0] > colour_closeness[0.0] and same_colour[5.0] >= same_colour[0.0]
     with pytest.raises(ColourError, match="0..5"):
         engine.search(query, k=5, match_colour=9.0)
 

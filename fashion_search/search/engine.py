@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.data.catalog import Catalog, drop_unsafe_ids
+from fashion_search.data.catalog import Catalog
 from fashion_search.data.metadata import RESERVED_COLUMNS, check_new_columns
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
-from fashion_search.io import work_key
 from fashion_search.params import IndexParams
 from fashion_search.search.batching import ModelBatcher
 from fashion_search.search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
-from fashion_search.search.embedder import Embedder, check_identity, embed_catalog, load_embedder
+from fashion_search.search.embedder import Embedder, check_identity, load_embedder
+from fashion_search.search.embedding_jobs import Added, embed_into_items
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.integrity import damaged
 from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, check_can_create, compact,
@@ -67,47 +67,6 @@ class Framed:
 def _scaled(values: np.ndarray) -> np.ndarray:
     spread = np.ptp(values) if len(values) else 0.0
     return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
-
-
-@dataclass
-class Added:
-    """What one add did: photos added, of which new products and replaced ones, and those skipped."""
-
-    photos: int
-    new_products: int
-    replaced: int
-    skipped: pd.DataFrame
-
-
-@dataclass
-class Embedded:
-    """A catalogue ready for the index: the usable items, their vectors and colours, every skipped
-    photo with its reason, and the folder of saved chunks (to drop once the index holds them)."""
-
-    items: pd.DataFrame
-    vectors: np.ndarray
-    colours: np.ndarray
-    skipped: pd.DataFrame
-    chunks: Path
-
-
-def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, settings: IndexParams,
-                     description: str) -> Embedded:
-    """Embed a catalogue, resumable in a folder under ``work_dir`` keyed by the model and the
-    photos' content; ids the service could not serve are skipped with the reason."""
-    catalog = drop_unsafe_ids(catalog)
-    ids = catalog.items["id"].astype(str).tolist()
-    chunks = work_dir / work_key(embedder.identity, ids, images=catalog.images)
-    done = embed_catalog(embedder, ids, catalog.images, chunks, settings.chunk_size, settings.batch_size, description,
-                         settings.max_image_pixels)
-    items = catalog.items.drop(columns=[c for c in ("label", "split") if c in catalog.items.columns])
-    if "path" not in items.columns:
-        items.insert(1, "path", "")
-    bad = ~done.usable
-    skipped = pd.DataFrame({"id": items["id"][bad].tolist(), "path": items["path"][bad].astype(str).tolist(),
-                            "reason": [r for r in done.reasons if r is not None]})
-    skipped = pd.concat([catalog.skipped.astype(str), skipped], ignore_index=True) if len(catalog.skipped) else skipped
-    return Embedded(items[done.usable].reset_index(drop=True), done.vectors, done.colours, skipped, chunks)
 
 
 def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, overwrite: bool = False,

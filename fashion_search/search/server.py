@@ -16,7 +16,6 @@ survive a restart; several server processes may serve one index folder. A busy i
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
 import secrets
