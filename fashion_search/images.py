@@ -83,6 +83,8 @@ def _strip_to_rgb(strip: Image.Image, grey_range: tuple[float, float] | None) ->
 def _to_rgb(image: Image.Image) -> np.ndarray:
     """Any decoded PIL image → RGB uint8 ``(H, W, 3)``, converted a strip at a time; transparency
     composited onto white."""
+    if image.mode == "RGB" and "transparency" not in image.info:
+        return np.asarray(image, dtype=np.uint8)  # nothing to convert: one copy, as strips would make
     width, height = image.size
     grey_range = image.getextrema() if image.mode in WIDE_GREY else None
     rgb = np.empty((height, width, 3), np.uint8)
