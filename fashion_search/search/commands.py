@@ -124,8 +124,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     catalog = list_photos(args.photos, args.metadata)
     csv_given = args.metadata is not None or any(find_metadata(Path(p)) for p in args.photos if Path(p).is_dir())
     added = engine.add(catalog, new_columns=csv_given)
-    print(f"added {added.photos:,} photos to {args.index} ({added.new_products:+,} products, {added.replaced:,} "
-          f"replaced; {int(engine.index.live.sum()):,} in all)")
+    print(f"added {added.photos:,} photo{'' if added.photos == 1 else 's'} to {args.index} ({added.new_products:+,} "
+          f"products, {added.replaced:,} replaced; {int(engine.index.live.sum()):,} in all)")
     _report_skipped(added.skipped, Path(args.index))
     return 0
 
