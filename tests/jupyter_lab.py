@@ -96,9 +96,10 @@ async def _execute(url: str, token: str, kernel_id: str, sources: list[str], tim
 
 
 def run_notebook(server: LabServer, kernel_name: str, notebook: Path, parameters: dict,
-                 timeout_s: float = 300) -> list[list[dict]]:
+                 timeout_s: float = 300, then: tuple[str, ...] = ()) -> list[list[dict]]:
     """Start ``kernel_name`` in the server, run the notebook's code cells with ``parameters``
-    set after its parameters cell; return each cell's outputs (stops at the first error)."""
+    set after its parameters cell, then the cells of ``then`` (what a person types next); return
+    each cell's outputs (stops at the first error)."""
     kernel = server.post("/api/kernels", {"name": kernel_name}).json()
     cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
     sources = []
@@ -106,6 +107,7 @@ def run_notebook(server: LabServer, kernel_name: str, notebook: Path, parameters
         sources.append("".join(cell["source"]))
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             sources.append("\n".join(f"{key} = {value!r}" for key, value in parameters.items()))
+    sources.extend(then)
     try:
         return asyncio.run(_execute(server.url, server.token, kernel["id"], sources, timeout_s))
     finally:

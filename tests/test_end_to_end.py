@@ -55,8 +55,30 @@ def test_the_whole_chain_runs_and_leaves_its_artefacts(tiny_run):
     assert (run_dir / "index" / "efficientnet_lite0" / "softmax" / "manifest.json").is_file()
 
 
+# Typed into the kernel after the notebook: six searches through the panel's own button, one per
+# model and item, each output's image measured (a blank white PNG has no spread and no dark pixels).
+PANEL_SEARCHES = """
+import base64, io, json
+import numpy as np
+from PIL import Image as _Image
+panel = search_widget(engines, test)
+item, button, output = panel.children[0].children[1], panel.children[3], panel.children[4]
+model = panel.children[1].children[0]
+for name, chosen in [(name, chosen) for name in list(engines)[:2] for chosen in item.options[:3]]:
+    model.value, item.value = name, chosen
+    button.click()
+    data = output.outputs[0].get("data", {}) if output.outputs else {}
+    if "image/png" not in data:
+        print(json.dumps({"kind": "none", "spread": 0, "dark": 0}))
+        continue
+    grey = np.asarray(_Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).convert("L"))
+    print(json.dumps({"kind": "png", "spread": float(grey.std()), "dark": float((grey < 128).mean())}))
+"""
+
+
 def test_jupyterlab_lists_the_kernel_and_runs_the_search_notebook_through_it(tiny_run):
     run_dir, _, _ = tiny_run
+    built = {path: path.read_text() for path in (run_dir / "index").rglob("manifest.json")}
     server = LabServer(NOTEBOOKS_DIR)
     try:
         server.wait_ready()
@@ -64,15 +86,19 @@ def test_jupyterlab_lists_the_kernel_and_runs_the_search_notebook_through_it(tin
         assert "06_search.ipynb" in {item["name"] for item in server.get("/api/contents").json()["content"]}
         assert "JupyterLab" in server.get("/lab").text
         outputs = run_notebook(server, KERNEL_NAME, NOTEBOOKS_DIR / "06_search.ipynb",
-                               {"params_path": str(run_dir / "params.yaml"), "run_dir": str(run_dir)})
+                               {"params_path": str(run_dir / "params.yaml"), "run_dir": str(run_dir)},
+                               then=(PANEL_SEARCHES,))
     finally:
         log = server.stop()
     errors = [o for cell in outputs for o in cell if o["type"] == "error"]
     assert not errors, errors[0]["traceback"][-3:] if errors else ""
     panel = [o for cell in outputs for o in cell if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert panel, "the search panel (an ipywidget) was not displayed"
-    grids = [o for o in outputs[-1] if "image/png" in o.get("data", {})]
+    grids = [o for o in outputs[-2] if "image/png" in o.get("data", {})]
     assert len(grids) == 4  # the example search, once per model
+    searches = [json.loads(line) for o in outputs[-1] if o["type"] == "stream" for line in o["text"].splitlines()]
+    assert len(searches) == 6 and all(s["kind"] == "png" and s["spread"] > 20 and s["dark"] > 0.02 for s in searches)
+    assert built and {path: path.read_text() for path in built} == built  # the batch run's indexes, untouched
     assert "Traceback" not in log
 
 

@@ -1,7 +1,12 @@
 """The notebook's search panel and its static grid."""
 from __future__ import annotations
 
+import base64
+import io
+
+import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.widget import panel_search, search_grid, search_widget
@@ -34,3 +39,31 @@ def test_example_grids_draw_and_save_one_figure_per_model(photo_folder, tmp_path
     engines = {"pixels": SearchEngine(index, SETTINGS, pixel_embedder())}
     grids = example_grids(engines, catalog, "104", 4, tmp_path / "figures")
     assert list(grids) == ["pixels"] and (tmp_path / "figures" / "search_pixels.png").stat().st_size > 1000
+
+
+def png_pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+
+
+def test_every_search_of_the_panel_shows_a_drawn_grid_or_says_why(photo_folder, tmp_path):
+    """Five searches in a row through the panel's own button: each replaces the output with a
+    grid that has content (never a blank image), or with the reason in words."""
+    catalog = with_labels(list_photo_folder(photo_folder), "articleType")
+    index = build_index(catalog, tmp_path / "index", SETTINGS, embedder=pixel_embedder())
+    panel = search_widget({"pixels": SearchEngine(index, SETTINGS, pixel_embedder())}, catalog)
+    item, filters, button, output = panel.children[0].children[1], *panel.children[2:]
+    shown = []
+    for chosen, terms in (("100", ""), ("104", "gender=Men"), ("108", ""), ("112", "articleType=Shoes"),
+                          ("116", "")):
+        item.value, filters.value = chosen, terms
+        button.click()
+        assert len(output.outputs) == 1
+        pixels = png_pixels(base64.b64decode(output.outputs[0]["data"]["image/png"]))
+        assert pixels.std() > 20 and (pixels < 128).mean() > 0.02, chosen  # drawn, not a white page
+        shown.append(pixels.tobytes())
+    assert len(set(shown)) == 5
+    for terms, says in (("articleType=Sandals", "no product has articleType=Sandals; articleType values, closest "
+                                                "first: "), ("Shoes", "'Shoes' is not a filter: write key=value")):
+        filters.value = terms
+        button.click()
+        assert output.outputs[0]["output_type"] == "stream" and says in output.outputs[0]["text"]

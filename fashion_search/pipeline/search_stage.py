@@ -9,21 +9,33 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
 
 from fashion_search.data.catalog import Catalog
 from fashion_search.figures import save_figure
 from fashion_search.layout import RunLayout, variants
 from fashion_search.models import saved
-from fashion_search.params import Params
+from fashion_search.params import IndexParams, Params
+from fashion_search.search.embedder import Embedder, ModelError, check_identity, load_embedder
 from fashion_search.search.engine import SearchEngine, build_index
+from fashion_search.search.store import ProductIndexError, open_index
 from fashion_search.search.widget import item_images, search_grid
 
 
+def _index_of(folder: Path, settings: IndexParams, catalog: Catalog, embedder: Embedder) -> SearchEngine | None:
+    """The index in ``folder`` if it was built with this model over exactly this catalogue."""
+    try:
+        index = open_index(folder, settings)
+        check_identity(index.identity, embedder.identity, str(folder))
+    except (ProductIndexError, ModelError):
+        return None
+    same_items = sorted(index.products["id"][index.live].astype(str)) == sorted(catalog.items["id"].astype(str))
+    return SearchEngine(index, settings, embedder) if same_items else None
+
+
 def build_run_indexes(params: Params, layout: RunLayout, test: Catalog) -> dict[str, SearchEngine]:
-    """An engine over ``test`` for every available model of the run, keyed ``<backbone>-<recipe>``
-    (each index rebuilt, so it always matches the run's current models and catalogue)."""
+    """An engine over ``test`` for every available model of the run, keyed ``<backbone>-<recipe>``.
+    An index already built with the same model over the same items is opened as it is (a notebook
+    run by hand leaves the batch run's indexes alone); a missing or stale one is rebuilt."""
     engines = {}
     for variant in variants(params):
         model = layout.model(variant)
@@ -32,23 +44,22 @@ def build_run_indexes(params: Params, layout: RunLayout, test: Catalog) -> dict[
         # TensorFlow, as in the features the run evaluated: a test split is too small to repay
         # a conversion to ONNX Runtime (fashion_search.search.runtime)
         settings = dataclasses.replace(params.index, model=str(model), type="auto", runtime="tensorflow")
-        index = build_index(test, layout.index(variant), settings, overwrite=True,
-                            description=f"indexing with {variant.name}")
-        engines[variant.name] = SearchEngine(index, settings)
+        embedder = load_embedder(settings)
+        engines[variant.name] = _index_of(layout.index(variant), settings, test, embedder) or SearchEngine(
+            build_index(test, layout.index(variant), settings, overwrite=True, embedder=embedder,
+                        description=f"indexing with {variant.name}"), settings, embedder)
     return engines
 
 
 def example_grids(engines: dict[str, SearchEngine], catalog: Catalog, example: str, k: int,
-                  figures: Path) -> dict[str, Figure]:
+                  figures: Path) -> dict[str, Path]:
     """"More like" one catalogue item with each model, drawn and saved as ``search_<model>.png``;
-    each figure is closed, so a notebook shows it once, where it is displayed."""
+    returns the saved files (a notebook shows each with ``IPython.display.Image``)."""
     image = item_images(catalog, [example])[0]
     label = str(catalog.items.set_index(catalog.items["id"].astype(str)).loc[example, catalog.label_column])
     grids = {}
     for name, engine in engines.items():
         _, figure = search_grid(engine, catalog, engine.product_query(example), image, k, [], query_label=label)
         figure.suptitle(f"{name}: more like {example}", fontsize=9)
-        save_figure(figure, figures / f"search_{name}.png")
-        plt.close(figure)
-        grids[name] = figure
+        grids[name] = save_figure(figure, figures / f"search_{name}.png")
     return grids

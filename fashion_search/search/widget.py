@@ -1,10 +1,14 @@
 """The search panel for JupyterLab: upload a photo or pick an item, choose the model, k and
 filters, and see the results as an image grid (:func:`search_widget`). The grid is also what
 stage 06 draws for its fixed example query (:mod:`fashion_search.pipeline.search_stage`).
+
+The grid is a matplotlib figure made without pyplot, and the panel shows it as a PNG it renders
+itself: no figure manager or inline backend state is shared between one search and the next.
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+import io
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -13,6 +17,7 @@ from fashion_search.data.catalog import Catalog
 from fashion_search.figures import frame_tile, show_image
 from fashion_search.images import decode_photo
 from fashion_search.search.engine import Query, SearchEngine
+from fashion_search.search.filters import closest_values
 
 
 def item_images(catalog: Catalog, ids: list[str]) -> list[np.ndarray | str]:
@@ -40,7 +45,8 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
         for image, (_, row) in zip(images, results.iterrows())]
     columns = min(6, max(len(tiles), 1))
     rows = -(-len(tiles) // columns) or 1
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.9, rows * 2.6), squeeze=False)
+    fig = Figure(figsize=(columns * 1.9, rows * 2.6))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     labels = [None] * (query is not None) + [row.get(label_column) if label_column else None
@@ -56,30 +62,51 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
     return fig
 
 
+def figure_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def no_match_message(engine: SearchEngine, filters: list[str]) -> str:
+    """Why a filtered search found nothing: for each filter no product matches, the values that
+    exist, closest first (as the CLI says it)."""
+    lines = []
+    for expression in filters:
+        values = closest_values(expression, engine.index.products, engine.index.live)
+        if values:
+            key = expression.partition("=")[0].strip()
+            lines.append(f"no product has {expression}; {key} values, closest first: {', '.join(values)}")
+    return "\n".join(lines) or "no product matches these filters together"
+
+
 def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str, upload: tuple, item: str, k: int,
                  filters_text: str) -> Figure | str:
-    """What the panel shows for its current inputs: the results grid, or the error in words
-    (an unreadable photo, an unknown filter key)."""
+    """What the panel shows for its current inputs: the results grid, or the reason in words
+    (an unreadable photo, a malformed or unknown filter, a filter that matches nothing)."""
     engine = engines[model]
-    wanted = [f.strip() for f in filters_text.split(",") if "=" in f]
+    wanted = [f.strip() for f in filters_text.split(",") if f.strip()]
     try:
         if upload:
             pixels = decode_photo(bytes(upload[0]["content"]), engine.settings.max_image_pixels)
             query, image = engine.pixels_query(pixels, f"photo {upload[0]['name']}"), pixels
         else:
             query, image = engine.product_query(item), item_images(catalog, [item])[0]
-        return search_grid(engine, catalog, query, image, k, wanted)[1]
+        results, figure = search_grid(engine, catalog, query, image, k, wanted)
     except ValueError as err:
         return f"error: {err}"
+    return figure if len(results) else no_match_message(engine, wanted)
 
 
 def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
-    """An ipywidgets panel: upload a photo or pick an item, choose model, k and filters, search."""
+    """An ipywidgets panel: upload a photo or pick an item, choose model, k and filters, search.
+    Each search replaces the panel's output with a PNG of the grid, or the reason in words."""
     import ipywidgets as widgets
-    from IPython.display import display
+    from IPython.display import Image
 
     ids = catalog.items["id"].astype(str).tolist()
-    upload = widgets.FileUpload(accept="image/*", multiple=False, description="Photo")
+    upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload photo")
     item = widgets.Dropdown(options=ids[:500], description="or item")
     model = widgets.Dropdown(options=list(engines), description="model")
     k = widgets.IntSlider(value=10, min=1, max=50, description="k")
@@ -89,13 +116,11 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
 
     def run(_) -> None:
         shown = panel_search(engines, catalog, model.value, upload.value, item.value, k.value, filters.value)
-        output.clear_output()
-        with output:
-            if isinstance(shown, str):
-                print(shown)
-            else:
-                display(shown)
-                plt.close(shown)
+        output.outputs = ()
+        if isinstance(shown, str):
+            output.append_stdout(shown + "\n")
+        else:
+            output.append_display_data(Image(data=figure_png(shown), format="png"))
 
     button.on_click(run)
     return widgets.VBox([widgets.HBox([upload, item]), widgets.HBox([model, k]), filters, button, output])
