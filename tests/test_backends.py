@@ -248,3 +248,72 @@ def test_a_milvus_lite_index_open_in_another_process_is_said_in_words(photo_fold
     assert info.returncode == 2 and "another process has this Milvus Lite database open" in info.stderr
     assert "Traceback" not in info.stderr and len(info.stderr.strip().splitlines()) == 1
     assert time.time() - started < 60
+
+
+MILVUS_BACKENDS = ["milvus", *(["milvus server"] if SERVER else [])]
+
+
+def own_process(*argv: str, timeout: float = 300) -> str:
+    """``fashion-search <argv>`` in a new process, as a person types it; its stdout (exit 0 asserted)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "fashion_search.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, (argv, done.stderr[-2000:])
+    return done.stdout
+
+
+def serve_in_own_process(folder: str, photo: bytes) -> tuple[list[str], list[str]]:
+    """Start ``fashion-search serve`` on the index, search by photo and by product, stop it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "fashion_search.cli", "serve", "--index", folder, "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        found = httpx.post(f"{url}/search", files={"photo": ("q.jpg", photo)}, data={"k": "3"}, timeout=60)
+        similar = httpx.get(f"{url}/items/110/similar", params={"k": "3"}, timeout=60)
+        assert found.status_code == 200 and similar.status_code == 200, (found.text, similar.text)
+        return [r["id"] for r in found.json()["results"]], [r["id"] for r in similar.json()["results"]]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@pytest.mark.parametrize("backend_options", MILVUS_BACKENDS, indirect=True)
+def test_a_milvus_index_is_searched_added_to_compacted_and_served_by_other_processes(backend_options, photo_folder,
+                                                                                      tmp_path):
+    """Built in one process; each later step in a process of its own, the server restarted."""
+    folder = str(tmp_path / "index")
+    own_process("index", str(photo_folder), "--index", folder, *TINY, *backend_options)
+    photo = photo_folder / "images" / "110.jpg"
+    assert json.loads(own_process("query", str(photo), "--index", folder, "--json"))["results"][0]["id"] == "110"
+    like = json.loads(own_process("query", "--like", "110", "--index", folder, "--json"))["results"]
+    assert like and "110" not in {r["id"] for r in like}
+    (tmp_path / "new").mkdir()
+    shutil.copy(photo_folder / "images" / "120.jpg", tmp_path / "new" / "N1.jpg")
+    assert "(+1 products" in own_process("add", str(tmp_path / "new" / "N1.jpg"), "--index", folder)
+    assert "removed 1 products" in own_process("remove", "100", "--index", folder)
+    assert "1 removed rows dropped" in own_process("compact", "--index", folder)
+    top = json.loads(own_process("query", str(tmp_path / "new" / "N1.jpg"), "--index", folder, "--json",
+                                 "--top-k", "2"))["results"]
+    assert {r["id"] for r in top} == {"N1", "120"}
+    for _ in range(2):  # a server, then the same after a restart
+        found, similar = serve_in_own_process(folder, photo.read_bytes())
+        assert found[0] == "110" and len(similar) == 3 and "110" not in similar and "100" not in found + similar
