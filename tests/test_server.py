@@ -147,7 +147,7 @@ def test_the_api_docs_work_offline(service):
     client, _ = service
     page = client.get("/docs").text
     assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
-    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
         assert client.get(f"/docs-assets/{asset}").status_code == 200
 
 

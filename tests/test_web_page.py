@@ -173,3 +173,29 @@ def test_a_postscript_upload_and_a_damaged_index_read_as_words(browser, photo_fo
         browser.save_screenshot(str(SCREENSHOT.with_name("web-page-damaged-index.png")))
     finally:
         server.should_exit = True
+
+
+def test_the_api_documentation_renders_offline_with_every_operation(browser, photo_folder, tmp_path):
+    """/docs (Swagger UI) and /redoc (ReDoc) drawn by Chromium from the service's own files: the
+    operations are listed, no "Unable to render this definition"."""
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=pixel_embedder())
+    url, server = serve(create_app(SearchEngine(open_index(folder, SETTINGS), SETTINGS, pixel_embedder())))
+    wait = WebDriverWait(browser, 30)
+    operations = {"/search", "/filters", "/items", "/items/{item_id}", "/items/{item_id}/similar", "/stats"}
+    try:
+        browser.get(url + "/docs")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+        shown = {e.get_attribute("data-path") or e.text for e in
+                 browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        assert operations <= {s.replace("\u200b", "") for s in shown}
+        assert "Unable to render" not in browser.find_element(By.TAG_NAME, "body").text
+        browser.save_screenshot(str(SCREENSHOT.with_name("api-docs.png")))
+
+        browser.get(url + "/redoc")
+        wait.until(lambda d: "Products most similar to an uploaded photo" in d.find_element(By.TAG_NAME, "body").text)
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "Add a product" in text and "Remove a product" in text
+        browser.save_screenshot(str(SCREENSHOT.with_name("api-redoc.png")))
+    finally:
+        server.should_exit = True
