@@ -11,9 +11,9 @@ Both read catalogues through :mod:`fashion_search.data`, build models through
 :mod:`fashion_search.models`, read and frame photos with :mod:`fashion_search.images`, and
 take their settings from :mod:`fashion_search.params`.
 """
-import os
+from fashion_search import quiet_tensorflow
 
-# Quiet TensorFlow's C++ logs, set once here: every module that loads TensorFlow imports this package first.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every module that loads TensorFlow imports this package first: its loading lines go unprinted.
+quiet_tensorflow.install()
 
 __version__ = "0.1.0"

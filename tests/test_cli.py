@@ -74,3 +74,12 @@ def test_serving_and_backend_options_are_checked(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_commands_that_load_tensorflow_print_none_of_its_loading_lines(tmp_path, photo_folder):
+    done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
+                           str(tmp_path / "index"), "--model", "efficientnet_lite0", "--weights", "none",
+                           "--image-size", "32"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "indexed 25 products" in done.stdout
+    for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "rebuild TensorFlow"):
+        assert noise not in done.stderr, noise
