@@ -10,6 +10,7 @@ and exits with 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
@@ -122,8 +123,10 @@ def _add_engine(commands) -> None:
                        help="Fashion-MNIST images to index")
     index.add_argument("--model", help=f"backbone ({', '.join(BACKBONES)}) or trained model folder "
                                        "(default: index.model)")
-    index.add_argument("--weights", choices=WEIGHT_CHOICES)
-    index.add_argument("--image-size", type=int)
+    index.add_argument("--weights", choices=WEIGHT_CHOICES,
+                       help="a backbone's weights: imagenet, or none (random, for tests); default: index.weights")
+    index.add_argument("--image-size", type=int, help="the square side photos are framed to, in pixels "
+                                                      "(default: the backbone's own, or index.image_size)")
     index.add_argument("--type", choices=INDEX_TYPES, help="index kind (default: index.type)")
     index.add_argument("--backend", choices=INDEX_BACKENDS, help="where the vectors are searched: faiss (a file in "
                        "the index folder) or milvus (a collection at --uri); default: index.backend")
@@ -161,7 +164,7 @@ def _add_engine(commands) -> None:
     add.set_defaults(run=_engine("add"))
 
     remove = _command(commands, "remove", "remove products from the index")
-    remove.add_argument("ids", nargs="+")
+    remove.add_argument("ids", nargs="+", help="product ids to remove (every photo of each)")
     _common(remove)
     remove.set_defaults(run=_engine("remove"))
 
@@ -171,7 +174,7 @@ def _add_engine(commands) -> None:
 
     info = _command(commands, "info", "describe the index: size, kind, model, filters")
     _common(info)
-    info.add_argument("--json", action="store_true")
+    info.add_argument("--json", action="store_true", help="the same as JSON")
     info.set_defaults(run=_engine("info"))
 
     verify = _command(commands, "verify", "check every file of the index against the checksums written with it")
@@ -181,7 +184,7 @@ def _add_engine(commands) -> None:
     serve = _command(commands, "serve", "serve the index over HTTP, with a web page")
     _common(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload (default 10)")
     serve.add_argument("--max-upload-pixels", type=int, default=16_000_000,
                        help="largest photo decoded for a request, in pixels (default 16,000,000)")
@@ -208,7 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
     _add_engine(commands)
+    parser.set_defaults(command_parsers=commands.choices)
     return parser
+
+
+def _refuse_unknown(args: argparse.Namespace, unknown: list[str]) -> None:
+    """Name options the command does not know, with its own usage and the closest it has
+    (``--topk``: did you mean ``--top-k``?); exits with 2."""
+    command = args.command_parsers[args.command]
+    known = [option for action in command._actions for option in action.option_strings]
+    hints = [f"{word} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(word.split("=")[0], known, 1))
+             else word for word in unknown]
+    command.error(f"unrecognized arguments: {' '.join(hints)}")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -228,7 +242,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if unknown:
+        _refuse_unknown(args, unknown)
     if getattr(args, "top_k", 1) < 1:
         parser.error("--top-k must be at least 1")
     if not 0.0 <= (getattr(args, "colour_weight", None) or 0.0) <= 1.0:

@@ -83,3 +83,22 @@ def test_commands_that_load_tensorflow_print_none_of_its_loading_lines(tmp_path,
     assert done.returncode == 0 and "indexed 25 products" in done.stdout
     for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "rebuild TensorFlow"):
         assert noise not in done.stderr, noise
+
+
+@pytest.mark.parametrize("argv, usage, hint", [
+    (["query", "photo.jpg", "--topk", "3"], "usage: fashion-search query", "--topk (did you mean --top-k?)"),
+    (["info", "--jsn"], "usage: fashion-search info", "--jsn (did you mean --json?)"),
+])
+def test_an_unknown_option_gets_the_command_s_usage_and_the_closest_option(argv, usage, hint, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith(usage) and hint in err
+
+
+def test_every_option_and_argument_says_what_it_is(capsys):
+    from fashion_search.cli import build_parser
+
+    for name, command in build_parser().parse_args(["info"]).command_parsers.items():
+        for action in command._actions:
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help text"

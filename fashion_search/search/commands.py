@@ -146,12 +146,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"index      {info['folder']} (generation {info['generation']}, updated {info['updated']})")
     print(f"products   {info['products']:,} ({info['removed_rows']:,} removed rows, {info['skipped_photos']:,} "
           "photos skipped)")
-    print(f"kind       {info['kind']} ({info['factory']}, {info['metric']}): {info['chosen_because']}")
+    print(f"kind       {info['kind']} ({info['factory']}, {info['metric']}), chosen at its last build or compaction: "
+          f"{info['chosen_because']}")
     if info["milvus"]:
         print(f"milvus     collection {info['milvus']['collection']} at {info['milvus']['uri']}")
     print(f"model      {model['backbone']} {model['recipe']}, {model['image_size']} px, {info['dimension']}-d, "
           f"weights sha256 {model['weights_sha256'][:12]} ({model['model']})")
-    print(f"filters    {', '.join(c for c in info['columns'] if c not in ('path', 'colours'))}, colour")
+    print(f"filters    {', '.join(info['filters'])}")
     print(f"debris     {info['debris_files']:,} files, {info['debris_bytes'] / 2**20:.1f} MiB no generation uses "
           "(removed by the next change, or 'fashion-search compact')")
     print(f"checksums  {'recorded for ' + ', '.join(info['checksummed']) if info['checksummed'] else 'none recorded'}"

@@ -32,6 +32,7 @@ import pandas as pd
 from fashion_search.io import read_json, write_json, write_text_atomic
 from fashion_search.params import IndexParams
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
+from fashion_search.search.filters import filter_keys
 from fashion_search.search.faiss_index import (VectorIndex, add_in_chunks, build_faiss_index, choose_index,
                                                load_faiss_index, save_faiss_index)
 from fashion_search.search.milvus_index import MilvusVectors, connect, create_collection, default_uri, open_collection
@@ -108,7 +109,8 @@ class ProductIndex:
                 "debris_files": len(leftovers),
                 "debris_bytes": sum(p.stat().st_size for p in leftovers if p.exists()),
                 "checksummed": sorted(m.get("checksums", {})),
-                "columns": [c for c in self.products.columns if c not in ("deleted",)]}
+                "columns": [c for c in self.products.columns if c not in ("deleted",)],
+                "filters": filter_keys(self.products)}
 
 
 def refuse_existing(folder: Path) -> None:
