@@ -234,3 +234,20 @@ def test_a_postscript_query_photo_is_one_line_from_the_command_line_and_starts_n
         f"fashion-search: error: cannot read the query photo {tmp_path / 'dress.jpg'}: not a readable image (not a "
         "photo format that can be read: JPEG, PNG, WebP, BMP, GIF or TIFF)"]
     assert not (tmp_path / "gs-calls.log").exists()
+
+
+def test_search_fields_in_the_address_of_a_post_are_refused_not_ignored(served, photo_folder):
+    client, _, _ = served
+    photo = (photo_folder / "images" / "100.jpg").read_bytes()
+    answer = client.post("/search?k=2&filter=articleType=Shoes", files={"photo": ("q.jpg", photo)})
+    assert answer.status_code == 400 and answer.json()["detail"].startswith("send filter, k as form fields")
+
+
+def test_a_filter_that_matches_nothing_says_which_values_exist(served, photo_folder):
+    client, _, _ = served
+    photo = (photo_folder / "images" / "100.jpg").read_bytes()
+    found = client.post("/search", files={"photo": ("q.jpg", photo)}, data={"filter": ["articleType=Sandals"]}).json()
+    similar = client.get("/items/100/similar", params={"filter": "articleType=Tshirt"}).json()
+    assert found["results"] == [] and found["hints"][0].startswith(
+        "no product has articleType=Sandals; articleType values, closest first: ")
+    assert similar["results"] == [] and "closest first: Tshirts" in similar["hints"][0]

@@ -61,6 +61,7 @@ def test_upload_filter_and_more_like_this(browser, photo_folder, tmp_path):
         wait.until(ready.text_to_be_present_in_element((By.ID, "status"), f"More like {clicked}"))
         wait.until(lambda d: len(cards(d)) == 7)
         assert clicked not in {card_id for card_id, _ in cards(browser)}
+        assert browser.find_element(By.ID, "file").get_attribute("value") == ""  # the photo is no longer the query
         images_loaded = browser.execute_script(
             "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
         assert images_loaded
@@ -156,6 +157,12 @@ def test_a_postscript_upload_and_a_damaged_index_read_as_words(browser, photo_fo
     (tmp_path / "dress.jpg").write_bytes(postscript.getvalue())
     try:
         browser.get(url + "/")
+        browser.find_element(By.ID, "filter").send_keys("articleType=Sandals")
+        browser.find_element(By.ID, "file").send_keys(str(photo_folder / "images" / "100.jpg"))
+        wait.until(ready.text_to_be_present_in_element((By.ID, "status"), "No product matches"))
+        assert browser.find_element(By.ID, "status").text.startswith(
+            "No product matches: no product has articleType=Sandals; articleType values, closest first: ")
+        browser.find_element(By.ID, "filter").clear()
         browser.find_element(By.ID, "file").send_keys(str(tmp_path / "dress.jpg"))
         wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error")
         assert browser.find_element(By.ID, "status").text == (

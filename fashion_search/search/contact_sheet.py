@@ -1,4 +1,5 @@
-"""A contact sheet of search results: the query photo, then the results with rank, id and distance."""
+"""A contact sheet of search results: the query photo, then the results with rank, id and what
+ranked them (the distance, or the score of a colour blend)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,9 @@ def contact_sheet(results: pd.DataFrame, query_path: str | None) -> Image.Image:
     describe = [c for c in ("category", "articleType", "brand", "colours") if c in results.columns]
     for _, row in results.iterrows():
         detail = str(row[describe[0]])[:22] if describe else ""
-        tiles.append((row["path"], f"#{row['rank']} {row['id']}"[:24], f"{row['distance']:.3f} {detail}"))
+        scored = "score" in row and pd.notna(row["score"])  # results ranked by a colour blend, not by distance
+        ranking = f"score {row['score']:.3f}" if scored else f"dist {row['distance']:.3f}"
+        tiles.append((row["path"], f"#{row['rank']} {row['id']}"[:24], f"{ranking} {detail}"[:26]))
     columns = min(PER_ROW, max(len(tiles), 1))
     rows = int(np.ceil(len(tiles) / columns)) or 1
     sheet = Image.new("RGB", (columns * THUMB, rows * (THUMB + CAPTION)), "white")

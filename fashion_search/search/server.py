@@ -37,7 +37,7 @@ from fashion_search.images import PHOTO_SUFFIXES
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine, colour_weight_for
-from fashion_search.search.filters import FilterError, filter_options
+from fashion_search.search.filters import FilterError, closest_values, filter_options
 from fashion_search.search.offline_docs import add_offline_docs
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
 from fashion_search.search.request_limits import RequestLimits
@@ -66,6 +66,17 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 def _json_ready(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _answer(results: pd.DataFrame, engine: SearchEngine, filters: list[str]) -> dict:
+    """A search's JSON: its results and, when filters left none, what each filter could say
+    instead (``hints``: the values its key holds, closest first), as the CLI says it."""
+    answer = {"results": _records(results)}
+    if results.empty and filters:
+        answer["hints"] = [f"no product has {f.strip()}; {f.partition('=')[0].strip()} values, closest first: "
+                           f"{', '.join(values)}" for f in filters
+                           if (values := closest_values(f, engine.index.products, engine.index.live))]
+    return answer
 
 
 def _records(results: pd.DataFrame) -> list[dict]:
@@ -182,7 +193,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                 "uptime_s": round(time.time() - service.started, 1)}
 
     @app.post("/search", summary="Products most similar to an uploaded photo")
-    def search(photo: UploadFile = File(..., description="the query photo (JPEG, PNG, WebP...)"),
+    def search(request: Request, photo: UploadFile = File(..., description="the query photo (JPEG, PNG, WebP...)"),
                k: int = Form(10), filter: list[str] = Form(default=[], description="key=value, e.g. category=shoes"),
                colour: str | None = Form(default=None, description="a colour name or #rrggbb to prefer"),
                colour_weight: float | None = Form(
@@ -190,13 +201,16 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                    description=f"0..1; default {DEFAULT_COLOUR_WEIGHT} with a colour, else 0"),
                match_colour: float | None = Form(default=None, ge=0.0, le=MAX_MATCH_COLOUR,
                                                  description=MATCH_COLOUR_HELP)) -> dict:
+        if request.query_params:  # a form's fields are in its body; the address's would go unread
+            raise HTTPException(400, f"send {', '.join(sorted(request.query_params))} as form fields with the photo, "
+                                     "not in the address")
         by_own_colours = colour is None and colour_weight_for(colour_weight, colour) > 0
         framed = service.read_upload(photo, lambda pixels: service.engine.frame(pixels, colours=by_own_colours))
         service.count("search")
         engine = service.current()
         query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
         results = engine.search(query, checked_k(k), filter, colour_weight, colour, match_colour)
-        return {"results": _records(results)}
+        return _answer(results, engine, filter)
 
     @app.get("/filters", summary="The filter keys of this index, with their common values or number ranges")
     def filters() -> dict:
@@ -220,7 +234,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         service.count("similar")
         results = engine.search(engine.product_query(item_id), checked_k(k), filter, colour_weight, colour,
                                 match_colour)
-        return {"results": _records(results)}
+        return _answer(results, engine, filter)
 
     @app.get("/items/{item_id}/image", summary="A product's photo", response_class=FileResponse)
     def image(item_id: str) -> FileResponse:
