@@ -25,13 +25,15 @@ from fashion_search.progress import Counter, progress_bar
 from fashion_search.search.batching import ModelBatcher, prefetched
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptors
 from fashion_search.search.colour_grid import colour_grids
-from fashion_search.search.runtime import model_call
+from fashion_search.search.runtime import identity_key, model_call, remembered_call
 
 RANDOM_WEIGHTS_SEED = 0
 PROBE_PHOTOS = 2  # random photos a model conversion is checked on
 PREPARE_WORKERS = 2  # threads decoding and describing photos while the model embeds (numpy and PIL release the GIL)
 # What must agree between an index and the model that queries it.
 IDENTITY_KEYS = ("backbone", "recipe", "weights_sha256", "image_size", "preprocessing", "dim", "normalised")
+# What a converted model is remembered under: the identity, and a fused model's colour input.
+REMEMBERED_KEYS = (*IDENTITY_KEYS, "weights", "colour_dims", "colour_cells", "colour_weight")
 
 
 class ModelError(ValueError):
@@ -71,7 +73,8 @@ class Embedder:
         if self._call is None:
             squares = np.random.default_rng(0).integers(0, 256, (PROBE_PHOTOS, self.image_size, self.image_size, 3),
                                                         dtype=np.uint8)
-            self._call, self._runs_on = model_call(self.model, self.runtime, self.model_inputs(squares))
+            self._call, self._runs_on = model_call(self.model, self.runtime, self.model_inputs(squares),
+                                                   identity_key(self.identity, REMEMBERED_KEYS))
         return self._runs_on
 
     def predict(self, inputs: list[np.ndarray]) -> np.ndarray:
@@ -145,6 +148,18 @@ def _load_backbone(name: str, weights: str, image_size: int | None, normalise: b
                 "preprocessing": spec.preprocessing, "dim": int(model.output_shape[-1]), "normalised": normalise,
                 "model": name}
     return Embedder(model, size, spec.preprocess, identity)
+
+
+def remembered_embedder(identity: dict, runtime: str) -> Embedder | None:
+    """The model of an index's ``identity`` on ONNX Runtime as an earlier process converted and
+    checked it, without TensorFlow (None: none remembered, or ``runtime`` is tensorflow)."""
+    call = remembered_call(identity_key(identity, REMEMBERED_KEYS)) if runtime != "tensorflow" else None
+    if call is None:
+        return None
+    embedder = Embedder(None, int(identity["image_size"]), get_spec(identity["backbone"]).preprocess, dict(identity),
+                        runtime=runtime)
+    embedder._call, embedder._runs_on = call, "onnx"
+    return embedder
 
 
 def load_embedder(settings: IndexParams) -> Embedder:

@@ -24,7 +24,7 @@ from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.params import IndexParams
 from fashion_search.search.batching import ModelBatcher
 from fashion_search.search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
-from fashion_search.search.embedder import Embedder, check_identity, load_embedder
+from fashion_search.search.embedder import Embedder, check_identity, load_embedder, remembered_embedder
 from fashion_search.search.embedding_jobs import Added, embed_into_items
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.integrity import damaged
@@ -104,11 +104,13 @@ class SearchEngine:
 
     @property
     def embedder(self) -> Embedder:
-        """The index's own model, loaded once and checked against the index."""
+        """The index's own model, loaded once and checked against the index: on ONNX Runtime as an
+        earlier process converted it when one did (no TensorFlow needed), else built."""
         if self._embedder is None:
             identity = self.index.identity
-            self._embedder = load_embedder(replace(self.settings, model=identity["model"], weights=identity["weights"],
-                                                   image_size=identity["image_size"], normalise=identity["normalised"]))
+            self._embedder = remembered_embedder(identity, self.settings.runtime) or load_embedder(
+                replace(self.settings, model=identity["model"], weights=identity["weights"],
+                        image_size=identity["image_size"], normalise=identity["normalised"]))
             check_identity(identity, self._embedder.identity, str(self.index.folder))
         return self._embedder
 
@@ -118,8 +120,10 @@ class SearchEngine:
 
     def batch_model_calls(self, max_batch: int, max_wait_s: float) -> ModelBatcher:
         """Embed concurrent callers' photos in shared model calls, through the batcher returned."""
-        self._embedder = replace(self.embedder, batcher=ModelBatcher(self.embedder.predict, max_batch, max_wait_s))
-        return self._embedder.batcher
+        embedder = copy.copy(self.embedder)  # the model as it is ready (converted, or remembered), shared
+        embedder.batcher = ModelBatcher(self.embedder.predict, max_batch, max_wait_s)
+        self._embedder = embedder
+        return embedder.batcher
 
     # ------------------------------------------------------------------ queries
     def photo_query(self, path: str | Path) -> Query:

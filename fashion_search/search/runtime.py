@@ -8,13 +8,19 @@ been checked against the Keras model's on probe inputs, and is cached by the mod
 
 ``index.runtime``: ``auto`` (ONNX Runtime when it is installed and the check passes, else
 TensorFlow, saying why once), ``onnx`` (refuse to start without it) or ``tensorflow``.
+
+A conversion is also remembered under the model's identity (what the index's manifest records),
+so that a process querying an index finds the converted model without importing TensorFlow or
+building the Keras model: a cold query by photo costs about what one without a model does.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -40,9 +46,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "fashion-search"
 
 
-def model_call(model: object, runtime: str, probe: list[np.ndarray]) -> tuple[Callable, str]:
+def model_call(model: object, runtime: str, probe: list[np.ndarray], identity_key: str | None = None
+               ) -> tuple[Callable, str]:
     """How to run ``model`` on a batch of prepared inputs, and the runtime that will: ``probe``
-    (model inputs of a few photos) checks a conversion before it is used."""
+    (model inputs of a few photos) checks a conversion before it is used. With ``identity_key``
+    (:func:`identity_key` of the model's identity), a model on ONNX Runtime is remembered under
+    it, so a later process finds it without building the Keras model (:func:`remembered_call`)."""
     keras = sys.modules.get("keras")  # not imported: the model cannot be a Keras one
     if keras is None or not isinstance(model, keras.Model):
         return model.predict_on_batch, "predict_on_batch"
@@ -54,7 +63,7 @@ def model_call(model: object, runtime: str, probe: list[np.ndarray]) -> tuple[Ca
     if runtime == "tensorflow":
         return tensorflow_call, "tensorflow"
     try:
-        return onnx_call(model, (traced, signature), tensorflow_call, probe), "onnx"
+        return onnx_call(model, (traced, signature), tensorflow_call, probe, identity_key), "onnx"
     except RuntimeUnavailableError as err:
         if runtime == "onnx":
             raise
@@ -75,9 +84,10 @@ def _traced(model: object) -> tuple[Callable, list]:
 
 
 def onnx_call(model: object, traced: tuple[Callable, list], tensorflow_call: Callable,
-              probe: list[np.ndarray]) -> Callable:
+              probe: list[np.ndarray], identity_key: str | None = None) -> Callable:
     """``model`` on ONNX Runtime: converted from its ``traced`` function (or read from the cache)
-    and checked against ``tensorflow_call`` on ``probe`` when converted."""
+    and checked against ``tensorflow_call`` on ``probe`` when converted; remembered under
+    ``identity_key`` when given."""
     try:
         import onnxruntime
         import tf2onnx
@@ -93,8 +103,45 @@ def onnx_call(model: object, traced: tuple[Callable, list], tensorflow_call: Cal
             raise RuntimeUnavailableError(f"ONNX Runtime cannot run the converted model ({err})") from None
         _check(session, tensorflow_call, probe)
         _save(path, converted)
+    if identity_key is not None:
+        _save(_alias(identity_key), path.name.encode())
+    return _session_call(session)
+
+
+def _session_call(session) -> Callable:
     names = [node.name for node in session.get_inputs()]
     return lambda inputs: session.run(None, dict(zip(names, _as_list(inputs))))[0]
+
+
+def identity_key(identity: dict, keys: tuple[str, ...]) -> str:
+    """A name for what a model computes, from its identity (``keys`` of it, the converter's
+    version and the opset) without building it: under it, a converted model is found again."""
+    try:
+        converter = metadata.version("tf2onnx")
+    except metadata.PackageNotFoundError:
+        converter = "none"
+    described = json.dumps({key: identity.get(key) for key in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(f"{described}|tf2onnx {converter}|opset {OPSET}".encode()).hexdigest()[:32]
+
+
+def _alias(key: str) -> Path:
+    return cache_dir() / "onnx" / f"identity-{key}.txt"
+
+
+def remembered_call(key: str) -> Callable | None:
+    """The model remembered under ``key`` on ONNX Runtime, loaded without TensorFlow or Keras
+    (a model converted and checked by an earlier process); None when there is none to use."""
+    alias = _alias(key)
+    try:
+        import onnxruntime
+
+        name = alias.read_text().strip() if alias.is_file() else ""
+    except (ImportError, OSError, UnicodeDecodeError):
+        return None
+    if not name or Path(name).name != name:
+        return None
+    session = _cached_session(onnxruntime, alias.parent / name)
+    return _session_call(session) if session is not None else None
 
 
 def model_key(model: object, converter_version: str) -> str:
