@@ -202,12 +202,12 @@ def test_a_cold_query_finds_the_converted_model_without_tensorflow(photo_folder,
     script = ("import json, sys\nfrom fashion_search.cli import main\nmain(sys.argv[1:])\n"
               "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'})))")
     found = {}
-    for runtime in ("auto", "tensorflow"):
+    for chosen in ("auto", "tensorflow"):
         done = subprocess.run([sys.executable, "-c", script, "query", photo, "--index", str(index), "--json",
-                               "--runtime", runtime], capture_output=True, text=True, timeout=300)
+                               "--runtime", chosen], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         *answer, loaded = done.stdout.strip().splitlines()
-        found[runtime] = [(r["id"], r["distance"]) for r in json.loads("\n".join(answer))["results"]]
-        assert json.loads(loaded) == ([] if runtime == "auto" else ["keras", "tensorflow"])
+        found[chosen] = [(r["id"], r["distance"]) for r in json.loads("\n".join(answer))["results"]]
+        assert json.loads(loaded) == ([] if chosen == "auto" else ["keras", "tensorflow"])
     assert [i for i, _ in found["auto"]] == [i for i, _ in found["tensorflow"]] and found["auto"][0][0] == "110"
     assert np.allclose([d for _, d in found["auto"]], [d for _, d in found["tensorflow"]], atol=2e-3)
