@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from fashion_search.data.catalog import Catalog
-from fashion_search.pipeline.report import (comparison_table, headline_markdown, map_tables, map_tables_markdown,
-                                            unavailable_note)
+from fashion_search.pipeline.report import (comparison_table, demote_headings, headline_markdown, map_tables,
+                                            map_tables_markdown, report_layout_markdown, unavailable_note)
 from fashion_search.pipeline.evaluate import evaluate_store, rank_store
 from fashion_search.pipeline.features import FeatureStore
 
@@ -76,8 +76,11 @@ def test_unavailable_backbones_get_no_column_but_one_note_and_random_weights_are
     assert "copy vgg16.h5 into ~/.keras/models/" in both and "efficientnet_lite1: pip install lite1" in both
     markdown = map_tables_markdown(table, ["a note"], note)
     assert "## Catalogue protocol; relevant = same category; report definition, euclidean distance" in markdown
-    assert "| Top 5 |" in markdown and markdown.count("copy vgg16.h5") == 2  # under each of the two tables
+    assert "| Top 5 |" in markdown and markdown.count("copy vgg16.h5") == 1  # once, not under each table
     assert max(len(line) for line in markdown.splitlines() if line.startswith("|")) < 120
+    compact = report_layout_markdown(table, note)
+    assert "| resnet50 softmax (random weights, 32 px) | 0.5000 | 0.6000 |" in compact and compact.count("copy vgg16") == 1
+    assert demote_headings("# mAP@k\n## Catalogue\ntext # not\n") == "### mAP@k\n#### Catalogue\ntext # not\n"
     headline = headline_markdown(table, note)
     assert headline.count("| Top") == 2 and "0.6000" in headline and "0.4000" not in headline
     compared = comparison_table(summary, manifests, "category", "euclidean", (1, 5)).set_index("recipe")
@@ -105,7 +108,7 @@ def test_gains_are_paired_against_frozen_features_of_the_same_backbone_and_size(
     assert gains.loc["lite0-cosface", "against"] == "lite0-frozen"
     # the same queries moved by the same amount: the paired interval has no width at all
     assert gains.loc["lite0-cosface", "mAP@10 gain [95% interval]"] == "+0.0500 [+0.0500, +0.0500]"
-    assert gains.loc["lite0-cosface", "mAP@10 std gain [95% interval]"] == "+0.0000 [+0.0000, +0.0000]"
+    assert gains.loc["lite0-cosface", "mAP@10 (÷min(k,R)) gain [95% interval]"] == "+0.0000 [+0.0000, +0.0000]"
     numbers = paired_gains(per_query, manifests, 10).iloc[0]
     assert numbers["queries"] == 200 and numbers["gain_report"] == pytest.approx(0.05)
     assert numbers["gain_report_low"] == pytest.approx(0.05) and numbers["gain_standard_high"] == pytest.approx(0)

@@ -5,6 +5,7 @@ nothing is measured here.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from fashion_search.layout import RunLayout
 from fashion_search.params import Params
 
 HEADLINE_FILE = "headline.md"
+MIN_KR = "(÷min(k,R))"  # mAP@k with the min(k, relevant items) denominator, named by its formula
 PROTOCOL_TITLES = {
     "catalogue": "catalogue protocol: each test item searches the whole catalogue (itself excluded), as the engine does",
     "test split": "test-split protocol (the report's): each test item searches the other test items",
@@ -81,15 +83,40 @@ def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int,
 
 def map_tables_markdown(tables: pd.DataFrame, notes: list[str], missing: str = "") -> str:
     """Markdown with one table per relevance, definition and distance, preceded by ``notes``;
-    ``missing`` (the unavailable backbones' note) follows each table."""
+    ``missing`` (the unavailable backbones' note) once, at the end."""
     lines = ["# mAP@k", "", *notes, ""]
     for (protocol, relevance, definition, distance), table in tables.groupby(KEYS, sort=False):
         lines += [f"## {protocol.capitalize()} protocol; relevant = same {relevance}; {definition} definition, "
                   f"{distance} distance", "",
                   f"mAP@k: {DEFINITIONS[definition]}.", "", _table_body(table), ""]
-        if missing:
-            lines += [f"*{missing}*", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
+
+
+def report_layout_markdown(tables: pd.DataFrame, missing: str = "") -> str:
+    """For the notebook, one compact table: a row per model, its mAP@k under the report's
+    definition and the first distance, for each protocol and relevance side by side (every
+    definition and distance stays in ``map_table.md``)."""
+    if tables.empty:
+        return "No model could be evaluated."
+    distance = tables["distance"].iloc[0]
+    chosen = tables[(tables["definition"] == "report") & (tables["distance"] == distance)]
+    models = [c for c in chosen.columns if c not in (*KEYS, "rank")]
+    relevances = list(dict.fromkeys(chosen["relevance"]))
+    columns = {}
+    for (protocol, relevance), table in chosen.groupby(["protocol", "relevance"], sort=False):
+        prefix = protocol if len(relevances) == 1 else f"{protocol}, same {relevance}:"
+        for _, row in table.iterrows():
+            columns[f"{prefix} {row['rank'].replace('Top ', 'mAP@')}"] = [f"{float(row[m]):.4f}" for m in models]
+    compact = pd.DataFrame({"model": models, **columns})
+    said = f"relevant = same {relevances[0]}, " if len(relevances) == 1 else ""
+    lines = [f"mAP@k, the report's definition, {said}{distance} distance (the min(k, R) definition and the other "
+             "distances: `map_table.md`):", "", markdown_table(compact), ""]
+    return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
+
+
+def demote_headings(markdown: str, levels: int = 2) -> str:
+    """Markdown with every heading ``levels`` deeper: a file's ``#`` under a notebook's ``##``."""
+    return re.sub(r"^(#{1,6}) ", lambda m: "#" * min(6, len(m.group(1)) + levels) + " ", markdown, flags=re.MULTILINE)
 
 
 def _table_body(table: pd.DataFrame) -> str:
@@ -123,7 +150,7 @@ def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevanc
                "training (min)": f"{manifest['train_seconds'] / 60:.1f}" if "train_seconds" in manifest else "-"}
         part = summary[(summary["model"] == model) & (summary["relevance"] == relevance)
                        & (summary["distance"] == distance) & (summary["protocol"] == protocol)].set_index("k")
-        for column, label in [("map_report", "mAP@{k}"), ("map_standard", "mAP@{k} std"),
+        for column, label in [("map_report", "mAP@{k}"), ("map_standard", f"mAP@{{k}} {MIN_KR}"),
                               ("precision", "P@{k}"), ("recall", "R@{k}")]:
             for k in ks:
                 if k > 1 or column == "map_report":  # at k = 1 all four are the same number: shown once
@@ -131,12 +158,12 @@ def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevanc
             if column == "map_standard" and "map_report_low" in part:  # the largest k's 95% intervals
                 last = part.loc[max(ks)]
                 row[f"mAP@{max(ks)} 95% CI"] = f"{last['map_report_low']:.3f}–{last['map_report_high']:.3f}"
-                row[f"mAP@{max(ks)} std 95% CI"] = f"{last['map_standard_low']:.3f}–{last['map_standard_high']:.3f}"
+                row[f"mAP@{max(ks)} {MIN_KR} 95% CI"] = f"{last['map_standard_low']:.3f}–{last['map_standard_high']:.3f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-GAIN_DEFINITIONS = (("report", ""), ("standard", " std"))
+GAIN_DEFINITIONS = (("report", ""), ("standard", f" {MIN_KR}"))
 
 
 def paired_gains(per_query: dict[str, pd.DataFrame], manifests: dict[str, dict], k: int) -> pd.DataFrame:
@@ -190,8 +217,8 @@ def comparison_markdown(summary: pd.DataFrame, manifests: dict[str, dict], param
     paired interval."""
     distance = params.evaluate.distances[0]
     lines = ["# Retrieval by backbone and recipe", "",
-             f"Test queries, {distance} distance; mAP@k = the report's definition, 'std' = the min(k, R) "
-             "denominator; P@k precision, R@k hit rate (at k = 1 all four equal mAP@1); training = wall-clock minutes "
+             f"Test queries, {distance} distance; mAP@k = the report's definition, {MIN_KR} = the same sum of "
+             "precisions divided by min(k, relevant items); P@k precision, R@k hit rate (at k = 1 all four equal mAP@1); training = wall-clock minutes "
              "of training (the fused recipe's includes computing its features); 95% CI: percentile bootstrap interval over queries (how far the mean could move with "
              "other test items).", ""]
     for protocol in dict.fromkeys(summary["protocol"]):
