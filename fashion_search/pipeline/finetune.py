@@ -258,3 +258,21 @@ def load_histories(params: Params, layout: RunLayout) -> dict[str, pd.DataFrame]
     """Per-epoch training logs of the models that were trained, keyed ``<backbone>-<recipe>``."""
     paths = {variant.name: layout.model(variant) / HISTORY_FILE for variant in variants(params)}
     return {name: pd.read_csv(path) for name, path in paths.items() if path.is_file()}
+
+
+SUMMARY_COLUMNS = ("model", "weights", "weights_used", "image_size", "feature_dim", "trained_on", "epochs",
+                   "best_epoch", "best_val_map", "train_seconds")
+
+
+def summary_table(manifests: dict[str, dict]) -> pd.DataFrame:
+    """One row per usable model for the notebook: counts as whole numbers, the validation mAP to
+    four places, seconds to one, and "-" where a frozen model has nothing to say."""
+    rows = [{"model": name, **manifest} for name, manifest in manifests.items() if manifest.get("available")]
+    table = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if any(c in row for row in rows)])
+    formats = {"epochs": "{:.0f}", "best_epoch": "{:.0f}", "trained_on": "{:,.0f}", "best_val_map": "{:.4f}",
+               "train_seconds": "{:.1f}"}
+    for column, form in formats.items():
+        if column in table:
+            table[column] = [form.format(v) if pd.notna(v) else "-" for v in table[column]]
+    return table.fillna("-")
+

@@ -110,18 +110,18 @@ def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int]
     ``test``); green frames are relevant, red are not. ``row_notes`` adds a line under each query's label."""
     gallery = test if gallery is None else gallery
     labels, gallery_labels = test.items[test.label_column].to_numpy(), gallery.items[gallery.label_column].to_numpy()
-    row_height = 1.95 if row_notes else 1.55  # room for the note's line above the row
-    fig, axes = plt.subplots(len(queries), top_k + 1, figsize=(1.25 * (top_k + 1), row_height * len(queries)),
+    row_height = 2.5 if row_notes else 2.1  # room for the note's line above the row
+    fig, axes = plt.subplots(len(queries), top_k + 1, figsize=(1.75 * (top_k + 1), row_height * len(queries)),
                              squeeze=False)
     for row, query in enumerate(queries):
         show_image(axes[row][0], test.images[query])
         note = f"\n{row_notes[row]}" if row_notes else ""
-        axes[row][0].set_title(f"query\n{labels[query]}{note}", fontsize=7, fontweight="bold")
+        axes[row][0].set_title(f"query\n{labels[query]}{note}", fontsize=9, fontweight="bold")
         for rank, item in enumerate(neighbours[query, :top_k], start=1):
             ax = axes[row][rank]
             show_image(ax, gallery.images[item])
             colour = frame_tile(ax, gallery_labels[item] == labels[query])
-            ax.set_title(f"{rank}. {gallery_labels[item]}", fontsize=6, color=colour)
+            ax.set_title(f"{rank}. {gallery_labels[item]}", fontsize=9, color=colour)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
