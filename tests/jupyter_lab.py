@@ -75,8 +75,8 @@ async def _execute(url: str, token: str, kernel_id: str, sources: list[str], tim
             "parent_header": {}, "metadata": {}, "channel": "shell",
             "content": {"code": source, "silent": False, "store_history": True, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True}}))
-        outputs, status = [], None
-        while status is None:
+        outputs, status, idle = [], None, False
+        while status is None or not idle:  # the reply (shell) and the last output (iopub) come in either order
             raw = await asyncio.wait_for(connection.read_message(), timeout_s)
             if raw is None:
                 raise RuntimeError("the kernel's websocket closed")
@@ -88,6 +88,8 @@ async def _execute(url: str, token: str, kernel_id: str, sources: list[str], tim
                 outputs.append({"type": kind, **message["content"]})
             elif kind == "execute_reply":
                 status = message["content"]["status"]
+            elif kind == "status" and message["content"].get("execution_state") == "idle":
+                idle = True
         all_outputs.append(outputs)
         if status != "ok":
             break

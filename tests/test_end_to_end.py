@@ -93,7 +93,7 @@ def test_jupyterlab_lists_the_kernel_and_runs_the_search_notebook_through_it(tin
     errors = [o for cell in outputs for o in cell if o["type"] == "error"]
     assert not errors, errors[0]["traceback"][-3:] if errors else ""
     panel = [o for cell in outputs for o in cell if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    assert panel, "the search panel (an ipywidget) was not displayed"
+    assert panel, f"the search panel (an ipywidget) was not displayed: {[[o['type'] for o in c] for c in outputs]}"
     grids = [o for o in outputs[-2] if "image/png" in o.get("data", {})]
     assert len(grids) == 4  # the example search, once per model
     searches = [json.loads(line) for o in outputs[-1] if o["type"] == "stream" for line in o["text"].splitlines()]
