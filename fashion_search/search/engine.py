@@ -240,7 +240,7 @@ class SearchEngine:
                colour: np.ndarray | None = None) -> pd.DataFrame:
         columns = self.index.columns
         table = {"rank": np.arange(1, len(rows) + 1), "id": columns["id"][rows],
-                 "distance": np.round(distances.astype(float), 4)}
+                 "distance": np.round(distances.astype(float), 4) + 0.0}  # + 0.0: no "-0.0000"
         if score is not None:
             table["colour_distance"] = np.round(colour.astype(float), 2)
             table["score"] = np.round(score.astype(float), 4)
