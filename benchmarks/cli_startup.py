@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import platform
 import shutil
 import statistics
@@ -20,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from fashion_search.io import write_results
 
@@ -39,6 +42,31 @@ def small_index(photos: Path, folder: Path, count: int = 40) -> Path:
     subprocess.run([*CLI, "index", str(subset), "--index", str(index), "--model", "efficientnet_lite0",
                     "--weights", "none", "--image-size", "32"], check=True, capture_output=True)
     return index
+
+
+@contextmanager
+def serving(index: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``fashion-search serve`` over ``index`` on a free loopback port, once it answers; its
+    process and base URL. Stopped when the block ends."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*CLI, "serve", "--index", str(index), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/health")
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield server, url
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def median_seconds(command: list[str], runs: int) -> float:

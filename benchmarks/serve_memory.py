@@ -16,19 +16,16 @@ import argparse
 import io
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from cli_startup import CLI, DEFAULT_PHOTOS, ROOT, small_index
+from cli_startup import DEFAULT_PHOTOS, ROOT, serving, small_index
 from fashion_search.io import write_results
 
 # kind: (PIL mode, fill, side under the budget, side over it)
@@ -67,19 +64,7 @@ def concurrent_searches(url: str, photo: bytes, clients: int) -> list[int]:
 
 def bomb_rounds(index: Path, kind: str, mode: str, fill, under: int, over: int) -> list[dict]:
     """A fresh server, then rounds of one kind of bomb: under the budget (16, 16, 32 at once), over it (16)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([*CLI, "serve", "--index", str(index), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{url}/health")
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    with serving(index) as (server, url):
         rows = [{"kind": kind, "round": "after start", "clients": 0, "side": 0, "bytes": 0, "statuses": [],
                  **memory_mib(server.pid)}]
         for side, clients in ((under, 16), (under, 16), (under, 32), (over, 16)):
@@ -88,9 +73,6 @@ def bomb_rounds(index: Path, kind: str, mode: str, fill, under: int, over: int) 
             rows.append({"kind": kind, "round": f"{side}×{side}", "clients": clients, "side": side,
                          "bytes": len(photo), "statuses": sorted(set(statuses)), **memory_mib(server.pid)})
         return rows
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def main() -> int:

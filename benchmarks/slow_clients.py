@@ -15,7 +15,6 @@ import os
 import platform
 import resource
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from cli_startup import CLI, DEFAULT_PHOTOS, ROOT, small_index
+from cli_startup import DEFAULT_PHOTOS, ROOT, serving, small_index
 from fashion_search.io import write_results
 
 HEADERS = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
@@ -53,19 +52,8 @@ def main() -> int:
     samples = []
     with tempfile.TemporaryDirectory() as work:
         index = small_index(args.photos, Path(work))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen([*CLI, "serve", "--index", str(index), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    httpx.get(f"{url}/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+        with serving(index) as (server, url):
+            port = int(url.rsplit(":", 1)[1])
             clients: list[socket.socket] = []
             for _ in range(args.clients):
                 try:
@@ -93,9 +81,6 @@ def main() -> int:
                 time.sleep(2.0)
             for sock in clients:
                 sock.close()
-        finally:
-            server.terminate()
-            server.wait()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     table = [f"| {s['t_s']} | {s['server_sockets']:,} | {s['clients_still_sending']:,} | {s['health_status']} | "
              f"{s['health_ms']} |" for s in samples]
