@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 
 from fashion_search.data.catalog import Catalog
-from fashion_search.pipeline.report import (comparison_table, demote_headings, headline_markdown, map_tables,
-                                            map_tables_markdown, report_layout_markdown, unavailable_note)
+from fashion_search.pipeline.report import (comparison_table, headline_markdown, map_tables, map_tables_markdown,
+                                            unavailable_note)
+from fashion_search.pipeline.report_view import demote_headings, report_layout_markdown
 from fashion_search.pipeline.evaluate import evaluate_store, rank_store
 from fashion_search.pipeline.features import FeatureStore
 

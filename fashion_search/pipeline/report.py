@@ -5,7 +5,6 @@ nothing is measured here.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -90,33 +89,6 @@ def map_tables_markdown(tables: pd.DataFrame, notes: list[str], missing: str = "
                   f"{distance} distance", "",
                   f"mAP@k: {DEFINITIONS[definition]}.", "", _table_body(table), ""]
     return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
-
-
-def report_layout_markdown(tables: pd.DataFrame, missing: str = "") -> str:
-    """For the notebook, one compact table: a row per model, its mAP@k under the report's
-    definition and the first distance, for each protocol and relevance side by side (every
-    definition and distance stays in ``map_table.md``)."""
-    if tables.empty:
-        return "No model could be evaluated."
-    distance = tables["distance"].iloc[0]
-    chosen = tables[(tables["definition"] == "report") & (tables["distance"] == distance)]
-    models = [c for c in chosen.columns if c not in (*KEYS, "rank")]
-    relevances = list(dict.fromkeys(chosen["relevance"]))
-    columns = {}
-    for (protocol, relevance), table in chosen.groupby(["protocol", "relevance"], sort=False):
-        prefix = protocol if len(relevances) == 1 else f"{protocol}, same {relevance}:"
-        for _, row in table.iterrows():
-            columns[f"{prefix} {row['rank'].replace('Top ', 'mAP@')}"] = [f"{float(row[m]):.4f}" for m in models]
-    compact = pd.DataFrame({"model": models, **columns})
-    said = f"relevant = same {relevances[0]}, " if len(relevances) == 1 else ""
-    lines = [f"mAP@k, the report's definition, {said}{distance} distance (the min(k, R) definition and the other "
-             "distances: `map_table.md`):", "", markdown_table(compact), ""]
-    return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
-
-
-def demote_headings(markdown: str, levels: int = 2) -> str:
-    """Markdown with every heading ``levels`` deeper: a file's ``#`` under a notebook's ``##``."""
-    return re.sub(r"^(#{1,6}) ", lambda m: "#" * min(6, len(m.group(1)) + levels) + " ", markdown, flags=re.MULTILINE)
 
 
 def _table_body(table: pd.DataFrame) -> str:
