@@ -73,12 +73,15 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
             np.save(handle, array)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
+def file_sha256(path: str | Path, chunk: int = 1 << 20, start: int = 0, stop: int | None = None) -> str:
+    """Hex SHA-256 of a file's bytes ``start:stop`` (the whole file by default)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
+        handle.seek(start)
+        left = float("inf") if stop is None else stop - start
+        while left > 0 and (block := handle.read(int(min(chunk, left)))):
             digest.update(block)
+            left -= len(block)
     return digest.hexdigest()
 
 

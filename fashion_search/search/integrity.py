@@ -16,18 +16,17 @@ which keeps a few dozen segments for any number of adds.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from fashion_search.search.generations import ProductIndexError
+from fashion_search.io import file_sha256
+from fashion_search.search.generations import ProductIndexError, read_rows
 
 KINDS = ("flat", "hnsw", "ivfpq", "milvus")
 METRICS = ("l2", "inner_product")
 MAX_DIM = 65_536
-HASH_CHUNK = 1 << 22
 Segment = list  # [first_row, end_row, sha256 hex]
 
 
@@ -44,32 +43,16 @@ def damaged(folder: Path, what: str) -> DamagedIndexError:
     return DamagedIndexError(f"the index in {folder} is damaged ({what}); rebuild it", what)
 
 
-def byte_range_sha256(path: Path, start: int = 0, stop: int | None = None) -> str:
-    """SHA-256 of bytes ``start:stop`` of a file (to its end when ``stop`` is None)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        left = None if stop is None else stop - start
-        while left is None or left > 0:
-            block = handle.read(HASH_CHUNK if left is None else min(HASH_CHUNK, left))
-            if not block:
-                break
-            digest.update(block)
-            if left is not None:
-                left -= len(block)
-    return digest.hexdigest()
-
-
 def extend_segments(segments: list[Segment], path: Path, row_bytes: int, rows_before: int,
                     rows_after: int) -> list[Segment]:
     """The segment checksums of an append-only file after rows ``rows_before:rows_after`` were
     written (segments past ``rows_before`` are dropped, as the rows they covered were)."""
     kept = [list(s) for s in segments if s[1] <= rows_before]
     if rows_after > rows_before:
-        kept.append([rows_before, rows_after, byte_range_sha256(path, rows_before * row_bytes, rows_after * row_bytes)])
+        kept.append([rows_before, rows_after, file_sha256(path, start=rows_before * row_bytes, stop=rows_after * row_bytes)])
     while len(kept) >= 2 and kept[-2][1] - kept[-2][0] <= kept[-1][1] - kept[-1][0]:
         first, end = kept[-2][0], kept[-1][1]
-        kept[-2:] = [[first, end, byte_range_sha256(path, first * row_bytes, end * row_bytes)]]
+        kept[-2:] = [[first, end, file_sha256(path, start=first * row_bytes, stop=end * row_bytes)]]
     return kept
 
 
@@ -125,18 +108,36 @@ def check_finite(folder: Path, name: str, array: np.ndarray) -> None:
         raise damaged(folder, f"{name}: {bad:,} rows hold NaN or infinite values")
 
 
-def _expected(manifest: dict, row_widths: dict[str, int]) -> Iterator[tuple[str, str, int, int, str]]:
-    """(role, file, first byte, end byte, sha256) of every recorded checksum of the current files."""
+def _expected(manifest: dict, row_widths: dict[str, int]) -> Iterator[tuple[str, int, int | None, str]]:
+    """(file, first byte, end byte or None for the whole file, sha256) of every checksum the
+    manifest records for its current files."""
     for role, recorded in manifest.get("checksums", {}).items():
         name = manifest["files"].get(role)
         if name is None:
             continue
         if isinstance(recorded, str):
-            yield role, name, 0, -1, recorded
+            yield name, 0, None, recorded
         else:
             row_bytes = row_widths[role] * 4
             for first, end, sha in recorded:
-                yield role, name, first * row_bytes, end * row_bytes, sha
+                yield name, first * row_bytes, end * row_bytes, sha
+
+
+def check_checksums(folder: Path, manifest: dict, row_widths: dict[str, int],
+                    whole_files_up_to: int | None = None) -> tuple[set[str], int]:
+    """Compare files with the checksums recorded when they were written (with
+    ``whole_files_up_to``: only whole files of at most that many bytes, the check of an open);
+    raises :class:`DamagedIndexError` at the first difference. Returns the files and bytes read."""
+    files, checked_bytes = set(), 0
+    for name, start, stop, sha in _expected(manifest, row_widths):
+        size = (folder / name).stat().st_size if stop is None else stop - start
+        if whole_files_up_to is not None and (stop is not None or size > whole_files_up_to):
+            continue
+        if file_sha256(folder / name, start=start, stop=stop) != sha:
+            raise damaged(folder, f"{name}: its checksum differs from the one recorded when it was written")
+        files.add(name)
+        checked_bytes += size
+    return files, checked_bytes
 
 
 def verify_files(folder: Path, manifest: dict, row_widths: dict[str, int]) -> dict:
@@ -144,13 +145,7 @@ def verify_files(folder: Path, manifest: dict, row_widths: dict[str, int]) -> di
     :class:`DamagedIndexError` at the first difference. Returns what was checked."""
     for role, width in row_widths.items():
         name = manifest["files"][role]
-        check_finite(folder, name, np.memmap(folder / name, np.float32, "r", shape=(manifest["rows"], width))
-                     if manifest["rows"] else np.zeros((0, width), np.float32))
-    checked_bytes, files = 0, set()
-    for role, name, start, stop, sha in _expected(manifest, row_widths):
-        if byte_range_sha256(folder / name, start, None if stop < 0 else stop) != sha:
-            raise damaged(folder, f"{name}: its checksum differs from the one recorded when it was written")
-        checked_bytes += (folder / name).stat().st_size if stop < 0 else stop - start
-        files.add(name)
+        check_finite(folder, name, read_rows(folder / name, manifest["rows"], width, in_memory=False))
+    files, checked_bytes = check_checksums(folder, manifest, row_widths)
     return {"files": sorted(files), "bytes": checked_bytes, "rows": manifest["rows"],
             "unrecorded": sorted(set(manifest["files"]) - set(manifest.get("checksums", {})))}

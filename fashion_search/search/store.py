@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.io import read_json, write_json, write_text_atomic
+from fashion_search.io import file_sha256, read_json, write_json, write_text_atomic
 from fashion_search.params import IndexParams
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
 from fashion_search.search.filters import filter_keys
@@ -39,7 +39,7 @@ from fashion_search.search.milvus_index import MilvusVectors, connect, create_co
 from fashion_search.search.generations import (MANIFEST_FILE, UPLOADS_DIR, IndexBusyError, ProductIndexError,
                                                append_rows, debris, generation_files, locked, read_rows,
                                                remove_debris)
-from fashion_search.search.integrity import (DamagedIndexError, byte_range_sha256, check_finite, check_manifest,
+from fashion_search.search.integrity import (DamagedIndexError, check_checksums, check_finite, check_manifest,
                                              damaged, extend_segments, verify_files)
 
 SKIPPED_FILE = "skipped.csv"
@@ -149,7 +149,7 @@ def _checksums(folder: Path, manifest: dict, files: dict, rows: int) -> dict:
         if role not in files:
             continue
         unchanged = role == "faiss" and files[role] == old_files.get(role) and role in old
-        checksums[role] = old[role] if unchanged else byte_range_sha256(folder / files[role])
+        checksums[role] = old[role] if unchanged else file_sha256(folder / files[role])
     for role, width in row_widths(manifest).items():
         kept = files[role] == old_files.get(role) and role in old
         checksums[role] = extend_segments(old[role] if kept else [], folder / files[role], width * 4,
@@ -224,11 +224,7 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
     if in_memory:
         check_finite(folder, files["vectors"], vectors)
     check_finite(folder, files["colours"], colours)
-    for role, recorded in manifest.get("checksums", {}).items():
-        path = folder / files.get(role, "")
-        if isinstance(recorded, str) and path.stat().st_size <= CHECKSUM_AT_OPEN_BYTES \
-                and byte_range_sha256(path) != recorded:
-            raise damaged(folder, f"{path.name}: its checksum differs from the one recorded when it was written")
+    check_checksums(folder, manifest, row_widths(manifest), whole_files_up_to=CHECKSUM_AT_OPEN_BYTES)
     products = pd.read_csv(folder / files["products"], dtype={"id": str, "product_id": str, "colours": str},
                            keep_default_na=False, na_values=[""])
     products["colours"] = products["colours"].fillna("")
@@ -265,12 +261,19 @@ def read_manifest(folder: Path) -> dict:
 
 def verify_index(folder: str | Path) -> dict:
     """Every file of the index against the checksums recorded when it was written, after the
-    checks of an open; raises :class:`DamagedIndexError` at the first difference."""
+    checks of an open; raises :class:`DamagedIndexError` at the first difference. Takes no lock
+    (a read-only index can be verified): a change meanwhile is waited out by reading again."""
     folder = Path(folder)
-    with locked(folder, 30.0):  # no change half-way through while we read
+    for _ in range(OPEN_ATTEMPTS):
         manifest = read_manifest(folder)
-        check_manifest(folder, manifest, row_widths(manifest))
-        return verify_files(folder, manifest, row_widths(manifest))
+        try:
+            check_manifest(folder, manifest, row_widths(manifest))
+            return verify_files(folder, manifest, row_widths(manifest))
+        except (OSError, DamagedIndexError) as err:
+            if read_manifest(folder).get("generation") != manifest.get("generation"):
+                continue  # a change switched generations while we read: verify the new one
+            raise err if isinstance(err, DamagedIndexError) else damaged(folder, str(err)[:300]) from None
+    raise ProductIndexError(f"the index in {folder} kept changing while it was verified; try again")
 
 
 def open_index(folder: str | Path, settings: IndexParams, in_memory: bool | None = None) -> ProductIndex:
