@@ -23,7 +23,7 @@ from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import parse_index, parse_milvus_uri, read_yaml
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
-from fashion_search.search.filters import closest_values
+from fashion_search.search.filters import no_match_hints
 from fashion_search.search.runtime import RUNTIME_NAMES
 from fashion_search.search.store import open_index, verify_index
 
@@ -78,16 +78,6 @@ def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
     print(results[columns].to_string(index=False))
 
 
-def _hint_filter_values(filters: list[str], engine: SearchEngine) -> None:
-    """On stderr: for each filter that matches no product, the values that exist, closest first."""
-    for expression in filters:
-        values = closest_values(expression, engine.index.products, engine.index.live)
-        if values:
-            key = expression.partition("=")[0].strip()
-            print(f"no product has {expression.strip()}; {key} values, closest first: {', '.join(values)}",
-                  file=sys.stderr)
-
-
 def cmd_query(args: argparse.Namespace) -> int:
     given = [x for x in (args.photo, args.like) if x]
     if len(given) > 1 or not (given or args.colour):
@@ -110,7 +100,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     else:
         _print_results(results, query.label, engine.index.info())
     if results.empty:
-        _hint_filter_values(args.filter, engine)
+        for hint in no_match_hints(args.filter, engine.index.products, engine.index.live):
+            print(hint, file=sys.stderr)
     if args.contact_sheet:
         from fashion_search.search.contact_sheet import save_contact_sheet
 

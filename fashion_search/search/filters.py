@@ -133,6 +133,18 @@ def closest_values(expression: str, products: pd.DataFrame, live: np.ndarray, n:
     return by_closeness[:n]
 
 
+def no_match_hints(expressions: list[str], products: pd.DataFrame, live: np.ndarray) -> list[str]:
+    """For each ``key=value`` filter that no live product matches, a sentence naming the values
+    its key does hold, closest first: what the CLI, the API and the panel say of an empty search."""
+    hints = []
+    for expression in expressions:
+        values = closest_values(expression, products, live)
+        if values:
+            hints.append(f"no product has {expression.strip()}; {expression.partition('=')[0].strip()} values, "
+                         f"closest first: {', '.join(values)}")
+    return hints
+
+
 def parse_filters(expressions: list[str], products: pd.DataFrame) -> list[Filter]:
     """Every expression parsed (at most :data:`MAX_FILTERS`)."""
     if len(expressions) > MAX_FILTERS:

@@ -37,7 +37,7 @@ from fashion_search.images import PHOTO_SUFFIXES
 from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine, colour_weight_for
-from fashion_search.search.filters import FilterError, closest_values, filter_options
+from fashion_search.search.filters import FilterError, filter_options, no_match_hints
 from fashion_search.search.offline_docs import add_offline_docs
 from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
 from fashion_search.search.request_limits import RequestLimits
@@ -73,9 +73,7 @@ def _answer(results: pd.DataFrame, engine: SearchEngine, filters: list[str]) -> 
     instead (``hints``: the values its key holds, closest first), as the CLI says it."""
     answer = {"results": _records(results)}
     if results.empty and filters:
-        answer["hints"] = [f"no product has {f.strip()}; {f.partition('=')[0].strip()} values, closest first: "
-                           f"{', '.join(values)}" for f in filters
-                           if (values := closest_values(f, engine.index.products, engine.index.live))]
+        answer["hints"] = no_match_hints(filters, engine.index.products, engine.index.live)
     return answer
 
 

@@ -17,7 +17,7 @@ from fashion_search.data.catalog import Catalog
 from fashion_search.figures import frame_tile, show_image
 from fashion_search.images import decode_photo
 from fashion_search.search.engine import Query, SearchEngine
-from fashion_search.search.filters import closest_values
+from fashion_search.search.filters import no_match_hints
 
 
 def item_images(catalog: Catalog, ids: list[str]) -> list[np.ndarray | str]:
@@ -69,18 +69,6 @@ def figure_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def no_match_message(engine: SearchEngine, filters: list[str]) -> str:
-    """Why a filtered search found nothing: for each filter no product matches, the values that
-    exist, closest first (as the CLI says it)."""
-    lines = []
-    for expression in filters:
-        values = closest_values(expression, engine.index.products, engine.index.live)
-        if values:
-            key = expression.partition("=")[0].strip()
-            lines.append(f"no product has {expression}; {key} values, closest first: {', '.join(values)}")
-    return "\n".join(lines) or "no product matches these filters together"
-
-
 def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str, upload: tuple, item: str, k: int,
                  filters_text: str) -> Figure | str:
     """What the panel shows for its current inputs: the results grid, or the reason in words
@@ -96,7 +84,10 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
         results, figure = search_grid(engine, catalog, query, image, k, wanted)
     except ValueError as err:
         return f"error: {err}"
-    return figure if len(results) else no_match_message(engine, wanted)
+    if len(results):
+        return figure
+    hints = no_match_hints(wanted, engine.index.products, engine.index.live)
+    return "\n".join(hints) if hints else "no product matches these filters together"
 
 
 def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
