@@ -149,3 +149,19 @@ def test_each_protocols_neighbours_are_saved_apart_for_the_visualisation(tmp_pat
     assert whole[:, 0].tolist() == [3, 4] and split[:, 0].tolist() == [1, 0]  # catalogue rows, test-split rows
     with pytest.raises(FileNotFoundError, match="run the evaluation stage"):
         load_neighbours(tmp_path, "other", "euclidean", "catalogue")
+
+
+def test_the_per_colour_section_has_a_table_per_colour_definition_or_says_why_not(tmp_path):
+    from fashion_search.layout import RunLayout
+    from fashion_search.pipeline.report_view import per_colour_sections
+
+    layout = RunLayout(tmp_path)
+    (title, table), = per_colour_sections(layout, ["m"], ("category",), "euclidean", 10)
+    assert table is None and "no relevance definition asks for a colour" in title and "category" in title
+    layout.retrieval.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"id": ["1", "2", "3"], "category": ["a", "a", "b"], "colour": ["red", "blue", "red"],
+                  "ap_report@10": [1.0, 0.0, 0.5]}).to_csv(
+        layout.per_query("m", "category+colour", "euclidean", "catalogue"), index=False)
+    (title, table), = per_colour_sections(layout, ["m"], ("category", "category+colour"), "euclidean", 10)
+    assert title == "**Relevant = same category+colour: mAP@10 per colour**"
+    assert table.loc["red", "m"] == 0.75 and table.loc["blue", "m"] == 0.0

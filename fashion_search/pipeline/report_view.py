@@ -9,7 +9,8 @@ import re
 
 import pandas as pd
 
-from fashion_search.pipeline.report import KEYS, markdown_table
+from fashion_search.layout import RunLayout
+from fashion_search.pipeline.report import KEYS, markdown_table, write_per_category_map
 
 
 def report_layout_markdown(tables: pd.DataFrame, missing: str = "") -> str:
@@ -37,3 +38,16 @@ def report_layout_markdown(tables: pd.DataFrame, missing: str = "") -> str:
 def demote_headings(markdown: str, levels: int = 2) -> str:
     """Markdown with every heading ``levels`` deeper: a file's ``#`` under a notebook's ``##``."""
     return re.sub(r"^(#{1,6}) ", lambda m: "#" * min(6, len(m.group(1)) + levels) + " ", markdown, flags=re.MULTILINE)
+
+
+def per_colour_sections(layout: RunLayout, models: list[str], definitions: tuple[str, ...], distance: str,
+                        k: int) -> list[tuple[str, pd.DataFrame | None]]:
+    """05's "mAP per colour": for each relevance definition that also asks for a colour
+    (``articleType+baseColour``), a title and the AP@k table per value of that column; when none
+    does, one line saying so (and no table), so the section is never silently empty."""
+    sections = [(f"**Relevant = same {definition}: mAP@{k} per {column}**",
+                 write_per_category_map(layout, models, definition, distance, k, column=column).round(3))
+                for definition in definitions for column in definition.split("+")[1:]]
+    return sections or [(f"Nothing to show here: no relevance definition asks for a colour "
+                         f"(`evaluate.relevance`: {', '.join(definitions)}).", None)]
+
