@@ -104,8 +104,8 @@ def metadata_from_json(text: str) -> dict[str, Scalar]:
     check_names(fields, "the metadata")
     for name, value in fields.items():
         if isinstance(value, (dict, list)):
-            raise MetadataError(f"the metadata's '{name}' is a JSON {'object' if isinstance(value, dict) else 'array'}; "
-                                "values are text, numbers, true/false or null")
+            kind = "object" if isinstance(value, dict) else "array"
+            raise MetadataError(f"the metadata's '{name}' is a JSON {kind}; values are text, numbers, true/false or null")
         if isinstance(value, float) and not math.isfinite(value):  # 1e999 parses as infinity
             raise MetadataError(f"the metadata's '{name}' is not a finite number")
         if len(str(value)) > MAX_VALUE_CHARS:

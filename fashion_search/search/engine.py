@@ -252,9 +252,10 @@ class SearchEngine:
     # ------------------------------------------------------------------ changes
     def add(self, catalog: Catalog, new_columns: bool = False) -> Added:
         """Embed and add a catalogue's photos (an id already indexed is replaced); returns what
-        this add did, and the photos skipped with reasons. The index keeps the columns it was built with: a column it
-        lacks is added only with ``new_columns`` (metadata a user gave on purpose), never from a
-        guess such as a loose photo's folder."""
+        this add did, and the photos skipped with reasons. The index keeps the columns it was
+        built with: a column it lacks is added only with ``new_columns`` (metadata a user gave on
+        purpose, within the limits of :mod:`fashion_search.data.metadata`), never from a guess
+        such as a loose photo's folder."""
         if not new_columns:
             known = set(self.index.products.columns) | {"id", "path", "split"}
             catalog = Catalog(catalog.items[[c for c in catalog.items.columns if c in known]], catalog.images,

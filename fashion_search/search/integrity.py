@@ -49,7 +49,8 @@ def extend_segments(segments: list[Segment], path: Path, row_bytes: int, rows_be
     written (segments past ``rows_before`` are dropped, as the rows they covered were)."""
     kept = [list(s) for s in segments if s[1] <= rows_before]
     if rows_after > rows_before:
-        kept.append([rows_before, rows_after, file_sha256(path, start=rows_before * row_bytes, stop=rows_after * row_bytes)])
+        appended = file_sha256(path, start=rows_before * row_bytes, stop=rows_after * row_bytes)
+        kept.append([rows_before, rows_after, appended])
     while len(kept) >= 2 and kept[-2][1] - kept[-2][0] <= kept[-1][1] - kept[-1][0]:
         first, end = kept[-2][0], kept[-1][1]
         kept[-2:] = [[first, end, file_sha256(path, start=first * row_bytes, stop=end * row_bytes)]]
