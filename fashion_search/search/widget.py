@@ -45,7 +45,7 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
         for image, (_, row) in zip(images, results.iterrows())]
     columns = min(6, max(len(tiles), 1))
     rows = -(-len(tiles) // columns) or 1
-    fig = Figure(figsize=(columns * 1.9, rows * 2.6))
+    fig = Figure(figsize=(columns * 1.4, rows * 2.0))  # about 840 px wide: shown unscaled in a notebook
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -56,8 +56,8 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
         ax.axis("on")
         is_result = position >= (query is not None)
         colour = frame_tile(ax, labels[position] == query_label) if is_result and query_label is not None else "black"
-        ax.set_title(caption, fontsize=7, color=colour, fontweight="bold" if not is_result else "normal")
-    fig.suptitle(title, fontsize=9)
+        ax.set_title(caption, fontsize=9, color=colour, fontweight="bold" if not is_result else "normal")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
