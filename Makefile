@@ -5,11 +5,16 @@ PY     := $(VENV)/bin/python
 PARAMS ?= params.yaml
 ARGS   ?=
 
-.PHONY: run test lab bench bench-index index data browser setup clean
+.PHONY: run test lab bench bench-index index data browser setup clean shipped-model
 
 ## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
 run: setup data
 	$(VENV)/bin/fashion-search run --params $(PARAMS) $(ARGS)
+
+## shipped-model: rebuild the shipped model (fashion_lite0) from ../shared/data/fashion-products-small, chosen on fashion-products-dev
+shipped-model: setup
+	$(VENV)/bin/fashion-search run --params configs/fashion-products-small.yaml --only 01,02
+	$(PY) -m fashion_search.models.shipped outputs/fashion-products-small/models/efficientnet_lite0/fused
 
 ## test: the test suite (unit tests, one tiny end-to-end papermill run, the web page in headless Chromium)
 test: setup browser

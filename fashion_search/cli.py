@@ -121,7 +121,8 @@ def _add_engine(commands) -> None:
     index.add_argument("--metadata", help="metadata CSV with an 'id' column (default: labels.csv or metadata.csv)")
     index.add_argument("--split", choices=("train", "test", "all"), default="test",
                        help="Fashion-MNIST images to index")
-    index.add_argument("--model", help=f"backbone ({', '.join(BACKBONES)}) or trained model folder "
+    index.add_argument("--model", help=f"fashion_lite0 (the shipped model, the default), a backbone used "
+                                       f"frozen ({', '.join(BACKBONES)}) or a trained model folder "
                                        "(default: index.model)")
     index.add_argument("--weights", choices=WEIGHT_CHOICES,
                        help="a backbone's weights: imagenet, or none (random, for tests); default: index.weights")

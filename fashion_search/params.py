@@ -17,7 +17,9 @@ DISTANCES = ("euclidean", "cosine")
 # frozen: the pretrained backbone as is; softmax: the report's classification head;
 # cosface: an L2-normalised embedding trained with a margin softmax over cosines (CosFace);
 # multitask: the same embedding trained on several label columns at once.
-RECIPES = ("frozen", "softmax", "cosface", "multitask", "fused")
+# fused: type and colour heads on frozen features; shipped: the model that ships with the package
+# (fashion_lite0, no training here), to compare with.
+RECIPES = ("frozen", "softmax", "cosface", "multitask", "fused", "shipped")
 DEFAULT_LABEL_COLUMN = {"fashion_mnist": "category", "photo_folder": "articleType", "farfetch": "category"}
 
 
@@ -49,6 +51,7 @@ class DataParams:
     label_column: str = "category"
     per_class: PerClass = field(default_factory=PerClass)
     split: SplitFractions = field(default_factory=SplitFractions)
+    evaluation_path: str | None = None   # photos only validated and tested on (see load_catalogue)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ MODEL_RUNTIMES = ("auto", "onnx", "tensorflow")
 class IndexParams:
     """The search engine: which model embeds photos, and which index (faiss or Milvus) holds them."""
 
-    model: str = "efficientnet_lite0"   # a backbone name (used frozen) or a trained model folder
+    model: str = "fashion_lite0"        # the shipped model, a backbone name (used frozen) or a trained model folder
     backend: str = "faiss"              # faiss (a file in the index folder) or milvus (a collection at uri)
     uri: str | None = None              # milvus: a local path (Milvus Lite) or http://host:19530
     runtime: str = "auto"               # what runs the model: onnx (ONNX Runtime), tensorflow, or auto (onnx if it can)

@@ -137,25 +137,32 @@ def _column_name(value: Any, key: str) -> str:
 
 def _parse_data(raw: Any) -> DataParams:
     raw = _mapping(raw, "data")
-    _check_keys(raw, {"source", "path", "label_column", "per_class", "split"}, "data")
+    _check_keys(raw, {"source", "path", "label_column", "per_class", "split", "evaluation_path"}, "data")
     source = _choice(raw.get("source", "fashion_mnist"), "data.source", DATA_SOURCES)
     label_column = _column_name(raw.get("label_column", DEFAULT_LABEL_COLUMN[source]), "data.label_column")
     if source == "fashion_mnist" and label_column != "category":
         raise ConfigError(f"'data.label_column' must be category for fashion_mnist, got {label_column!r}")
-    path = raw.get("path")
+    path = _folder(raw.get("path"), "data.path")
     if source != "fashion_mnist" and path is None:
         raise ConfigError(f"'data.path' must name the catalogue's folder when 'data.source' is {source}")
-    if path is not None:
-        if not isinstance(path, str):
-            raise ConfigError(f"'data.path' must be a folder path or null, got {path!r}")
-        if not Path(path).expanduser().is_dir():
-            raise ConfigError(
-                f"'data.path' is '{path}', which is not an existing folder; point it at the "
-                "catalogue, or set it to null to use the default location"
-            )
-        path = str(Path(path).expanduser().resolve())  # notebooks run from another folder
+    evaluation_path = _folder(raw.get("evaluation_path"), "data.evaluation_path")
+    if evaluation_path is not None and source == "fashion_mnist":
+        raise ConfigError("'data.evaluation_path' needs a folder catalogue ('data.source' photo_folder or farfetch)")
     return DataParams(source=source, path=path, label_column=label_column,
-                      per_class=_parse_per_class(raw.get("per_class")), split=_parse_split(raw.get("split")))
+                      per_class=_parse_per_class(raw.get("per_class")), split=_parse_split(raw.get("split")),
+                      evaluation_path=evaluation_path)
+
+
+def _folder(path: Any, key: str) -> str | None:
+    """An existing folder's absolute path (notebooks run from another folder), or None."""
+    if path is None:
+        return None
+    if not isinstance(path, str):
+        raise ConfigError(f"'{key}' must be a folder path or null, got {path!r}")
+    if not Path(path).expanduser().is_dir():
+        raise ConfigError(f"'{key}' is '{path}', which is not an existing folder; point it at the "
+                          "catalogue, or set it to null to use the default location")
+    return str(Path(path).expanduser().resolve())
 
 
 def _parse_backbone(raw: Any, key: str) -> BackboneParams:
@@ -217,7 +224,7 @@ def _parse_finetune(raw: Any) -> FinetuneParams:
     if "multitask" in recipes and len(set(columns)) < 2:
         raise ConfigError("the multitask recipe needs 'finetune.task_columns' to list two or more label "
                           f"columns, e.g. [articleType, baseColour]; got {list(columns)}")
-    trains = any(r not in ("frozen", "fused") for r in recipes)  # fused trains heads only (head_epochs)
+    trains = any(r not in ("frozen", "fused", "shipped") for r in recipes)  # fused trains heads only (head_epochs)
     if trains and params.frozen_epochs + params.unfrozen_epochs == 0:
         raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
                           "'finetune.recipes' trains; train at least one epoch or use recipes: [frozen]")
@@ -262,7 +269,7 @@ def parse_index(raw: Any) -> IndexParams:
             if choices:
                 values[name] = _choice(value, f"index.{name}", choices)
             elif not isinstance(value, str) or not value:
-                raise ConfigError(f"'index.{name}' must be a backbone name or a model folder, got {value!r}")
+                raise ConfigError(f"'index.{name}' must be fashion_lite0 (the shipped model), a backbone name or a model folder, got {value!r}")
             else:
                 values[name] = value
     if "image_size" in raw:
@@ -305,6 +312,11 @@ def parse_params(raw: Any) -> Params:
         visualise=_simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
         index=parse_index(raw.get("index")),
     )
+    if "shipped" in params.finetune.recipes and any(
+            (b.name, b.weights, b.input_size) != ("efficientnet_lite0", "imagenet", 224) for b in params.backbones):
+        raise ConfigError("the 'shipped' recipe is the shipped model, EfficientNet-Lite0 with ImageNet weights at "
+                          "224 px: with it, 'backbones' must list only {name: efficientnet_lite0, weights: imagenet, "
+                          "image_size: 224}")
     if params.visualise.top_k > max(params.evaluate.ks):
         raise ConfigError(
             f"'visualise.top_k' ({params.visualise.top_k}) must not exceed the largest of "

@@ -117,8 +117,37 @@ def test_dev_photo_config_is_valid_where_the_photos_are():
         return
     params = load_params(params_path)
     assert params.data.source == "photo_folder" and Path(params.data.path).is_absolute()
-    assert params.finetune.recipes == ("frozen", "fused") and params.backbones[0].input_size == 224
+    assert params.finetune.recipes == ("frozen", "shipped", "fused") and params.backbones[0].input_size == 224
     assert params.finetune.task_columns == ("articleType", "baseColour")
+
+
+def test_the_shipped_model_config_trains_on_the_small_photos_and_judges_on_the_dev_photos():
+    from pathlib import Path
+
+    shared = Path("../shared/data")
+    if not (shared / "fashion-products-small").is_dir() or not (shared / "fashion-products-dev").is_dir():
+        with pytest.raises(ConfigError, match="data.path|data.evaluation_path"):
+            load_params(Path("configs/fashion-products-small.yaml"))
+        return
+    params = load_params(Path("configs/fashion-products-small.yaml"))
+    assert Path(params.data.path).name == "fashion-products-small"
+    assert Path(params.data.evaluation_path).name == "fashion-products-dev"
+    assert params.finetune.recipes == ("frozen", "fused") and params.data.split.test == 0.5
+
+
+def test_the_shipped_recipe_needs_lite0_at_224(raw_params):
+    raw = with_change(raw_params, "finetune.recipes", ["frozen", "shipped"])
+    with pytest.raises(ConfigError, match="shipped"):
+        parse_params(raw)   # the fixture's backbone is resnet50 at 32 px
+    raw = with_change(raw, "backbones", [{"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 224}])
+    assert parse_params(raw).finetune.recipes == ("frozen", "shipped")
+
+
+def test_evaluation_path_must_be_a_folder_of_a_photo_catalogue(raw_params, tmp_path):
+    with pytest.raises(ConfigError, match="evaluation_path"):
+        parse_params(with_change(raw_params, "data.evaluation_path", str(tmp_path / "missing")))
+    with pytest.raises(ConfigError, match="evaluation_path"):
+        parse_params(with_change(raw_params, "data.evaluation_path", str(tmp_path)))   # fashion_mnist source
 
 
 def test_the_paper_config_runs_the_reports_backbones_at_their_native_sizes(farfetch_folder):

@@ -73,3 +73,27 @@ def test_a_stage_is_stale_when_an_earlier_one_finished_after_it(tmp_path, raw_pa
     assert is_up_to_date(layout, params, "02_finetune")
     layout.stamp("01_data").write_text(f'{{"fingerprint": "{stage_fingerprint(params, "01_data")}", "finished": 30}}')
     assert not is_up_to_date(layout, params, "02_finetune")
+
+
+def test_a_kernel_killed_mid_stage_is_a_message_not_a_traceback(params_file, tmp_path):
+    """What the out-of-memory killer does to a long stage: the run says so, keeps its work, exits 1."""
+    import time
+
+    import psutil
+
+    run = subprocess.Popen([sys.executable, "-m", "fashion_search.cli", "run", "--params", str(params_file),
+                            "--outputs", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    deadline = time.monotonic() + 90
+    killed = False
+    while not killed and time.monotonic() < deadline and run.poll() is None:
+        for child in psutil.Process(run.pid).children(recursive=True):
+            if "ipykernel" in " ".join(child.cmdline()):
+                time.sleep(1.0)   # the kernel at work on the stage
+                child.kill()
+                killed = True
+                break
+        time.sleep(0.1)
+    out, err = run.communicate(timeout=120)
+    assert killed and run.returncode == 1, (out, err)
+    assert "kernel died" in err and "lack of memory" in err and "Traceback" not in err

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fashion_search.data.catalog import Catalog, DatasetNotFoundError, drop_unusable, stratified_split, with_labels
-from fashion_search.params import DATA_SOURCES, DataParams
+import numpy as np
+import pandas as pd
+
+from fashion_search.data.catalog import (Catalog, CatalogueError, DatasetNotFoundError, drop_unusable,
+                                         stratified_split, with_labels)
+from fashion_search.params import DATA_SOURCES, DataParams, SplitFractions
 
 SOURCES = DATA_SOURCES
 # The command line's older spellings.
@@ -70,16 +74,54 @@ def load_catalogue(data: DataParams, seed: int) -> Catalog:
     unusable photos left out (and listed), split train / validation / test.
 
     Fashion-MNIST draws ``data.per_class`` items per category and split; photo catalogues are
-    split stratified by label (a Farfetch product's photos share a split).
+    split stratified by label (a Farfetch product's photos share a split). With
+    ``data.evaluation_path`` (:func:`with_evaluation_photos`), every photo of ``data.path`` trains
+    and the other folder's photos are only validated and tested on.
     """
     if data.source == "fashion_mnist":
         from fashion_search.data.fashion_mnist import load_fashion_mnist
 
         return load_fashion_mnist(data, seed)
+    if data.evaluation_path:
+        return with_evaluation_photos(data, seed)
     catalog = with_labels(drop_unusable(list_catalogue(data.source, data.path)), data.label_column)
     groups = catalog.items["product_id"].to_numpy() if data.source == "farfetch" else None
     catalog.items["split"] = stratified_split(catalog.items["label"].to_numpy(), data.split, seed, groups=groups)
     return catalog
+
+
+def with_evaluation_photos(data: DataParams, seed: int) -> Catalog:
+    """Training photos from ``data.path`` and evaluation photos from ``data.evaluation_path``.
+
+    Every photo of ``data.path`` is ``train``. The evaluation photos are split once, stratified by
+    label with ``seed``: a share ``data.split.test`` of each class is ``test``, the rest
+    ``validation``; no evaluation photo is trained on. Column ``in_catalogue`` marks the evaluation
+    photos: they are the catalogue 04 searches, the one the model is judged on.
+    """
+    training = list_catalogue(data.source, data.path)
+    evaluation = list_catalogue(data.source, data.evaluation_path)
+    shared = set(training.items["id"]) & set(evaluation.items["id"])
+    if shared:
+        raise CatalogueError(f"{len(shared)} ids are in both 'data.path' and 'data.evaluation_path' "
+                             f"(e.g. {sorted(shared)[0]}); the evaluation photos must be other products")
+    training.items["in_catalogue"], evaluation.items["in_catalogue"] = False, True
+    both = Catalog(pd.concat([training.items, evaluation.items], ignore_index=True),
+                   np.concatenate([training.images, evaluation.images]),
+                   skipped=pd.concat([training.skipped, evaluation.skipped], ignore_index=True))
+    catalog = with_labels(drop_unusable(both), data.label_column)
+    held = catalog.items["in_catalogue"].to_numpy(bool)
+    catalog.items["split"] = "train"
+    catalog.items.loc[held, "split"] = evaluation_split(catalog.items[data.label_column][held].to_numpy(),
+                                                       data.split.test, seed)
+    return catalog
+
+
+def evaluation_split(labels: np.ndarray, test: float, seed: int) -> np.ndarray:
+    """``test`` or ``validation`` per evaluation photo: a share ``test`` of each label's photos
+    (stratified, ``seed``) is test. Benchmarks split the evaluation photos alone the same way."""
+    codes = np.unique(np.asarray(labels, str), return_inverse=True)[1]
+    halves = stratified_split(codes, SplitFractions(validation=0.0, test=test), seed)
+    return np.where(halves == "test", "test", "validation")
 
 
 def check_catalogue(data: DataParams, columns: list[str]) -> None:
@@ -95,7 +137,14 @@ def check_catalogue(data: DataParams, columns: list[str]) -> None:
         available = ["category"]
     else:
         available = list(list_catalogue(data.source, data.path).items.columns)
+    _check_columns(available, columns, f"the {data.source} catalogue")
+    if data.evaluation_path:
+        _check_columns(list(list_catalogue(data.source, data.evaluation_path).items.columns), columns,
+                       "the catalogue in 'data.evaluation_path'")
+
+
+def _check_columns(available: list[str], columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in available]
     if missing:
-        raise ValueError(f"the {data.source} catalogue has no column '{missing[0]}' (asked for by the "
+        raise ValueError(f"{what} has no column '{missing[0]}' (asked for by the "
                          f"parameters); its columns: {', '.join(available)}")

@@ -24,14 +24,20 @@ def gallery_map(features: np.ndarray, codes: np.ndarray, queries: np.ndarray, k:
     """mAP@k (the report's definition, and min(k, R)) of the ``queries`` rows searching all rows
     of ``features`` by cosine similarity, each query's own row excluded; queries without another
     relevant row are left out."""
+    report, standard = gallery_ap(features, codes, queries, k)
+    return (float(report.mean()), float(standard.mean())) if len(report) else (0.0, 0.0)
+
+
+def gallery_ap(features: np.ndarray, codes: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """AP@k per scored query, under the report's definition and min(k, R), as :func:`gallery_map`
+    ranks them (the per-query values a paired interval needs)."""
     n_relevant = np.bincount(codes)[codes[queries]] - 1
     scored = n_relevant > 0
     k = min(k, len(codes) - 1)
     ranked, _ = exact_search(features[queries], features, k, "cosine", exclude=queries)
     hits = metrics.relevance(codes[queries], codes, ranked)[scored]
-    if not len(hits):
-        return 0.0, 0.0
-    return metrics.map_at_k_report(hits, k), metrics.map_at_k(hits, n_relevant[scored], k)
+    return (metrics.average_precision_report_per_query(hits, k),
+            metrics.average_precision_per_query(hits, n_relevant[scored], k))
 
 
 def validation_map(features: np.ndarray, codes: np.ndarray, k: int) -> float:

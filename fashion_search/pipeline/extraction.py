@@ -39,19 +39,38 @@ def extract_features(model: keras.Model, images: np.ndarray, size: int, preproce
                      flip: bool = False) -> np.ndarray:
     """Run ``model`` over ``images`` in batches (mirrored left-right with ``flip``); chunks
     already in ``work_dir`` are reused. A fused model also gets each image's colour grid."""
+    return extract_outputs(model, images, size, preprocess, batch_size, work_dir, chunk_size, description, flip)[0]
+
+
+def extract_outputs(model: keras.Model, images: np.ndarray, size: int, preprocess: Callable, batch_size: int,
+                    work_dir: str | Path, chunk_size: int = 1024, description: str = "features",
+                    flip: bool = False, dtypes: tuple[str, ...] = ()) -> list[np.ndarray]:
+    """Every output of ``model`` over ``images`` (as :func:`extract_features`), one array per
+    output, stored as ``dtypes`` (float32 where not given: float16 halves a feature map's memory)."""
     with progress_bar(len(images), description, unit="image") as bar:
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
             part = images[start:stop]
             grids = catalogue_colour_grids(part, size, colour_cells_of(model), None) if takes_colour(model) else None
-            rows, done = [], 0
+            rows: list[list[np.ndarray]] = []
+            done = 0
             for batch in make_dataset(part, size, preprocess, batch_size):
                 batch = batch[:, :, ::-1, :] if flip else batch
                 inputs = batch if grids is None else [batch, grids[done:done + len(batch)]]
-                rows.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
+                outputs = model.predict_on_batch(inputs)
+                outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+                rows.append([np.asarray(out, dtype=dtypes[i] if i < len(dtypes) else np.float32)
+                             for i, out in enumerate(outputs)])
                 done += len(batch)
                 bar.update(len(batch))
-            return {"features": np.concatenate(rows)}
+            return {_key(i): np.concatenate([row[i] for row in rows]) for i in range(len(rows[0]))}
 
         chunks = resumable_chunks(work_dir, len(images), chunk_size, compute)
         bar.update(len(images) - bar.n)
-    return np.concatenate([c["features"] for c in chunks]) if chunks else np.zeros((0, 0), np.float32)
+    if not chunks:
+        return [np.zeros((0, 0), np.float32)]
+    return [np.concatenate([c[_key(i)] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def _key(output: int) -> str:
+    """The name an output is saved under in a chunk (the first: ``features``, as before)."""
+    return "features" if output == 0 else f"output_{output}"

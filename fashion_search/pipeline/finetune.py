@@ -25,7 +25,7 @@ import pandas as pd
 
 from fashion_search.data.catalog import Catalog, relevance_codes
 from fashion_search.layout import RunLayout, Variant, variants
-from fashion_search.models import saved
+from fashion_search.models import saved, shipped
 from fashion_search.models.backbones import build_feature_extractor
 from fashion_search.models.callbacks import (BEST_WEIGHTS, EpochProgress, ResumableCheckpoint, RetrievalValidation,
                                              TrainingState, trim_history)
@@ -139,9 +139,11 @@ def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: in
 
 def model_fingerprint(variant: Variant, params: Params) -> str:
     """Hash of everything that determines one backbone and recipe's embedding model."""
-    training = None if variant.recipe == "frozen" else dataclasses.asdict(params.finetune)
+    training = None if variant.recipe in ("frozen", "shipped") else dataclasses.asdict(params.finetune)
     if training:
         training.pop("recipes")  # adding a recipe to the list changes no other recipe's model
+    if variant.recipe == "shipped":
+        training = {"shipped_sha256": shipped.provenance()["weights_sha256"]}
     inputs = {"backbone": dataclasses.asdict(variant.backbone), "recipe": variant.recipe, "data": dataclasses.asdict(params.data),
               "seed": params.seed, "finetune": training}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
@@ -185,6 +187,13 @@ def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Cata
                                                             if fused.choices["colour_column"] else [])])
         fused.history.to_csv(folder / HISTORY_FILE, index=False)
         fused.weights.to_csv(folder / COLOUR_WEIGHTS_FILE, index=False)
+    elif recipe == "shipped":
+        record = shipped.provenance()
+        embedding = shipped.build_shipped(record=record)
+        manifest.update(feature_layer="fused", feature_dim=record["dim"], colour_dims=record["colour_dims"],
+                        colour_weight=record["colour_weight"], colour_column=record["colour_column"],
+                        shipped_sha256=record["weights_sha256"], trained_on=[record["label_column"],
+                                                                             record["colour_column"]])
     elif recipe != "frozen":
         embedding, history, seconds = train_recipe(recipe, extractor, catalog, backbone.input_size, spec.preprocess,
                                                    params, folder, seed, fingerprint, f"{backbone.name} {recipe}")

@@ -126,6 +126,7 @@ def run_stage(stage: str, paths: RunLayout, params: Params, verbose: bool = Fals
     What the notebook prints (progress lines, epochs) streams to this terminal as it runs;
     ``verbose`` streams its stderr (library warnings) too."""
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     executed = paths.notebooks / f"{stage}.ipynb"
@@ -146,6 +147,11 @@ def run_stage(stage: str, paths: RunLayout, params: Params, verbose: bool = Fals
             f"stage {stage} failed in cell {err.cell_index} (execution count {err.exec_count}): "
             f"{err.ename}: {err.evalue}\n  executed notebook: {executed}\n  HTML report: {report}"
         ) from err
+    except DeadKernelError as err:   # killed: out of memory, most often; work done so far is kept
+        raise StageFailed(
+            f"stage {stage} stopped: its Python kernel died ({err}), most often killed for lack of memory "
+            f"(see `dmesg`); run the same command again to resume from the work saved so far\n"
+            f"  partly executed notebook: {executed}") from err
     export_html(executed, report)
     write_json(paths.stamp(stage), {"fingerprint": stage_fingerprint(params, stage), "finished": time.time()})
 

@@ -41,6 +41,13 @@ def _settings(args: argparse.Namespace) -> IndexParams:
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def model_phrase(identity: dict) -> str:
+    """The model of an index, for people: the shipped model says so, others name backbone and recipe."""
+    if identity.get("description"):
+        return f"{identity['model']} ({identity['description']})"
+    return f"{identity['backbone']} ({identity['recipe']}, {identity['model']})"
+
+
 def _catalogue(args: argparse.Namespace) -> Catalog:
     """The catalogue ``index`` was given: its source named by ``--layout``, or recognised."""
     source = detect_source(args.catalogue) if args.layout == "auto" else source_name(args.layout)
@@ -63,7 +70,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     info = index.info()
     print(f"indexed {info['products']:,} products into {args.index} in {time.perf_counter() - started:.1f} s: "
           f"{info['kind']} ({info['factory']}, {info['metric']}), {info['dimension']}-d vectors of "
-          f"{info['model']['backbone']} ({info['model']['recipe']})")
+          f"{model_phrase(info['model'])}")
     _report_skipped(index.skipped, Path(args.index))
     return 0
 
@@ -141,8 +148,8 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"{info['chosen_because']}")
     if info["milvus"]:
         print(f"milvus     collection {info['milvus']['collection']} at {info['milvus']['uri']}")
-    print(f"model      {model['backbone']} {model['recipe']}, {model['image_size']} px, {info['dimension']}-d, "
-          f"weights sha256 {model['weights_sha256'][:12]} ({model['model']})")
+    print(f"model      {model_phrase(model)}, {model['image_size']} px, {info['dimension']}-d, "
+          f"weights sha256 {model['weights_sha256'][:12]}")
     print(f"filters    {', '.join(info['filters'])}")
     print(f"debris     {info['debris_files']:,} files, {info['debris_bytes'] / 2**20:.1f} MiB no generation uses "
           "(removed by the next change, or 'fashion-search compact')")

@@ -1,7 +1,8 @@
 """Photos in, embeddings and colour descriptors out, for the search engine.
 
-The model is a backbone used frozen (by name, ImageNet or random weights) or a model trained
-by the notebooks (its folder under ``outputs/<run>/models/``). Its *identity* (what made it,
+The model is the one that ships with the package (:mod:`fashion_search.models.shipped`, the
+default), a backbone used frozen (by name, ImageNet or random weights) or a model trained by
+the notebooks (its folder under ``outputs/<run>/models/``). Its *identity* (what made it,
 with a checksum of its weights) is written into every index, so an index is never queried
 with vectors from another model. Catalogue embedding runs in chunks saved as they finish, so
 an interrupted indexing job resumes where it stopped.
@@ -18,7 +19,8 @@ import numpy as np
 
 from fashion_search.images import MAX_PIXELS, UnusableImageError, as_rgb, fit_to_square, read_photo
 from fashion_search.io import file_sha256, resumable_chunks
-from fashion_search.models import saved
+from fashion_search.models import saved, shipped
+from fashion_search.models.shipped import SHIPPED_NAME
 from fashion_search.models.registry import BACKBONES, get_spec
 from fashion_search.params import IndexParams
 from fashion_search.progress import Counter, progress_bar
@@ -127,6 +129,21 @@ def _load_trained(folder: Path, normalise: bool) -> Embedder:
     return Embedder(model, manifest["image_size"], get_spec(manifest["backbone"]).preprocess, identity)
 
 
+def _load_shipped(normalise: bool) -> Embedder:
+    if not shipped.WEIGHTS_FILE.is_file():
+        raise ModelError(f"the shipped model's weights are missing from {shipped.SHIPPED_DIR}; reinstall "
+                         f"fashion-search, or rebuild them with `{shipped.COMMAND}`")
+    record = shipped.provenance()
+    identity = {"backbone": record["backbone"], "recipe": record["recipe"], "weights": "imagenet",
+                "weights_sha256": record["weights_sha256"], "image_size": record["image_size"],
+                "preprocessing": record["preprocessing"], "dim": record["dim"], "normalised": normalise,
+                "model": SHIPPED_NAME, "description": shipped.description(record),
+                "colour_dims": record["colour_dims"], "colour_weight": float(record["colour_weight"]),
+                "colour_cells": int(record["heads"]["map_shape"][0])}
+    return Embedder(shipped.build_shipped(record=record), record["image_size"],
+                    get_spec(record["backbone"]).preprocess, identity)
+
+
 def _load_backbone(name: str, weights: str, image_size: int | None, normalise: bool) -> Embedder:
     import keras
 
@@ -163,9 +180,15 @@ def remembered_embedder(identity: dict, runtime: str) -> Embedder | None:
 
 
 def load_embedder(settings: IndexParams) -> Embedder:
-    """The model ``settings.model`` names: a trained model folder, or a backbone used frozen."""
+    """The model ``settings.model`` names: the shipped model (:data:`SHIPPED_NAME`), a trained
+    model folder, or a backbone used frozen."""
     folder = Path(settings.model).expanduser()
-    if saved.is_model_folder(folder):
+    if settings.model == SHIPPED_NAME:
+        if settings.weights != "imagenet" or settings.image_size not in (None, shipped.provenance()["image_size"]):
+            raise ModelError(f"{SHIPPED_NAME} is fixed (ImageNet weights, {shipped.provenance()['image_size']} px); "
+                             "--weights and --image-size apply to a backbone named with --model")
+        embedder = _load_shipped(settings.normalise)
+    elif saved.is_model_folder(folder):
         embedder = _load_trained(folder, settings.normalise)
     else:
         embedder = _load_backbone(settings.model, settings.weights, settings.image_size, settings.normalise)

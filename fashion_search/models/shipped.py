@@ -1,0 +1,157 @@
+"""The model that ships with fashion-search: what the search engine uses when no ``--model`` is given.
+
+It is the ``fused`` recipe (:mod:`fashion_search.models.fused`) trained by
+``configs/fashion-products-small.yaml`` on 32,228 labelled product photos, and chosen on other
+product photos at their native size. Only what training learned ships, in the package:
+
+- ``shipped/fashion_lite0.npz``: the weights of the type head and the colour head (a few MB);
+- ``shipped/fashion_lite0.json``: its provenance: the data, the recipe, the command, the
+  checksums, the choices and the validation figures of the run that made it.
+
+The frozen backbone (EfficientNet-Lite0, ImageNet) is converted from its PyPI package as for any
+backbone, and the heads are put on it. ``make shipped-model`` rebuilds both files from the data:
+it runs the config, then :func:`ship` (``python -m fashion_search.models.shipped``).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from fashion_search.io import atomic_path, file_sha256, read_json, write_json
+
+if TYPE_CHECKING:
+    import keras
+
+SHIPPED_NAME = "fashion_lite0"
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+WEIGHTS_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.npz"
+PROVENANCE_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.json"
+CONFIG = "configs/fashion-products-small.yaml"
+COMMAND = "make shipped-model"
+HEADS = ("type_head", "colour_head")   # the fused model's layers that training learned
+
+
+def provenance() -> dict:
+    """The shipped model's provenance record."""
+    return read_json(PROVENANCE_FILE)
+
+
+def head_arrays(model: "keras.Model") -> dict[str, np.ndarray]:
+    """The learned weights of a fused embedding model's heads, keyed ``<head>/<index>``."""
+    return {f"{head}/{i}": np.asarray(w, np.float32)
+            for head in HEADS for i, w in enumerate(model.get_layer(head).get_weights())}
+
+
+def description(record: dict) -> str:
+    """What the shipped model is, in one phrase (``info``, ``/stats``)."""
+    data = record["data"]
+    return (f"shipped with fashion-search: {record['backbone']} (ImageNet, frozen) with {record['recipe']} heads "
+            f"learned from {data['training_photos']:,} labelled product photos ({data['training']})")
+
+
+def build_shipped(weights: str | Path = WEIGHTS_FILE, record: dict | None = None) -> "keras.Model":
+    """The shipped embedding model: the backbone from its package, the heads from ``weights``."""
+    from fashion_search.models.backbones import build_feature_extractor
+    from fashion_search.models.fused import build_heads, fused_embedding_model
+    from fashion_search.params import FinetuneParams
+
+    record = record or provenance()
+    heads_record = record["heads"]
+    extractor, _ = build_feature_extractor(record["backbone"], "imagenet", record["image_size"])
+    params = FinetuneParams(embedding_dim=heads_record["embedding_dim"], dropout=heads_record["dropout"])
+    heads = build_heads(heads_record["feature_dim"], tuple(heads_record["map_shape"]), heads_record["type_classes"],
+                        heads_record["colour_classes"], params, seed=0)
+    with np.load(weights) as arrays:
+        for head, layer in zip(HEADS, (heads.type_embedding, heads.colour_embedding)):
+            count = len(layer.get_weights())
+            layer.set_weights([arrays[f"{head}/{i}"] for i in range(count)])
+    return fused_embedding_model(extractor, heads, float(record["colour_weight"]))
+
+
+def ship(model_folder: str | Path, target: Path = SHIPPED_DIR) -> dict:
+    """Write a trained fused model's heads and provenance into ``target`` (the package's folder)."""
+    from fashion_search.models import saved
+
+    model_folder = Path(model_folder)
+    manifest = saved.read_manifest(model_folder)
+    if not manifest or manifest.get("recipe") != "fused" or not saved.is_usable(model_folder):
+        raise ValueError(f"{model_folder} holds no usable fused model; run {CONFIG} first")
+    model = saved.load_model(model_folder)
+    arrays = head_arrays(model)
+    run = model_folder.parents[2]   # outputs/<run>/models/<backbone>/fused
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    items = pd.read_csv(run / "data" / "items.csv", dtype={"id": str})
+    trained = items[items["split"] == "train"]
+    weights_row = pd.read_csv(model_folder / "colour_weights.csv").set_index("colour_weight").loc[
+        manifest["colour_weight"]]
+    target.mkdir(parents=True, exist_ok=True)
+    weights = target / f"{SHIPPED_NAME}.npz"
+    with atomic_path(weights) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    finetune = params["finetune"]
+    record = {
+        "name": SHIPPED_NAME, "backbone": manifest["backbone"], "recipe": "fused", "image_size": manifest["image_size"],
+        "preprocessing": manifest["preprocessing"], "backbone_weights_sha256": manifest["weights_sha256"],
+        "colour_weight": manifest["colour_weight"], "label_column": params["data"]["label_column"],
+        "colour_column": manifest["colour_column"], "dim": int(model.output_shape[-1]),
+        "colour_dims": int(manifest["colour_dims"]),
+        "heads": {"feature_dim": int(arrays["type_head/0"].shape[0]),
+                  "map_shape": [int(d) for d in model.get_layer("colour_head").inputs[0].shape[1:]],
+                  "embedding_dim": finetune["embedding_dim"], "dropout": finetune["dropout"],
+                  "type_classes": int(trained[params["data"]["label_column"]].nunique()),
+                  "colour_classes": int(trained[manifest["colour_column"]].nunique()),
+                  "arrays": {key: list(value.shape) for key, value in arrays.items()}},
+        "data": {"training": Path(params["data"]["path"]).name,
+                 "evaluation": Path(params["data"]["evaluation_path"]).name,
+                 "training_photos": len(trained), "validation_photos": int((items["split"] == "validation").sum()),
+                 "test_photos": int((items["split"] == "test").sum()), "seed": params["seed"]},
+        "finetune": finetune,
+        "choices": {key: manifest[key] for key in ("type_epochs", "colour_epochs", "best_val_map", "refit_on",
+                                                    "train_seconds")},
+        "validation": {"k": finetune["monitor_k"], **{key: round(float(value), 4) for key, value in
+                                                      weights_row.items()}},
+        "config": CONFIG, "command": COMMAND,
+        "weights_file": weights.name, "weights_sha256": file_sha256(weights),
+        "made_on": {"cpu": cpu_name(), "python": platform.python_version(),
+                    "tensorflow": version("tensorflow"), "keras": version("keras"),
+                    "note": "training on a CPU is not bit-reproducible across processors"},
+    }
+    write_json(target / f"{SHIPPED_NAME}.json", record)
+    return record
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what :mod:`platform` says."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fashion_search.models.shipped <model folder>``: ship that model's heads."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_folder", help="outputs/<run>/models/efficientnet_lite0/fused")
+    args = parser.parse_args(argv)
+    try:
+        record = ship(args.model_folder)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"fashion-search: {err}", file=sys.stderr)
+        return 2
+    print(f"shipped {record['weights_file']} (sha256 {record['weights_sha256'][:12]}) and its provenance "
+          f"into {SHIPPED_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The shipped model (``fashion_lite0``): the files in the package are what its recipe writes, and
+the search engine uses it when no model is named. Nothing here retrains it."""
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fashion_search.io import file_sha256
+from fashion_search.models import shipped
+from fashion_search.models.fused import COLOUR_DIM, build_heads
+from fashion_search.params import FinetuneParams, IndexParams
+from fashion_search.params_file import load_params
+
+DEV_PHOTOS = Path("../shared/data/fashion-products-dev")
+SMALL_PHOTOS = Path("../shared/data/fashion-products-small")
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    return shipped.provenance()
+
+
+def test_the_weights_file_is_the_one_its_provenance_names(record):
+    assert record["name"] == shipped.SHIPPED_NAME and record["weights_file"] == shipped.WEIGHTS_FILE.name
+    assert file_sha256(shipped.WEIGHTS_FILE) == record["weights_sha256"]
+    assert shipped.WEIGHTS_FILE.stat().st_size < 4 * 2**20   # small: the backbone is not in it
+
+
+def test_the_arrays_have_the_shapes_the_recipe_builds(record):
+    heads = record["heads"]
+    built = build_heads(heads["feature_dim"], tuple(heads["map_shape"]), heads["type_classes"],
+                        heads["colour_classes"], FinetuneParams(embedding_dim=heads["embedding_dim"],
+                                                                dropout=heads["dropout"]), seed=0)
+    expected = {f"type_head/{i}": list(w.shape) for i, w in enumerate(built.type_embedding.get_weights())}
+    expected |= {f"colour_head/{i}": list(w.shape) for i, w in enumerate(built.colour_embedding.get_weights())}
+    with np.load(shipped.WEIGHTS_FILE) as arrays:
+        assert {key: list(arrays[key].shape) for key in arrays.files} == expected == heads["arrays"]
+        assert all(np.isfinite(arrays[key]).all() and np.abs(arrays[key]).sum() > 0 for key in arrays.files)
+    assert record["dim"] == heads["embedding_dim"] + COLOUR_DIM == record["heads"]["embedding_dim"] + record["colour_dims"]
+
+
+def test_the_provenance_is_the_configs_recipe(record):
+    assert record["config"] == shipped.CONFIG and record["command"] == shipped.COMMAND
+    assert Path(record["config"]).is_file() and "shipped-model:" in Path("Makefile").read_text()
+    overrides = [] if SMALL_PHOTOS.is_dir() and DEV_PHOTOS.is_dir() else [
+        "data.path=.", "data.evaluation_path=."]   # the recipe is what matters here, not where the photos are
+    params = load_params(Path(record["config"]), overrides)
+    finetune = json.loads(json.dumps(dataclasses.asdict(params.finetune)))   # tuples as lists, as recorded
+    assert finetune == record["finetune"]
+    assert (params.seed, params.data.label_column) == (record["data"]["seed"], record["label_column"])
+    assert record["colour_column"] == params.finetune.task_columns[1]
+    assert (params.backbones[0].name, params.backbones[0].input_size) == (record["backbone"], record["image_size"])
+    assert record["data"]["training"] == "fashion-products-small" and record["data"]["training_photos"] == 32228
+    assert record["data"]["evaluation"] == "fashion-products-dev" and record["choices"]["refit_on"] == "train"
+
+
+def test_the_validation_figures_are_reproduced_from_the_shipped_files(record):
+    """The recorded validation mAP@10 again, from the package's files, on the dev photos' validation half."""
+    if not DEV_PHOTOS.is_dir():
+        pytest.skip(f"needs the dev photos at {DEV_PHOTOS}")
+    from fashion_search.data import evaluation_split, list_catalogue
+    from fashion_search.data.catalog import relevance_codes
+    from fashion_search.models.callbacks import gallery_map
+    from fashion_search.search.embedder import embed_photos, load_embedder
+
+    items = list_catalogue("photo_folder", DEV_PHOTOS).items
+    halves = evaluation_split(items[record["label_column"]].to_numpy(), 0.5, record["data"]["seed"])
+    validation = items[halves == "validation"].reset_index(drop=True)
+    assert len(validation) == record["data"]["validation_photos"]
+    embedder = load_embedder(IndexParams(model=shipped.SHIPPED_NAME, runtime="tensorflow"))
+    vectors = embed_photos(embedder, validation["path"].tolist(), 64).vectors
+    everyone = np.arange(len(validation))
+    for relevance, name in ((record["label_column"], "type"),
+                            (f"{record['label_column']}+{record['colour_column']}", "type+colour")):
+        report, standard = gallery_map(vectors, relevance_codes(validation, relevance), everyone, record["validation"]["k"])
+        assert report == pytest.approx(record["validation"][f"{name} report"], abs=0.005)
+        assert standard == pytest.approx(record["validation"][f"{name} min(k,R)"], abs=0.005)
+
+
+def test_index_uses_the_shipped_model_by_default_and_says_so(photo_folder, tmp_path):
+    index = tmp_path / "index"
+    cli = [sys.executable, "-m", "fashion_search.cli"]
+    built = subprocess.run([*cli, "index", str(photo_folder), "--index", str(index)], capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert shipped.SHIPPED_NAME in built.stdout
+    info = subprocess.run([*cli, "info", "--index", str(index), "--json"], capture_output=True, text=True, cwd=tmp_path)
+    model = json.loads(info.stdout)["model"]
+    assert model["model"] == shipped.SHIPPED_NAME and model["weights_sha256"] == shipped.provenance()["weights_sha256"]
+    assert "32,228 labelled product photos" in model["description"]
+    text = subprocess.run([*cli, "info", "--index", str(index)], capture_output=True, text=True, cwd=tmp_path).stdout
+    assert "shipped with fashion-search" in text
+    plain = subprocess.run([*cli, "index", str(photo_folder), "--index", str(tmp_path / "plain"), "--model",
+                            "efficientnet_lite0"], capture_output=True, text=True, cwd=tmp_path)
+    assert plain.returncode == 0 and "efficientnet_lite0 (frozen" in plain.stdout
+    refused = subprocess.run([*cli, "index", str(photo_folder), "--index", str(tmp_path / "odd"), "--image-size",
+                              "64"], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "fashion_lite0 is fixed" in refused.stderr
+    assert "Traceback" not in refused.stderr
