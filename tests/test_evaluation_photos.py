@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fashion_search.data import evaluation_split, load_catalogue
-from fashion_search.data.catalog import CatalogueError
+from fashion_search.data.catalog import CatalogueError, load_catalog, save_catalog
 from fashion_search.params import BackboneParams, DataParams, FinetuneParams, SplitFractions
 from fashion_search.pipeline import fused_training
 from fashion_search.pipeline.evaluate import gallery_of
@@ -46,11 +46,13 @@ def test_every_training_photo_trains_and_the_evaluation_photos_are_split_in_two(
     assert again.tolist() == held["split"].tolist()
 
 
-def test_the_catalogue_protocol_searches_the_evaluation_photos_only(photo_folder, evaluation_folder):
-    catalog = load_catalogue(data_params(photo_folder, evaluation_folder), seed=3)
-    gallery, queries = gallery_of(catalog, "catalogue")
-    assert catalog.items["in_catalogue"].iloc[gallery].all() and len(gallery) == 25
-    assert (catalog.items["split"].iloc[gallery[queries]] == "test").all()
+def test_the_catalogue_protocol_searches_the_evaluation_photos_only(photo_folder, evaluation_folder, tmp_path):
+    save_catalog(load_catalogue(data_params(photo_folder, evaluation_folder), seed=3), tmp_path)
+    searched = load_catalog(tmp_path).searched()   # what notebooks 03-05 read
+    assert searched.items["in_catalogue"].all() and len(searched) == 25 == len(searched.images)
+    gallery, queries = gallery_of(searched, "catalogue")
+    assert len(gallery) == 25 and (searched.items["split"].iloc[gallery[queries]] == "test").all()
+    assert len(load_catalog(tmp_path)) == 50   # 02 trains on the whole
 
 
 def test_a_product_in_both_folders_is_refused(photo_folder):

@@ -64,6 +64,14 @@ class Catalog:
         pairs = self.items[["label", self.label_column]].drop_duplicates().sort_values("label")
         return pairs[self.label_column].tolist()
 
+    def searched(self) -> "Catalog":
+        """The items the catalogue protocol searches: all, or with ``data.evaluation_path`` the
+        evaluation photos only (column ``in_catalogue``), not the photos only trained on."""
+        if "in_catalogue" not in self.items.columns:
+            return self
+        mask = self.items["in_catalogue"].to_numpy(bool)
+        return Catalog(self.items[mask].reset_index(drop=True), self.images[mask], self.label_column)
+
     def subset(self, split: str) -> "Catalog":
         """The items of one split, in catalogue order."""
         mask = (self.items["split"] == split).to_numpy()

@@ -4,7 +4,7 @@ Two protocols, both with the test items as queries, each query excluded from its
 
 - ``catalogue``: each test item searches the whole catalogue (train, validation and test
   items), what ``fashion-search query`` does for a shopper; with ``data.evaluation_path`` the
-  catalogue is that folder's photos (validation and test), not the training photos;
+  notebooks pass :meth:`Catalog.searched`: that folder's photos, not the training photos;
 - ``test split``: each test item searches the other test items only (the research report's).
 
 An item is relevant when it matches the query on every column of the relevance definition
@@ -58,11 +58,9 @@ class Evaluation:
 def gallery_of(catalog: Catalog, protocol: str) -> tuple[np.ndarray, np.ndarray]:
     """``(gallery rows, query rows)`` of a protocol: catalogue rows searched, and the test
     queries' positions within them."""
-    if protocol == "catalogue":
-        searched = catalog.items.get("in_catalogue", pd.Series(True, index=catalog.items.index)).to_numpy(bool)
-        gallery = np.flatnonzero(searched)
-        return gallery, np.flatnonzero((catalog.items["split"].to_numpy() == "test")[gallery])
     test_rows = np.flatnonzero((catalog.items["split"] == "test").to_numpy())
+    if protocol == "catalogue":
+        return np.arange(len(catalog)), test_rows
     if protocol == "test split":
         return test_rows, np.arange(len(test_rows))
     raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
