@@ -85,6 +85,7 @@ class FinetuneParams:
     augment: bool = True
     monitor_k: int = 10
     head_epochs: int = 30
+    type_hidden: int = 0     # fused: width of the type head's hidden layer (0: one linear layer)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
 _RANGES: dict[str, tuple[float, float]] = {
     "finetune.frozen_epochs": (0, 10_000),
     "finetune.unfrozen_epochs": (0, 10_000),
+    "finetune.type_hidden": (0, 65_536),
     "finetune.learning_rate": (1e-9, 1.0),
     "finetune.unfrozen_learning_rate": (1e-9, 1.0),
     "finetune.unfreeze_fraction": (0.0, 1.0),

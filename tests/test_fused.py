@@ -156,3 +156,26 @@ def test_a_fused_model_of_the_earlier_histogram_design_is_refused_with_a_remedy(
                            "preprocessing": "x", "colour_dims": HISTOGRAM_DIM, "colour_weight": 0.7}, tmp_path)
     with pytest.raises(ModelError, match="train it again"):
         load_embedder(IndexParams(model=str(tmp_path)))
+
+
+def test_type_hidden_puts_a_relu_layer_in_the_type_head():
+    from fashion_search.models.fused import build_heads
+
+    plain = build_heads(32, (2, 2, 8), 3, 2, FINETUNE, seed=0)
+    deeper = build_heads(32, (2, 2, 8), 3, 2, FinetuneParams(embedding_dim=16, type_hidden=24), seed=0)
+    assert [w.shape for w in plain.type_embedding.get_weights()] == [(32, 16), (16,)]
+    assert [w.shape for w in deeper.type_embedding.get_weights()] == [(32, 24), (24,), (24, 16), (16,)]
+    assert deeper.type_embedding.get_layer("type_hidden").activation.__name__ == "relu"
+
+
+def test_head_batches_cover_every_row_once_as_float32_beside_their_targets():
+    from fashion_search.pipeline.fused_training import RowsOf, ShuffledBatches
+
+    maps = np.arange(40, dtype=np.float16).reshape(10, 2, 2)
+    rows = np.array([9, 7, 5, 3, 1])
+    batches = ShuffledBatches([RowsOf(maps, rows)], np.array([90, 70, 50, 30, 10]), 2, np.random.default_rng(0))
+    seen = [batches[i] for i in range(len(batches))]
+    assert len(batches) == 3 and all(x.dtype == np.float32 for x, _ in seen)
+    firsts = np.concatenate([x[:, 0, 0] for x, _ in seen])
+    assert sorted(firsts.tolist()) == sorted(maps[rows][:, 0, 0].tolist())
+    assert all((x[:, 0, 0] / 4 * 10 == y).all() for x, y in seen)   # row r holds 4r; its target is 10r

@@ -2,8 +2,9 @@
 
 On top of a frozen ImageNet backbone sit two small heads:
 
-- the **type head**: pooled features → dropout → dense → L2-normalised embedding, trained with
-  CosFace on the label column (articleType), which pulls each type together on the sphere;
+- the **type head**: pooled features → dropout → (dense ReLU of ``type_hidden`` → dropout →) dense →
+  L2-normalised embedding, trained with CosFace on the label column (articleType), which pulls
+  each type together on the sphere;
 - the **colour head**: the garment's colours read where the garment is. The photo's colour grid
   (:func:`~fashion_search.search.colour_grid.colour_grid`: colour shares per region) is weighed by a
   small scorer on the backbone's feature map (:class:`AttendedColours`), so the trousers under a
@@ -112,7 +113,9 @@ def build_heads(feature_dim: int, map_shape: tuple, type_classes: int, colour_cl
     """Fresh type and colour heads for pooled features of ``feature_dim`` and feature maps of
     ``map_shape`` (colour head only with ``colour_classes``)."""
     keras.utils.set_random_seed(seed)
-    type_embedding = keras.Sequential([keras.layers.Dropout(params.dropout, seed=seed),
+    hidden = ([keras.layers.Dense(params.type_hidden, activation="relu", name="type_hidden"),
+               keras.layers.Dropout(params.dropout, seed=seed + 2)] if params.type_hidden else [])
+    type_embedding = keras.Sequential([keras.layers.Dropout(params.dropout, seed=seed), *hidden,
                                        keras.layers.Dense(params.embedding_dim, name="type_projection"),
                                        keras.layers.UnitNormalization()], name="type_head")
     features = keras.Input((feature_dim,), name="features")
