@@ -270,7 +270,8 @@ def parse_index(raw: Any) -> IndexParams:
             if choices:
                 values[name] = _choice(value, f"index.{name}", choices)
             elif not isinstance(value, str) or not value:
-                raise ConfigError(f"'index.{name}' must be fashion_lite0 (the shipped model), a backbone name or a model folder, got {value!r}")
+                raise ConfigError(f"'index.{name}' must be fashion_lite0 (the shipped model), a backbone name or a "
+                                  f"model folder, got {value!r}")
             else:
                 values[name] = value
     if "image_size" in raw:

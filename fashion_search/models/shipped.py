@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +80,9 @@ def build_shipped(weights: str | Path = WEIGHTS_FILE, record: dict | None = None
 
 def ship(model_folder: str | Path, target: Path = SHIPPED_DIR) -> dict:
     """Write a trained fused model's heads and provenance into ``target`` (the package's folder)."""
+    import keras
+    import tensorflow
+
     from fashion_search.models import saved
 
     model_folder = Path(model_folder)
@@ -126,7 +128,7 @@ def ship(model_folder: str | Path, target: Path = SHIPPED_DIR) -> dict:
         "config": CONFIG, "command": COMMAND,
         "weights_file": weights.name, "weights_sha256": file_sha256(weights),
         "made_on": {"cpu": cpu_name(), "python": platform.python_version(),
-                    "tensorflow": version("tensorflow"), "keras": version("keras"),
+                    "tensorflow": tensorflow.__version__, "keras": keras.__version__,
                     "note": "training on a CPU is not bit-reproducible across processors"},
     }
     write_json(target / f"{SHIPPED_NAME}.json", record)
