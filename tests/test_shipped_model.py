@@ -27,7 +27,7 @@ def record() -> dict:
 def test_the_weights_file_is_the_one_its_provenance_names(record):
     assert record["name"] == shipped.SHIPPED_NAME and record["weights_file"] == shipped.WEIGHTS_FILE.name
     assert file_sha256(shipped.WEIGHTS_FILE) == record["weights_sha256"]
-    assert shipped.WEIGHTS_FILE.stat().st_size < 4 * 2**20   # small: the backbone is not in it
+    assert shipped.WEIGHTS_FILE.stat().st_size < 2 * 10**6   # small: the backbone is not in it
 
 
 def test_the_arrays_have_the_shapes_the_recipe_builds(record):
@@ -39,7 +39,8 @@ def test_the_arrays_have_the_shapes_the_recipe_builds(record):
     expected = {f"type_head/{i}": list(w.shape) for i, w in enumerate(built.type_embedding.get_weights())}
     expected |= {f"colour_head/{i}": list(w.shape) for i, w in enumerate(built.colour_embedding.get_weights())}
     with np.load(shipped.WEIGHTS_FILE) as arrays:
-        assert {key: list(arrays[key].shape) for key in arrays.files} == expected == heads["arrays"]
+        shapes = {key: list(arrays[key].shape) for key in arrays.files if not key.endswith("/scale")}
+        assert shapes == expected == heads["arrays"]
         assert all(np.isfinite(arrays[key]).all() and np.abs(arrays[key].astype(np.float64)).sum() > 0
                    for key in arrays.files)
     assert record["dim"] == heads["embedding_dim"] + COLOUR_DIM == heads["embedding_dim"] + record["colour_dims"]

@@ -4,8 +4,8 @@ It is the ``fused`` recipe (:mod:`fashion_search.models.fused`) trained by
 ``configs/fashion-products-small.yaml`` on 32,228 labelled product photos, and chosen on other
 product photos at their native size. Only what training learned ships, in the package:
 
-- ``shipped/fashion_lite0.npz``: the weights of the type head and the colour head (float16, a
-  few MB);
+- ``shipped/fashion_lite0.npz``: the weights of the type head and the colour head (kernels as
+  int8 with a scale per column, under 2 MB);
 - ``shipped/fashion_lite0.json``: its provenance: the data, the recipe, the command, the
   checksums, the choices and the validation figures of the run that made it.
 
@@ -45,10 +45,26 @@ def provenance() -> dict:
 
 
 def head_arrays(model: "keras.Model") -> dict[str, np.ndarray]:
-    """The learned weights of a fused embedding model's heads, keyed ``<head>/<index>``, as float16
-    (half the size; the vectors they give differ from float32's by about 1e-3)."""
-    return {f"{head}/{i}": np.asarray(w, np.float16)
-            for head in HEADS for i, w in enumerate(model.get_layer(head).get_weights())}
+    """The learned weights of a fused embedding model's heads, keyed ``<head>/<index>``: each
+    kernel as int8 with a float32 scale per output column (``<key>/scale``), each bias as float16.
+    A quarter of float32's size; the validation figures stay within 0.005 of the float32 model's."""
+    arrays = {}
+    for head in HEADS:
+        for i, weight in enumerate(model.get_layer(head).get_weights()):
+            key = f"{head}/{i}"
+            if weight.ndim == 2:
+                scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
+                arrays[key] = np.round(weight / scale).astype(np.int8)
+                arrays[f"{key}/scale"] = scale.astype(np.float32)
+            else:
+                arrays[key] = weight.astype(np.float16)
+    return arrays
+
+
+def head_weight(arrays, key: str) -> np.ndarray:
+    """One weight of :func:`head_arrays` as float32 again."""
+    weight = arrays[key].astype(np.float32)
+    return weight * arrays[f"{key}/scale"] if f"{key}/scale" in arrays.files else weight
 
 
 def description(record: dict) -> str:
@@ -74,7 +90,7 @@ def build_shipped(weights: str | Path = WEIGHTS_FILE, record: dict | None = None
     with np.load(weights) as arrays:
         for head, layer in zip(HEADS, (heads.type_embedding, heads.colour_embedding)):
             count = len(layer.get_weights())
-            layer.set_weights([arrays[f"{head}/{i}"].astype(np.float32) for i in range(count)])
+            layer.set_weights([head_weight(arrays, f"{head}/{i}") for i in range(count)])
     return fused_embedding_model(extractor, heads, float(record["colour_weight"]))
 
 
@@ -101,7 +117,7 @@ def ship(model_folder: str | Path, target: Path = SHIPPED_DIR) -> dict:
     weights = target / f"{SHIPPED_NAME}.npz"
     with atomic_path(weights) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez_compressed(handle, **arrays)
     finetune = params["finetune"]
     record = {
         "name": SHIPPED_NAME, "backbone": manifest["backbone"], "recipe": "fused", "image_size": manifest["image_size"],
@@ -115,7 +131,7 @@ def ship(model_folder: str | Path, target: Path = SHIPPED_DIR) -> dict:
                   "type_hidden": finetune["type_hidden"],
                   "type_classes": int(trained[params["data"]["label_column"]].nunique()),
                   "colour_classes": int(trained[manifest["colour_column"]].nunique()),
-                  "arrays": {key: list(value.shape) for key, value in arrays.items()}},
+                  "arrays": {key: list(value.shape) for key, value in arrays.items() if not key.endswith("/scale")}},
         "data": {"training": Path(params["data"]["path"]).name,
                  "evaluation": Path(params["data"]["evaluation_path"]).name,
                  "training_photos": len(trained), "validation_photos": int((items["split"] == "validation").sum()),
