@@ -134,6 +134,9 @@ def _add_engine(commands) -> None:
     index.add_argument("--uri", help="milvus: a local path (Milvus Lite, the default <index>/milvus.db) or "
                                      "http://host:19530 (a Milvus server)")
     _runtime(index)
+    index.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="embed on a Ray cluster: alone, index.ray_address (default: Ray started on this machine); "
+                            "or the cluster's address, e.g. auto, head-host:6379, ray://head-host:10001")
     index.add_argument("--overwrite", action="store_true", help="replace an existing index")
     index.set_defaults(run=_engine("index"))
 

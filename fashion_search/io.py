@@ -104,21 +104,34 @@ def work_key(*parts: Any, images=()) -> str:
     return digest.hexdigest()[:16]
 
 
+def chunk_bounds(total: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``range(total)`` cut into chunks of ``chunk_size``: (start, stop) pairs."""
+    return [(start, min(start + chunk_size, total)) for start in range(0, total, chunk_size)]
+
+
+def chunk_path(work_dir: str | Path, start: int, stop: int) -> Path:
+    """Where the chunk of items ``start:stop`` of a resumable job is saved."""
+    return Path(work_dir) / f"chunk_{start:010d}_{stop:010d}.npz"
+
+
+def save_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Save one chunk's arrays atomically: a killed job leaves a whole chunk or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
+
+
 def resumable_chunks(work_dir: str | Path, total: int, chunk_size: int,
                      compute: Callable[[int, int], dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """Run ``compute(start, stop)`` over ``range(total)`` in chunks, saving each chunk's arrays
     to ``work_dir`` as it finishes (atomically); chunks already there are loaded instead, so an
     interrupted job resumes where it stopped. Returns the chunks' arrays in order."""
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
     chunks = []
-    for start in range(0, total, chunk_size):
-        stop = min(start + chunk_size, total)
-        path = work_dir / f"chunk_{start:010d}_{stop:010d}.npz"
+    for start, stop in chunk_bounds(total, chunk_size):
+        path = chunk_path(work_dir, start, stop)
         if not path.is_file():
-            arrays = compute(start, stop)
-            with atomic_path(path) as tmp:
-                np.savez(tmp, **arrays)
+            save_chunk(path, compute(start, stop))
         with np.load(path) as saved:
             chunks.append({key: saved[key] for key in saved.files})
     return chunks

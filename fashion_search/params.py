@@ -112,6 +112,7 @@ INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 INDEX_METRICS = ("inner_product", "l2")
 INDEX_BACKENDS = ("faiss", "milvus")
 MODEL_RUNTIMES = ("auto", "onnx", "tensorflow")
+INDEX_EXECUTORS = ("local", "ray")  # who embeds a catalogue: this process, or a Ray cluster
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class IndexParams:
     chunk_size: int = 512
     max_image_pixels: int = 60_000_000
     lock_wait_s: float = 10.0            # how long a change waits for another process's change to finish
+    executor: str = "local"              # who embeds a catalogue: local (this process) or ray (a Ray cluster)
+    ray_address: str | None = None       # ray: null starts Ray on this machine; "auto", host:6379 or ray://host:10001
+    ray_actors: int = 0                  # ray: processes holding the model (0: one per node of the cluster)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import yaml
 
 from fashion_search.io import write_text_atomic
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
-from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_BACKENDS, INDEX_METRICS,
-                                   INDEX_TYPES, MODEL_RUNTIMES, RECIPES, BackboneParams, ConfigError, DataParams,
-                                   EvaluateParams, FeaturesParams, FinetuneParams, IndexParams, Params, PerClass,
-                                   SplitFractions, VisualiseParams)
+from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_BACKENDS, INDEX_EXECUTORS,
+                                   INDEX_METRICS, INDEX_TYPES, MODEL_RUNTIMES, RECIPES, BackboneParams, ConfigError,
+                                   DataParams, EvaluateParams, FeaturesParams, FinetuneParams, IndexParams, Params,
+                                   PerClass, SplitFractions, VisualiseParams)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -92,6 +92,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "index.flat_max_items": (0, 1e12),
     "index.exact_filter_rows": (0, 1e12),
     "index.lock_wait_s": (0.0, 3600.0),
+    "index.ray_actors": (0, 100_000),
 }
 
 
@@ -262,7 +263,8 @@ def parse_index(raw: Any) -> IndexParams:
     """Validate the ``index`` block (the search engine's settings)."""
     raw = dict(_mapping(raw, "index"))
     strings = {"model": None, "weights": WEIGHT_CHOICES, "type": INDEX_TYPES, "metric": INDEX_METRICS,
-               "backend": INDEX_BACKENDS, "runtime": MODEL_RUNTIMES}
+               "backend": INDEX_BACKENDS, "runtime": MODEL_RUNTIMES,
+               "executor": INDEX_EXECUTORS}
     values: dict[str, Any] = {}
     for name, choices in strings.items():
         if name in raw:
@@ -278,6 +280,8 @@ def parse_index(raw: Any) -> IndexParams:
         values["image_size"] = _int(raw.pop("image_size"), "index.image_size", minimum=32, allow_none=True)
     if "uri" in raw:
         values["uri"] = parse_milvus_uri(raw.pop("uri"))
+    if "ray_address" in raw:
+        values["ray_address"] = parse_ray_address(raw.pop("ray_address"))
     return dataclasses.replace(_simple_block(IndexParams, raw, "index"), **values)
 
 
@@ -291,6 +295,18 @@ def parse_milvus_uri(value: Any) -> str | None:
     value = value.strip()
     if "://" in value and not value.startswith(("http://", "https://", "tcp://")):
         raise ConfigError(f"'index.uri' must start with http://, https:// or tcp:// (or be a local path), got {value!r}")
+    return value
+
+
+def parse_ray_address(value: Any) -> str | None:
+    """``index.ray_address``: null (Ray on this machine), "auto", host:port or ray://host:port."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(not c.isprintable() or c.isspace() for c in value.strip()):
+        raise ConfigError(f"'index.ray_address' must be null, auto, host:6379 or ray://host:10001, got {value!r}")
+    value = value.strip()
+    if "://" in value and not value.startswith("ray://"):
+        raise ConfigError(f"'index.ray_address' must start with ray:// when it names a scheme, got {value!r}")
     return value
 
 

@@ -21,7 +21,7 @@ from fashion_search.data import detect_source, list_catalogue, source_name
 from fashion_search.data.catalog import Catalog
 from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
-from fashion_search.params_file import parse_index, parse_milvus_uri, read_yaml
+from fashion_search.params_file import parse_index, parse_milvus_uri, parse_ray_address, read_yaml
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
 from fashion_search.search.filters import no_match_hints
 from fashion_search.search.runtime import RUNTIME_NAMES
@@ -38,6 +38,10 @@ def _settings(args: argparse.Namespace) -> IndexParams:
     overrides = {key: getattr(args, key, None) for key in ("model", "weights", "image_size", "type", "backend", "runtime")}
     if getattr(args, "uri", None) is not None:
         overrides["uri"] = parse_milvus_uri(args.uri)
+    if getattr(args, "ray", None) is not None:
+        overrides["executor"] = "ray"
+        if args.ray:
+            overrides["ray_address"] = parse_ray_address(args.ray)
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 

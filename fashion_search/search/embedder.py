@@ -171,8 +171,11 @@ def remembered_embedder(identity: dict, runtime: str) -> Embedder | None:
     """The model of an index's ``identity`` on ONNX Runtime as an earlier process converted and
     checked it, without TensorFlow (None: none remembered, or ``runtime`` is tensorflow)."""
     call = remembered_call(identity_key(identity, REMEMBERED_KEYS)) if runtime != "tensorflow" else None
-    if call is None:
-        return None
+    return onnx_embedder(identity, call, runtime) if call is not None else None
+
+
+def onnx_embedder(identity: dict, call: Callable, runtime: str = "onnx") -> Embedder:
+    """The model of ``identity`` as an ONNX Runtime ``call`` (no TensorFlow or Keras)."""
     embedder = Embedder(None, int(identity["image_size"]), get_spec(identity["backbone"]).preprocess, dict(identity),
                         runtime=runtime)
     embedder._call, embedder._runs_on = call, "onnx"
@@ -223,6 +226,13 @@ class PreparedBatch:
 
 def prepare_batch(embedder: Embedder, images: list, max_pixels: int) -> PreparedBatch:
     """Decode, frame and colour-describe a batch of photos and compute the model's inputs."""
+    squares, colours, reasons = frame_photos(images, embedder.image_size, max_pixels)
+    return PreparedBatch(embedder.model_inputs(squares) if len(squares) else None, list(colours), reasons)
+
+
+def frame_photos(images: list, image_size: int, max_pixels: int) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Decode photos (paths or pixels) → the usable ones framed square ``(n, size, size, 3)`` and
+    their colour descriptors ``(n, DESCRIPTOR_DIM)``, and every photo's reason to be skipped (or None)."""
     photos, reasons = [], []
     for image in images:
         try:
@@ -230,10 +240,9 @@ def prepare_batch(embedder: Embedder, images: list, max_pixels: int) -> Prepared
             reasons.append(None)
         except UnusableImageError as err:
             reasons.append(str(err))
-    if not photos:
-        return PreparedBatch(None, [], reasons)
-    squares = np.stack([fit_to_square(pixels, embedder.image_size) for pixels in photos])
-    return PreparedBatch(embedder.model_inputs(squares), list(colour_descriptors(photos)), reasons)
+    squares = np.stack([fit_to_square(pixels, image_size) for pixels in photos]) if photos else \
+        np.zeros((0, image_size, image_size, 3), np.uint8)
+    return squares, colour_descriptors(photos), reasons
 
 
 def embed_photos(embedder: Embedder, images: list, batch_size: int, progress: Counter | None = None,
@@ -265,15 +274,23 @@ def embed_catalog(embedder: Embedder, ids: list[str], images: np.ndarray, work_d
     chunks already there (from an interrupted run) are reused."""
     with progress_bar(len(ids), description, unit="photo") as bar:
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
-            done = embed_photos(embedder, list(images[start:stop]), batch_size, bar, max_pixels)
-            return {"vectors": done.vectors, "colours": done.colours, "usable": done.usable,
-                    "reasons": np.array([r or "" for r in done.reasons], dtype=str)}
+            return chunk_arrays(embed_photos(embedder, list(images[start:stop]), batch_size, bar, max_pixels))
 
         chunks = resumable_chunks(work_dir, len(ids), chunk_size, compute)
         bar.update(len(ids) - bar.n)
+    return joined(chunks, embedder.identity["dim"])
+
+
+def chunk_arrays(done: Embedded) -> dict[str, np.ndarray]:
+    """One embedded chunk as the arrays saved for it."""
+    return {"vectors": done.vectors, "colours": done.colours, "usable": done.usable,
+            "reasons": np.array([r or "" for r in done.reasons], dtype=str)}
+
+
+def joined(chunks: list[dict[str, np.ndarray]], dim: int) -> Embedded:
+    """Saved chunks (in catalogue order) as one :class:`Embedded`."""
     if not chunks:
-        return Embedded(np.zeros((0, embedder.identity["dim"]), np.float32), np.zeros((0, DESCRIPTOR_DIM), np.float32),
-                        np.zeros(0, bool), [])
+        return Embedded(np.zeros((0, dim), np.float32), np.zeros((0, DESCRIPTOR_DIM), np.float32), np.zeros(0, bool), [])
     return Embedded(np.concatenate([c["vectors"] for c in chunks]), np.concatenate([c["colours"] for c in chunks]),
                     np.concatenate([c["usable"] for c in chunks]),
                     [r or None for c in chunks for r in c["reasons"].tolist()])

@@ -40,12 +40,18 @@ class Embedded:
 def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, settings: IndexParams,
                      description: str) -> Embedded:
     """Embed a catalogue, resumable in a folder under ``work_dir`` keyed by the model and the
-    photos' content; ids the service could not serve are skipped with the reason."""
+    photos' content, in this process or on Ray (``settings.executor``); ids the service could
+    not serve are skipped with the reason."""
     catalog = drop_unsafe_ids(catalog)
     ids = catalog.items["id"].astype(str).tolist()
     chunks = work_dir / work_key(embedder.identity, ids, images=catalog.images)
-    done = embed_catalog(embedder, ids, catalog.images, chunks, settings.chunk_size, settings.batch_size, description,
-                         settings.max_image_pixels)
+    if settings.executor == "ray":
+        from fashion_search.search.ray_embedding import embed_catalog_on_ray  # Ray only when asked for
+
+        done = embed_catalog_on_ray(embedder, catalog.images, chunks, settings, description)
+    else:
+        done = embed_catalog(embedder, ids, catalog.images, chunks, settings.chunk_size, settings.batch_size,
+                             description, settings.max_image_pixels)
     items = catalog.items.drop(columns=[c for c in ("label", "split") if c in catalog.items.columns])
     if "path" not in items.columns:
         items.insert(1, "path", "")

@@ -131,17 +131,36 @@ def _alias(key: str) -> Path:
 def remembered_call(key: str) -> Callable | None:
     """The model remembered under ``key`` on ONNX Runtime, loaded without TensorFlow or Keras
     (a model converted and checked by an earlier process); None when there is none to use."""
-    alias = _alias(key)
+    model_bytes = remembered_model(key)
+    if model_bytes is None:
+        return None
     try:
         import onnxruntime
 
+        return _session_call(_session(onnxruntime, model_bytes))
+    except Exception as err:  # noqa: BLE001 - damaged or truncated: convert again
+        log.warning("converting the model again: the cached one for %s cannot be read (%s)", key, err)
+        return None
+
+
+def remembered_model(key: str) -> bytes | None:
+    """The ONNX model remembered under ``key``, as bytes (to send to other processes), or None."""
+    alias = _alias(key)
+    try:
         name = alias.read_text().strip() if alias.is_file() else ""
-    except (ImportError, OSError, UnicodeDecodeError):
+        if not name or Path(name).name != name or not (alias.parent / name).is_file():
+            return None
+        return (alias.parent / name).read_bytes()
+    except (OSError, UnicodeDecodeError):
         return None
-    if not name or Path(name).name != name:
-        return None
-    session = _cached_session(onnxruntime, alias.parent / name)
-    return _session_call(session) if session is not None else None
+
+
+def onnx_model_call(model_bytes: bytes, threads: int | None = None) -> Callable:
+    """An ONNX model (bytes, as :func:`remembered_model` gives) on ONNX Runtime with ``threads``
+    threads (None: this process's cores)."""
+    import onnxruntime
+
+    return _session_call(_session(onnxruntime, model_bytes, threads))
 
 
 def model_key(model: object, converter_version: str) -> str:
@@ -173,9 +192,9 @@ def _convert(traced: tuple[Callable, list], tf2onnx) -> bytes:
     return proto.SerializeToString()
 
 
-def _session(onnxruntime, model_bytes: bytes):
+def _session(onnxruntime, model_bytes: bytes, threads: int | None = None):
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = _cores()
+    options.intra_op_num_threads = threads or _cores()
     options.log_severity_level = 3
     # no busy-waiting between calls: a server's request threads need those cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -1,0 +1,204 @@
+"""Embedding a catalogue on a Ray cluster (``index --ray``, ``index.executor: ray``).
+
+The photos still to embed become a Ray Dataset of rows. Ray tasks decode, frame and
+colour-describe them in parallel (:func:`~fashion_search.search.embedder.frame_photos`, as the
+one-process path does); a pool of actors, each holding the model on ONNX Runtime, embeds the
+framed photos; this process gathers the rows and saves them in the same resumable chunks as
+:func:`~fashion_search.search.embedder.embed_catalog`. So both paths give the same vectors and
+the same skipped list, and a killed job resumes under either. Ray is imported here only.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from fashion_search.io import chunk_bounds, chunk_path, save_chunk
+from fashion_search.params import IndexParams
+from fashion_search.progress import progress_bar
+from fashion_search.search.colour import DESCRIPTOR_DIM
+from fashion_search.search.embedder import (REMEMBERED_KEYS, Embedded, Embedder, frame_photos, joined, load_embedder,
+                                            onnx_embedder)
+from fashion_search.search.runtime import RuntimeUnavailableError, identity_key, onnx_model_call, remembered_model
+
+RAY_REQUIREMENT = "ray[data]==2.60.0"
+MAX_BLOCKS = 20_000   # blocks the photo list is cut into (about one batch each, up to this many)
+FRAME_CPUS = 0.5      # a decoding task's share of a core (unlike the actors', so Ray keeps them apart)
+ACTOR_CPUS = 1.0      # what each model actor reserves
+CONNECT_TIMEOUT_S = 5.0
+
+
+class RayUnavailableError(RuntimeUnavailableError):
+    """Ray is not installed, or its cluster cannot be reached."""
+
+
+def embed_catalog_on_ray(embedder: Embedder, images: np.ndarray, work_dir: Path, settings: IndexParams,
+                         description: str = "embedding") -> Embedded:
+    """Embed a catalogue (photo paths or pixel arrays) on Ray into chunks of ``settings.chunk_size``
+    saved in ``work_dir``; chunks already there are reused, the others computed on the cluster."""
+    ray, started = connect(settings.ray_address)
+    try:
+        pending = [(start, stop) for start, stop in chunk_bounds(len(images), settings.chunk_size)
+                   if not chunk_path(work_dir, start, stop).is_file()]
+        with progress_bar(len(images), description, unit="photo") as bar:
+            bar.update(len(images) - sum(stop - start for start, stop in pending))
+            if pending:
+                gatherer = ChunkGatherer(work_dir, pending, embedder.identity["dim"])
+                for batch in embedded_rows(ray, embedder, images, pending, settings):
+                    gatherer.add(batch)
+                    bar.update(len(batch["row"]))
+                gatherer.check_done()
+    finally:
+        if started:
+            ray.shutdown()
+    chunks = []
+    for start, stop in chunk_bounds(len(images), settings.chunk_size):
+        with np.load(chunk_path(work_dir, start, stop)) as saved:
+            chunks.append({key: saved[key] for key in saved.files})
+    return joined(chunks, embedder.identity["dim"])
+
+
+def connect(address: str | None):
+    """Ray, connected to the cluster at ``address`` (None: a Ray started here, for this job), and
+    whether this call started it (then the caller shuts it down)."""
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailableError(f"Ray is not installed; pip install '{RAY_REQUIREMENT}' "
+                                  "(the version requirements.txt pins)") from None
+    if ray.is_initialized():
+        return ray, False
+    if address and address != "auto":
+        reachable(address)
+    # Ray Data's actors always trip a C++ notice about restarts (ray-project/ray#53727): keep it off the terminal
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        where = f"at {address}" if address else "on this machine"
+        raise RayUnavailableError(f"cannot start or reach a Ray cluster {where} ({str(err).splitlines()[0]})") from None
+    return ray, True
+
+
+def reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse at once a cluster address (host:port or ray://host:port) nothing answers at (Ray
+    itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "localhost", int(port)), timeout=timeout_s).close()
+    except ValueError:
+        raise RayUnavailableError(f"'{address}' is not a Ray address: give auto, head-host:6379 or "
+                                  "ray://head-host:10001") from None
+    except OSError as err:
+        raise RayUnavailableError(f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
+                                  "`ray start --head`, or leave the address out to start Ray on this machine") from None
+
+
+def embedded_rows(ray, embedder: Embedder, images: np.ndarray, pending: list[tuple[int, int]], settings: IndexParams):
+    """The rows of the ``pending`` chunks embedded on the cluster, in batches of numpy columns
+    ``row``, ``reason`` ("" when usable), ``colour`` and ``vector``, in whatever order they finish."""
+    from ray.data import ActorPoolStrategy, DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # this process shows one bar of its own
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    rows = [row for start, stop in pending for row in range(start, stop)]
+    blocks = max(1, min(math.ceil(len(rows) / settings.batch_size), MAX_BLOCKS))
+    pixels = isinstance(images[0], np.ndarray)
+    items = [{"row": row, "pixels": images[row]} if pixels else {"row": row, "path": str(images[row])} for row in rows]
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    actors = settings.ray_actors or len(nodes)
+    per_node = math.ceil(actors / max(len(nodes), 1))
+    cores = min(int(node.get("Resources", {}).get("CPU", 1)) for node in nodes) if nodes else 1
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    framed = dataset.map_batches(frame_batch, batch_size=settings.batch_size, num_cpus=FRAME_CPUS,
+                                 fn_kwargs={"image_size": embedder.image_size, "max_pixels": settings.max_image_pixels})
+    embedded = framed.map_batches(
+        ModelActor, batch_size=settings.batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=ACTOR_CPUS,
+        fn_constructor_kwargs={"identity": embedder.identity, "settings": settings, "model": shared_model(ray, embedder),
+                               "threads": None if per_node == 1 else max(1, cores // per_node)})
+    yield from embedded.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def shared_model(ray, embedder: Embedder) -> list:
+    """The model as ONNX bytes for the actors (converted here once), put in Ray's object store
+    and passed inside a list (each actor fetches it); an empty list: each actor loads the model
+    itself (``index.runtime: tensorflow``, or a model ONNX Runtime cannot run)."""
+    if embedder.runtime == "tensorflow" or embedder.ready() != "onnx":
+        return []
+    model = remembered_model(identity_key(embedder.identity, REMEMBERED_KEYS))
+    return [ray.put(model)] if model is not None else []
+
+
+def frame_batch(batch: dict[str, np.ndarray], image_size: int, max_pixels: int) -> dict[str, np.ndarray]:
+    """A Ray task: decode, frame and colour-describe a batch of photo rows; unusable photos get
+    their reason and a blank square."""
+    images = list(batch["pixels"]) if "pixels" in batch else [str(path) for path in batch["path"]]
+    squares, colours, reasons = frame_photos(images, image_size, max_pixels)
+    usable = np.array([reason is None for reason in reasons], bool)
+    all_squares = np.zeros((len(images), image_size, image_size, 3), np.uint8)
+    all_colours = np.zeros((len(images), DESCRIPTOR_DIM), np.float32)
+    all_squares[usable], all_colours[usable] = squares, colours
+    return {"row": batch["row"], "reason": np.array([reason or "" for reason in reasons], dtype=str),
+            "colour": all_colours, "square": all_squares}
+
+
+class ModelActor:
+    """A Ray actor holding the model: framed photos in, vectors out."""
+
+    def __init__(self, identity: dict, settings: IndexParams, model: list, threads: int | None):
+        if model:
+            import ray
+
+            self.embedder = onnx_embedder(identity, onnx_model_call(ray.get(model[0]), threads))
+        else:
+            self.embedder = load_embedder(settings)
+        self.dim = int(identity["dim"])
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        usable = batch["reason"] == ""
+        vectors = np.zeros((len(usable), self.dim), np.float32)
+        if usable.any():
+            vectors[usable] = self.embedder.embed(batch["square"][usable])
+        return {"row": batch["row"], "reason": batch["reason"], "colour": batch["colour"], "vector": vectors}
+
+
+class ChunkGatherer:
+    """Rows arriving in any order, saved chunk by chunk (as the one-process path saves them) as
+    soon as each chunk is complete."""
+
+    def __init__(self, work_dir: Path, pending: list[tuple[int, int]], dim: int):
+        self.work_dir, self.pending, self.dim = work_dir, pending, dim
+        self.starts = [start for start, _ in pending]
+        self.open: dict[int, dict] = {}
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        """Take a batch of embedded rows; save every chunk it completes."""
+        for row, reason, colour, vector in zip(batch["row"], batch["reason"], batch["colour"], batch["vector"]):
+            start, stop = self.pending[bisect.bisect_right(self.starts, int(row)) - 1]
+            chunk = self.open.setdefault(start, {"vectors": np.zeros((stop - start, self.dim), np.float32),
+                                                 "colours": np.zeros((stop - start, DESCRIPTOR_DIM), np.float32),
+                                                 "reasons": [""] * (stop - start), "left": stop - start})
+            offset = int(row) - start
+            chunk["vectors"][offset], chunk["colours"][offset], chunk["reasons"][offset] = vector, colour, str(reason)
+            chunk["left"] -= 1
+            if chunk["left"] == 0:
+                self._save(start, stop, self.open.pop(start))
+
+    def _save(self, start: int, stop: int, chunk: dict) -> None:
+        reasons = np.array(chunk["reasons"], dtype=str)
+        usable = reasons == ""
+        save_chunk(chunk_path(self.work_dir, start, stop), {"vectors": chunk["vectors"][usable],
+                                                            "colours": chunk["colours"][usable], "usable": usable,
+                                                            "reasons": reasons})
+
+    def check_done(self) -> None:
+        """Fail loudly if the cluster returned fewer rows than it was given."""
+        if self.open or not all(chunk_path(self.work_dir, start, stop).is_file() for start, stop in self.pending):
+            raise RuntimeError(f"the Ray job returned {sum(c['left'] for c in self.open.values())} photos short; "
+                               "run the same command again to finish it")
