@@ -1,0 +1,147 @@
+"""Embedding on Ray (``index --ray``): a local Ray with two workers gives the one-process path's
+vectors, colours and skipped list, resumes from saved chunks, and writes into faiss and Milvus
+Lite; without ``--ray`` Ray is never imported."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_search.data.photo_folder import list_photo_folder
+from fashion_search.io import chunk_path
+from fashion_search.params import ConfigError, IndexParams
+from fashion_search.params_file import parse_index
+from fashion_search.search import ray_embedding
+from fashion_search.search.embedder import load_embedder
+from fashion_search.search.embedding_jobs import embed_into_items
+from fashion_search.search.engine import SearchEngine, build_index
+
+TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
+LOCAL = IndexParams(model="efficientnet_lite0", weights="none", image_size=32, chunk_size=8, batch_size=4)
+ON_RAY = dataclasses.replace(LOCAL, executor="ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray on this machine with two workers, for this module's in-process tests."""
+    ray = pytest.importorskip("ray")  # pinned in requirements.txt: present wherever make test runs
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder():
+    return load_embedder(LOCAL)
+
+
+@pytest.fixture
+def damaged_folder(photo_folder, tmp_path):
+    """The photo folder with an empty, a truncated and a text 'photo'."""
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder)
+    images = folder / "images"
+    (images / "100.jpg").write_bytes(b"")
+    (images / "101.jpg").write_bytes((images / "102.jpg").read_bytes()[:150])
+    (images / "103.jpg").write_text("not a photo")
+    Image.new("RGB", (300, 400), "red").save(images / "104.jpg")  # above max_image_pixels below
+    return folder
+
+
+def test_ray_gives_the_one_process_vectors_colours_and_skipped_list(local_ray, tiny_embedder, damaged_folder,
+                                                                    tmp_path):
+    catalog = list_photo_folder(damaged_folder)
+    local = embed_into_items(tiny_embedder, catalog, tmp_path / "a", dataclasses.replace(LOCAL, max_image_pixels=50_000),
+                             "local")
+    on_ray = embed_into_items(tiny_embedder, catalog, tmp_path / "b",
+                              dataclasses.replace(ON_RAY, max_image_pixels=50_000), "ray")
+    assert len(on_ray.items) == len(local.items) == 25 - 4
+    np.testing.assert_allclose(on_ray.vectors, local.vectors, atol=1e-5)
+    np.testing.assert_allclose(on_ray.colours, local.colours, atol=1e-5)
+    assert on_ray.items["id"].tolist() == local.items["id"].tolist()
+    assert on_ray.skipped.to_dict("records") == local.skipped.to_dict("records")
+    assert set(on_ray.skipped["id"]) == {"100", "101", "103", "104", "1000"}
+
+
+def test_ray_reuses_the_chunks_a_killed_job_saved(local_ray, tiny_embedder, photo_folder, tmp_path):
+    catalog = list_photo_folder(photo_folder)
+    local = embed_into_items(tiny_embedder, catalog, tmp_path / "a", LOCAL, "local")
+    first = chunk_path(local.chunks, 0, 8)
+    marked = dict(np.load(first))
+    marked["vectors"] = marked["vectors"] * 0 + 7.0  # what only a reused chunk can hold
+    resumed_dir = tmp_path / "b" / local.chunks.name
+    resumed_dir.mkdir(parents=True)
+    np.savez(chunk_path(resumed_dir, 0, 8), **marked)
+    on_ray = embed_into_items(tiny_embedder, catalog, tmp_path / "b", ON_RAY, "ray")
+    assert on_ray.chunks == resumed_dir and np.all(on_ray.vectors[:8] == 7.0)
+    np.testing.assert_allclose(on_ray.vectors[8:], local.vectors[8:], atol=1e-5)
+    assert sorted(p.name for p in resumed_dir.iterdir()) == sorted(p.name for p in local.chunks.iterdir())
+
+
+def test_ray_indexes_into_milvus_lite_and_the_index_answers(local_ray, tiny_embedder, photo_folder, tmp_path):
+    settings = dataclasses.replace(ON_RAY, backend="milvus")
+    build_index(list_photo_folder(photo_folder), tmp_path / "index", settings, embedder=tiny_embedder)
+    engine = SearchEngine.open(tmp_path / "index", dataclasses.replace(settings, executor="local"))
+    results = engine.search(engine.photo_query(photo_folder / "images" / "108.jpg"), k=3)
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["backend"] == "milvus" and (tmp_path / "index" / "milvus.db").exists()
+    assert results["id"].iloc[0] == "108" and len(results) == 3
+
+
+def test_without_ray_nothing_imports_it(photo_folder, tmp_path):
+    script = ("import sys\nfrom fashion_search.cli import main\n"
+              f"code = main(['index', {str(photo_folder)!r}, '--index', {str(tmp_path / 'index')!r}, "
+              f"*{TINY!r}])\nassert code == 0, code\nassert 'ray' not in sys.modules, 'ray was imported'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_index_with_ray_in_its_own_process_matches_the_local_index(photo_folder, tmp_path):
+    def index(folder, *extra):
+        return subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
+                               str(folder), *TINY, *extra], capture_output=True, text=True, timeout=300)
+
+    local, on_ray = index(tmp_path / "local"), index(tmp_path / "ray", "--ray")
+    assert local.returncode == 0 and on_ray.returncode == 0, on_ray.stderr[-2000:]
+    assert "Traceback" not in on_ray.stderr and "indexed 25 products" in on_ray.stdout
+    vectors = [np.fromfile(tmp_path / name / "vectors.f32", np.float32) for name in ("local", "ray")]
+    np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-5)
+    query = subprocess.run([sys.executable, "-m", "fashion_search.cli", "query",
+                            str(photo_folder / "images" / "108.jpg"), "--index", str(tmp_path / "ray"), "--top-k", "1"],
+                           capture_output=True, text=True, timeout=300)
+    assert query.returncode == 0 and "108" in query.stdout
+
+
+def test_an_address_nothing_answers_at_is_one_line_and_exit_2(photo_folder, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
+                           str(tmp_path / "index"), *TINY, "--ray", "127.0.0.1:9"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no Ray cluster answers at 127.0.0.1:9" in done.stderr and not (tmp_path / "index").exists()
+
+
+def test_ray_missing_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ray_embedding.RayUnavailableError, match=r"pip install 'ray\[data\]=="):
+        ray_embedding.connect(None)
+
+
+@pytest.mark.parametrize("block, message", [({"executor": "spark"}, "index.executor"),
+                                            ({"ray_address": "http://head:8265"}, "ray://"),
+                                            ({"ray_address": "head host:6379"}, "index.ray_address"),
+                                            ({"ray_actors": -1}, "index.ray_actors")])
+def test_bad_ray_settings_are_refused(block, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_index(block)
+
+
+def test_ray_settings_are_read():
+    settings = parse_index({"executor": "ray", "ray_address": "ray://head:10001", "ray_actors": 4})
+    assert (settings.executor, settings.ray_address, settings.ray_actors) == ("ray", "ray://head:10001", 4)
