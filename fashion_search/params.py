@@ -20,6 +20,8 @@ DISTANCES = ("euclidean", "cosine")
 # fused: type and colour heads on frozen features; shipped: the model that ships with the package
 # (fashion_lite0, no training here), to compare with.
 RECIPES = ("frozen", "softmax", "cosface", "multitask", "fused", "shipped")
+BACKBONE_RECIPES = ("softmax", "cosface", "multitask")  # the recipes that train the backbone itself
+PRECISIONS = ("auto", "float32", "mixed_float16")  # finetune.precision (auto: mixed_float16 on GPUs)
 DEFAULT_LABEL_COLUMN = {"fashion_mnist": "category", "photo_folder": "articleType", "farfetch": "category"}
 
 
@@ -86,6 +88,8 @@ class FinetuneParams:
     monitor_k: int = 10
     head_epochs: int = 30
     type_hidden: int = 0     # fused: width of the type head's hidden layer (0: one linear layer)
+    precision: str = "auto"  # auto (mixed_float16 on GPUs, float32 on a CPU) | float32 | mixed_float16
+    devices: str | int = "auto"  # auto (every GPU, else the CPU) | cpu | a number of GPUs (MirroredStrategy)
 
 
 @dataclass(frozen=True)

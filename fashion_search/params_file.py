@@ -20,9 +20,9 @@ import yaml
 from fashion_search.io import write_text_atomic
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
 from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_BACKENDS, INDEX_EXECUTORS,
-                                   INDEX_METRICS, INDEX_TYPES, MODEL_RUNTIMES, RECIPES, BackboneParams, ConfigError,
-                                   DataParams, EvaluateParams, FeaturesParams, FinetuneParams, IndexParams, Params,
-                                   PerClass, SplitFractions, VisualiseParams)
+                                   INDEX_METRICS, INDEX_TYPES, MODEL_RUNTIMES, PRECISIONS, RECIPES, BackboneParams,
+                                   ConfigError, DataParams, EvaluateParams, FeaturesParams, FinetuneParams, IndexParams,
+                                   Params, PerClass, SplitFractions, VisualiseParams)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -213,8 +213,12 @@ def _string_list(value: Any, key: str, example: str) -> list:
 
 def _parse_finetune(raw: Any) -> FinetuneParams:
     raw = _mapping(raw, "finetune")
-    lists = {"recipes", "task_columns"}
-    params = _simple_block(FinetuneParams, {k: v for k, v in raw.items() if k not in lists}, "finetune")
+    special = {"recipes", "task_columns", "precision", "devices"}
+    params = _simple_block(FinetuneParams, {k: v for k, v in raw.items() if k not in special}, "finetune")
+    precision = _choice(raw.get("precision", "auto"), "finetune.precision", PRECISIONS)
+    devices = raw.get("devices", "auto")
+    if isinstance(devices, bool) or not (devices in ("auto", "cpu") or (isinstance(devices, int) and devices >= 1)):
+        raise ConfigError(f"'finetune.devices' must be auto, cpu or a number of GPUs (1 or more), got {devices!r}")
     recipes = _string_list(raw.get("recipes", ["softmax"]), "finetune.recipes", "[frozen, softmax]")
     recipes = tuple(_choice(r, "finetune.recipes", RECIPES) for r in recipes)
     if len(set(recipes)) != len(recipes):
@@ -230,7 +234,7 @@ def _parse_finetune(raw: Any) -> FinetuneParams:
     if trains and params.frozen_epochs + params.unfrozen_epochs == 0:
         raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
                           "'finetune.recipes' trains; train at least one epoch or use recipes: [frozen]")
-    return dataclasses.replace(params, recipes=recipes, task_columns=columns)
+    return dataclasses.replace(params, recipes=recipes, task_columns=columns, precision=precision, devices=devices)
 
 
 def _parse_relevance(value: Any, label_column: str) -> tuple[str, ...]:

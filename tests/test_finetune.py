@@ -77,7 +77,7 @@ def test_frozen_model_is_saved_and_loading_refuses_other_settings(tmp_path, raw_
 
 
 def test_the_summary_table_shows_counts_as_counts_and_a_dash_where_frozen_has_none():
-    from fashion_search.pipeline.finetune import summary_table
+    from fashion_search.pipeline.model_summary import summary_table
 
     table = summary_table({
         "lite0-frozen": {"available": True, "weights": "imagenet", "image_size": 128, "feature_dim": 1280},

@@ -92,15 +92,15 @@ def build_recipe(recipe: str, extractor: keras.Model, classes: dict[str, int], p
     dropout = keras.layers.Dropout(params.dropout, name="dropout")
     pooled = extractor(augmented, training=False)  # BatchNorm keeps its ImageNet statistics
     if recipe == "softmax":
-        outputs = {column: keras.layers.Dense(n, activation="softmax", name=column)(dropout(pooled))
-                   for column, n in classes.items()}
+        outputs = {column: keras.layers.Dense(n, activation="softmax", name=column, dtype="float32")(dropout(pooled))
+                   for column, n in classes.items()}  # float32 outputs: the loss stays exact in mixed precision
         return RecipeModels(keras.Model(inputs, outputs, name=f"{extractor.name}_softmax"), extractor,
                             {c: keras.losses.SparseCategoricalCrossentropy() for c in classes},
                             {c: ["accuracy"] for c in classes})
     projection = keras.layers.Dense(params.embedding_dim, name="projection")
-    normalise = keras.layers.UnitNormalization(name="embedding")
+    normalise = keras.layers.UnitNormalization(name="embedding", dtype="float32")
     embedded = normalise(projection(dropout(pooled)))
-    outputs = {column: CosineClassifier(n, name=column)(embedded) for column, n in classes.items()}
+    outputs = {column: CosineClassifier(n, name=column, dtype="float32")(embedded) for column, n in classes.items()}
     plain = keras.Input(extractor.input_shape[1:], name="image")
     embedding = keras.Model(plain, normalise(projection(extractor(plain, training=False))),
                             name=f"{extractor.name}_{recipe}_embedding")

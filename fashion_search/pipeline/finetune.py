@@ -9,11 +9,11 @@ is the embedding model with the best epoch's weights.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,7 +32,8 @@ from fashion_search.models.callbacks import (BEST_WEIGHTS, EpochProgress, Resuma
 from fashion_search.models.recipes import build_recipe, training_columns
 from fashion_search.models.registry import get_spec
 from fashion_search.models.weights import WeightsUnavailableError
-from fashion_search.params import BackboneParams, FinetuneParams, Params
+from fashion_search.params import BACKBONE_RECIPES, BackboneParams, FinetuneParams, Params
+from fashion_search.pipeline.devices import TrainingDevices, choose_devices, float32_copy, training_on
 from fashion_search.pipeline.fused_training import train_fused
 from fashion_search.pipeline.input_pipeline import make_dataset
 
@@ -77,21 +78,24 @@ def class_codes(items: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray
 
 def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: int, preprocess,
                  params: FinetuneParams, folder: Path, seed: int, fingerprint: str = "",
-                 title: str = "") -> tuple[keras.Model, pd.DataFrame, float]:
+                 title: str = "", devices: TrainingDevices | None = None) -> tuple[keras.Model, pd.DataFrame, float]:
     """Train ``extractor`` with ``recipe`` on the train split; return the embedding model with the
     best epoch's weights, the per-epoch history and the training seconds (over all sessions).
 
     Progress is checkpointed in ``folder``; a call with the same ``fingerprint`` resumes it.
-    One line per epoch, headed ``title``, says how it goes.
+    One line per epoch, headed ``title``, says how it goes. ``devices`` (entered with
+    :func:`~fashion_search.pipeline.devices.training_on`) sets the batch of a step; None: one device.
     """
     columns = training_columns(recipe, catalog.label_column, params)
     codes = class_codes(catalog.items, columns)
     train_mask = (catalog.items["split"] == "train").to_numpy()
     val_mask = (catalog.items["split"] == "validation").to_numpy()
     models = build_recipe(recipe, extractor, {c: int(codes[c].max()) + 1 for c in columns}, params, seed)
-    train = make_dataset(catalog.images[train_mask], size, preprocess, params.batch_size,
-                         {c: codes[c][train_mask] for c in columns}, shuffle_seed=seed)
-    validation_images = make_dataset(catalog.images[val_mask], size, preprocess, params.batch_size)
+    batch, accelerated = (devices.global_batch(params.batch_size), devices.on_gpu) if devices else (params.batch_size,
+                                                                                                    False)
+    train = make_dataset(catalog.images[train_mask], size, preprocess, batch, {c: codes[c][train_mask] for c in columns},
+                         shuffle_seed=seed, accelerated=accelerated)
+    validation_images = make_dataset(catalog.images[val_mask], size, preprocess, batch, accelerated=accelerated)
     validation_codes = relevance_codes(catalog.items[val_mask], "+".join(columns))
     validation = RetrievalValidation(models.embedding, validation_images, validation_codes, params.monitor_k)
 
@@ -107,8 +111,8 @@ def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: in
     total_epochs = sum(epochs for _, epochs, _ in phases)
     title = title or recipe
     print(f"{title}: training up to {total_epochs} epochs on {int(train_mask.sum())} items "
-          f"(validation: {int(val_mask.sum())})" + (f", resuming after epoch {state.epochs_done}" if state.epochs_done else ""),
-          flush=True)
+          f"(validation: {int(val_mask.sum())}) on {devices.describe() if devices else 'one device'}"
+          + (f", resuming after epoch {state.epochs_done}" if state.epochs_done else ""), flush=True)
     first = 0
     for phase, epochs, learning_rate in phases:
         last = first + epochs
@@ -150,9 +154,10 @@ def model_fingerprint(variant: Variant, params: Params) -> str:
 
 
 def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Catalog, params: FinetuneParams,
-                            folder: Path, seed: int, fingerprint: str = "") -> EmbeddingModel:
-    """Build one backbone and train it with ``recipe`` (``frozen``: no training); save the
-    embedding model and its manifest.
+                            folder: Path, seed: int, fingerprint: str = "",
+                            devices: TrainingDevices | None = None) -> EmbeddingModel:
+    """Build one backbone and train it with ``recipe`` (``frozen``: no training) on ``devices``
+    (entered by the caller); save the embedding model, in float32, and its manifest.
 
     Where ImageNet weights cannot be loaded, the manifest records why and no model is saved.
     """
@@ -196,7 +201,9 @@ def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Cata
                                                                              record["colour_column"]])
     elif recipe != "frozen":
         embedding, history, seconds = train_recipe(recipe, extractor, catalog, backbone.input_size, spec.preprocess,
-                                                   params, folder, seed, fingerprint, f"{backbone.name} {recipe}")
+                                                   params, folder, seed, fingerprint, f"{backbone.name} {recipe}",
+                                                   devices)
+        embedding = float32_copy(embedding)
         best = history.loc[history[f"val_map_at_{params.monitor_k}"].idxmax()]
         manifest.update(epochs=len(history), best_epoch=int(best["epoch"]) + 1, train_seconds=round(seconds, 1),
                         monitor=f"val_map_at_{params.monitor_k}",
@@ -234,6 +241,8 @@ def prepare_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str
     made with the same inputs is reused, and an interrupted training resumes."""
     models = {}
     missing: set[str] = set()  # backbones whose weights were not found: said once
+    trains = any(recipe in BACKBONE_RECIPES for recipe in params.finetune.recipes)
+    devices = choose_devices(params.finetune.devices, params.finetune.precision) if trains else None
     for variant in variants(params):
         folder = layout.model(variant)
         fingerprint = model_fingerprint(variant, params)
@@ -245,8 +254,10 @@ def prepare_all(params: Params, catalog: Catalog, layout: RunLayout) -> dict[str
             name = variant.backbone.name
             if name not in missing:
                 print(f"{variant.name}: preparing", flush=True)
-            models[variant.name] = prepare_embedding_model(variant.backbone, variant.recipe, catalog, params.finetune,
-                                                           folder, params.seed, fingerprint)
+            on = devices if variant.recipe in BACKBONE_RECIPES else None
+            with training_on(on) if on else contextlib.nullcontext():
+                models[variant.name] = prepare_embedding_model(variant.backbone, variant.recipe, catalog,
+                                                               params.finetune, folder, params.seed, fingerprint, on)
             if not models[variant.name].available and name not in missing:
                 missing.add(name)
                 print(f"{name}: left out, no ImageNet weights ({models[variant.name].manifest['hint']})", flush=True)
@@ -268,29 +279,3 @@ def load_histories(params: Params, layout: RunLayout) -> dict[str, pd.DataFrame]
     """Per-epoch training logs of the models that were trained, keyed ``<backbone>-<recipe>``."""
     paths = {variant.name: layout.model(variant) / HISTORY_FILE for variant in variants(params)}
     return {name: pd.read_csv(path) for name, path in paths.items() if path.is_file()}
-
-
-SUMMARY_COLUMNS = ("model", "weights", "weights_used", "image_size", "feature_dim", "trained_on", "epochs",
-                   "best_epoch", "best_val_map", "train_seconds")
-
-
-def summary_table(manifests: dict[str, dict]) -> pd.DataFrame:
-    """One row per usable model for the notebook: counts as whole numbers, the validation mAP to
-    four places, seconds to one, lists joined, the weights' source without its path, and "-"
-    where a frozen model has nothing to say."""
-    rows = [{"model": name, **manifest} for name, manifest in manifests.items() if manifest.get("available")]
-    table = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if any(c in row for row in rows)])
-    formats = {"epochs": "{:.0f}", "best_epoch": "{:.0f}", "best_val_map": "{:.4f}", "train_seconds": "{:.1f}"}
-
-    def shown(column: str, value: object) -> str:
-        if isinstance(value, (list, tuple)):
-            return ", ".join(map(str, value))
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return "-"
-        if column == "weights_used":  # where from and which file, without the path (the manifest keeps it)
-            source, _, rest = str(value).partition(": ")
-            checksum = re.search(r"sha256 \w+", rest)
-            return f"{source} ({checksum.group()})" if checksum else source
-        return formats.get(column, "{}").format(value)
-
-    return pd.DataFrame({column: [shown(column, v) for v in table[column]] for column in table.columns})
