@@ -91,3 +91,12 @@ def test_device_settings_are_read(raw_params):
     assert (finetune.devices, finetune.precision) == (2, "mixed_float16")
     default = parse_params(raw_params).finetune
     assert (default.devices, default.precision) == ("auto", "auto")
+
+
+def test_a_run_asking_for_gpus_that_are_not_there_stops_before_any_stage(params_file, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "run", "--params", str(params_file),
+                           "--set", "finetune.devices=2", "--outputs", str(tmp_path / "outputs")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "'finetune.devices' asks for 2 GPUs, but TensorFlow sees 0" in done.stderr
+    assert not (tmp_path / "outputs").exists()

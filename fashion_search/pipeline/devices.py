@@ -57,9 +57,14 @@ class TrainingDevices:
 def choose_devices(devices: str | int, precision: str) -> TrainingDevices:
     """The strategy and precision ``finetune.devices`` / ``finetune.precision`` ask for, on the
     GPUs TensorFlow sees."""
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    gpus = visible_gpus()
     names = device_names(devices, gpus)
     return TrainingDevices(strategy_for(names, bool(gpus)), tuple(names), precision_for(precision, names))
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs TensorFlow sees, by name."""
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
 
 
 def device_names(devices: str | int, gpus: list[str]) -> list[str]:

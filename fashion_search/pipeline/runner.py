@@ -21,7 +21,7 @@ from pathlib import Path
 from fashion_search.data import check_catalogue
 from fashion_search.io import write_json, write_text_atomic
 from fashion_search.layout import RunLayout
-from fashion_search.params import ConfigError, Params
+from fashion_search.params import BACKBONE_RECIPES, ConfigError, Params
 from fashion_search.params_file import label_columns_used, load_params, save_params
 from fashion_search.pipeline.report import HEADLINE_FILE
 from fashion_search.progress import MODE_VARIABLE
@@ -177,11 +177,19 @@ def run_pipeline(params: Params, paths: RunLayout, stages: list[str], force: boo
 
 
 def preflight(params: Params) -> None:
-    """Fail fast, before any notebook starts, if the catalogue's files or columns are missing."""
+    """Fail fast, before any notebook starts, if the catalogue's files or columns are missing,
+    or if ``finetune.devices`` names more GPUs than there are."""
     try:
         check_catalogue(params.data, label_columns_used(params))
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    if isinstance(params.finetune.devices, int) and set(params.finetune.recipes) & set(BACKBONE_RECIPES):
+        from fashion_search.pipeline.devices import DevicesError, device_names, visible_gpus
+
+        try:
+            device_names(params.finetune.devices, visible_gpus())
+        except DevicesError as err:
+            raise ConfigError(str(err)) from None
 
 
 def run_command(args: argparse.Namespace) -> int:
