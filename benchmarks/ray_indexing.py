@@ -139,6 +139,8 @@ def markdown(report: dict) -> str:
         f"| photos/s beyond the first {side['first']} | {local['photos_per_s_beyond_first']} | "
         f"{on_ray['photos_per_s_beyond_first']} | {side['ray_over_local_beyond_first']:.0%} |",
         f"| fixed cost of a job (s) | {local['fixed_s']} | {on_ray['fixed_s']} | |", "",
+        "The split into a fixed cost and a speed beyond it is a straight line through two points: Ray "
+        "decodes a chunk (512 photos) per task, so the short job is one task and the split is rough.", "",
         f"Ray keeps 85% of one process's speed from about {side['photos_for_85_percent']:,} photos a job on "
         if side["photos_for_85_percent"] is not None else "Ray stays below 85% of one process's speed on ",
         "this machine. Largest difference between the two paths' vectors: "

@@ -148,7 +148,7 @@ class IndexParams:
     lock_wait_s: float = 10.0            # how long a change waits for another process's change to finish
     executor: str = "local"              # who embeds a catalogue: local (this process) or ray (a Ray cluster)
     ray_address: str | None = None       # ray: null starts Ray on this machine; "auto", host:6379 or ray://host:10001
-    ray_actors: int = 0                  # ray: processes holding the model (0: one per node of the cluster)
+    ray_actors: int = 0                  # ray: processes holding the model (0: one per core of the cluster)
 
 
 @dataclass(frozen=True)
