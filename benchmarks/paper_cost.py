@@ -52,14 +52,21 @@ def measure(name: str, size: int, params, steps: int) -> dict:
     labels = {"category": np.zeros(BATCH, np.int64)}
     result = {"backbone": name, "size": size,
               "inference": rate(lambda: models.embedding.predict_on_batch(images), BATCH, steps)}
+    rates = training_rates(extractor, models, images, labels, params.finetune.unfreeze_fraction, steps)
+    return {**result, **{f"train_{phase}": value for phase, value in rates.items()}}
+
+
+def training_rates(extractor, models, images, labels, unfreeze_fraction: float, steps: int) -> dict[str, float]:
+    """Images/s of training steps with the backbone frozen, then with its top layers unfrozen."""
+    rates = {}
     for phase in ("frozen", "unfrozen"):
         if phase == "frozen":
             extractor.trainable = False
         else:
-            unfreeze_top(extractor, params.finetune.unfreeze_fraction)
+            unfreeze_top(extractor, unfreeze_fraction)
         models.training.compile(optimizer=keras.optimizers.Adam(1e-4), loss=models.losses)
-        result[f"train_{phase}"] = rate(lambda: models.training.train_on_batch(images, labels), BATCH, steps)
-    return result
+        rates[phase] = rate(lambda: models.training.train_on_batch(images, labels), len(images), steps)
+    return rates
 
 
 def hours(result: dict, params, photos: int) -> float:

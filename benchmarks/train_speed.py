@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,21 +28,10 @@ from fashion_search.models.recipes import build_recipe  # noqa: E402
 from fashion_search.models.shipped import cpu_name  # noqa: E402
 from fashion_search.params_file import parse_params, read_yaml  # noqa: E402
 from fashion_search.pipeline.devices import choose_devices, training_on  # noqa: E402
-from fashion_search.pipeline.finetune import unfreeze_top  # noqa: E402
+from paper_cost import training_rates  # noqa: E402 - the same timed steps (benchmarks/ is on the path)
 
 ROOT = Path(__file__).resolve().parent
 CLASSES = 10
-
-
-def step_rate(step, images: int, steps: int) -> float:
-    """Median images/s of ``step`` over ``steps`` timed calls after one warm-up call."""
-    step()
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return images / statistics.median(times)
 
 
 def measure(name: str, size: int, recipe: str, precision: str, params, steps: int) -> dict:
@@ -59,15 +46,9 @@ def measure(name: str, size: int, recipe: str, precision: str, params, steps: in
         keras.utils.set_random_seed(0)
         extractor = build_feature_extractor(name, "none", size)[0]
         models = build_recipe(recipe, extractor, {"category": CLASSES}, params.finetune, 0)
-        for phase in ("frozen", "unfrozen"):
-            if phase == "frozen":
-                extractor.trainable = False
-            else:
-                unfreeze_top(extractor, params.finetune.unfreeze_fraction)
-            models.training.compile(optimizer=keras.optimizers.Adam(1e-4), loss=models.losses)
-            row[f"{phase}_images_per_s"] = round(step_rate(lambda: models.training.train_on_batch(images, labels),
-                                                           batch, steps), 1)
-            row["xla"] = bool(models.training.jit_compile)
+        rates = training_rates(extractor, models, images, labels, params.finetune.unfreeze_fraction, steps)
+        row.update({f"{phase}_images_per_s": round(value, 1) for phase, value in rates.items()},
+                   xla=bool(models.training.jit_compile))
     keras.backend.clear_session()
     return row
 

@@ -78,6 +78,18 @@ def params_file(tmp_path, raw_params) -> Path:
     return path
 
 
+@pytest.fixture
+def damage_photos():
+    """Spoils three photos of a copied photo folder's ``images/`` the ways shops see: 100.jpg
+    empty, 101.jpg cut short, 103.jpg not an image at all."""
+    def damage(images: Path) -> None:
+        (images / "100.jpg").write_bytes(b"")
+        (images / "101.jpg").write_bytes((images / "102.jpg").read_bytes()[:150])
+        (images / "103.jpg").write_text("not a photo")
+
+    return damage
+
+
 @pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory) -> Path:
     """A folder laid out like fashion-products-dev: labels.csv and images/<id>.jpg; 3 article

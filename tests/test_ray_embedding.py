@@ -43,14 +43,12 @@ def tiny_embedder():
 
 
 @pytest.fixture
-def damaged_folder(photo_folder, tmp_path):
+def damaged_folder(photo_folder, tmp_path, damage_photos):
     """The photo folder with an empty, a truncated and a text 'photo'."""
     folder = tmp_path / "photos"
     shutil.copytree(photo_folder, folder)
     images = folder / "images"
-    (images / "100.jpg").write_bytes(b"")
-    (images / "101.jpg").write_bytes((images / "102.jpg").read_bytes()[:150])
-    (images / "103.jpg").write_text("not a photo")
+    damage_photos(images)
     Image.new("RGB", (300, 400), "red").save(images / "104.jpg")  # above max_image_pixels below
     return folder
 

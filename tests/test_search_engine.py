@@ -100,13 +100,11 @@ def test_add_and_remove_without_a_rebuild(engine, photo_folder, tmp_path):
     assert "bad" in set(report["id"]) and int(reopened.index.live.sum()) == 24
 
 
-def test_bad_photos_are_skipped_listed_and_the_rest_indexed(photo_folder, tmp_path):
+def test_bad_photos_are_skipped_listed_and_the_rest_indexed(photo_folder, tmp_path, damage_photos):
     folder = tmp_path / "photos"
     shutil.copytree(photo_folder, folder)
     images = folder / "images"
-    (images / "100.jpg").write_bytes(b"")
-    (images / "101.jpg").write_bytes((images / "102.jpg").read_bytes()[:150])
-    (images / "103.jpg").write_text("not a photo")
+    damage_photos(images)
     Image.new("CMYK", (30, 40), (0, 255, 255, 0)).save(images / "104.jpg")           # converted, kept
     Image.new("RGBA", (30, 40), (200, 0, 0, 0)).save(images / "105.png")              # transparent, kept
     (images / "105.jpg").unlink()
