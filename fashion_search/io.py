@@ -127,11 +127,17 @@ def resumable_chunks(work_dir: str | Path, total: int, chunk_size: int,
     to ``work_dir`` as it finishes (atomically); chunks already there are loaded instead, so an
     interrupted job resumes where it stopped. Returns the chunks' arrays in order."""
     Path(work_dir).mkdir(parents=True, exist_ok=True)
-    chunks = []
     for start, stop in chunk_bounds(total, chunk_size):
         path = chunk_path(work_dir, start, stop)
         if not path.is_file():
             save_chunk(path, compute(start, stop))
-        with np.load(path) as saved:
+    return load_chunks(work_dir, total, chunk_size)
+
+
+def load_chunks(work_dir: str | Path, total: int, chunk_size: int) -> list[dict[str, np.ndarray]]:
+    """Every saved chunk of a finished job over ``range(total)``, in order."""
+    chunks = []
+    for start, stop in chunk_bounds(total, chunk_size):
+        with np.load(chunk_path(work_dir, start, stop)) as saved:
             chunks.append({key: saved[key] for key in saved.files})
     return chunks

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion_search.io import chunk_bounds, chunk_path, save_chunk
+from fashion_search.io import chunk_bounds, chunk_path, load_chunks, save_chunk
 from fashion_search.params import IndexParams
 from fashion_search.progress import progress_bar
 from fashion_search.search.colour import DESCRIPTOR_DIM
-from fashion_search.search.embedder import (REMEMBERED_KEYS, Embedded, Embedder, frame_photos, joined, load_embedder,
-                                            onnx_embedder)
+from fashion_search.search.embedder import (REMEMBERED_KEYS, Embedded, Embedder, chunk_arrays, frame_photos, joined,
+                                            load_embedder, onnx_embedder)
 from fashion_search.search.runtime import RuntimeUnavailableError, identity_key, onnx_model_call, remembered_model
 
 RAY_REQUIREMENT = "ray[data]==2.60.0"
@@ -54,11 +54,7 @@ def embed_catalog_on_ray(embedder: Embedder, images: np.ndarray, work_dir: Path,
     finally:
         if started:
             ray.shutdown()
-    chunks = []
-    for start, stop in chunk_bounds(len(images), settings.chunk_size):
-        with np.load(chunk_path(work_dir, start, stop)) as saved:
-            chunks.append({key: saved[key] for key in saved.files})
-    return joined(chunks, embedder.identity["dim"])
+    return joined(load_chunks(work_dir, len(images), settings.chunk_size), embedder.identity["dim"])
 
 
 def connect(address: str | None):
@@ -196,11 +192,10 @@ class ChunkGatherer:
                 self._save(start, stop, self.open.pop(start))
 
     def _save(self, start: int, stop: int, chunk: dict) -> None:
-        reasons = np.array(chunk["reasons"], dtype=str)
-        usable = reasons == ""
-        save_chunk(chunk_path(self.work_dir, start, stop), {"vectors": chunk["vectors"][usable],
-                                                            "colours": chunk["colours"][usable], "usable": usable,
-                                                            "reasons": reasons})
+        usable = np.array([reason == "" for reason in chunk["reasons"]], bool)
+        done = Embedded(chunk["vectors"][usable], chunk["colours"][usable], usable,
+                        [reason or None for reason in chunk["reasons"]])
+        save_chunk(chunk_path(self.work_dir, start, stop), chunk_arrays(done))
 
     def check_done(self) -> None:
         """Fail loudly if the cluster returned fewer rows than it was given."""
