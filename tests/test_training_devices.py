@@ -100,3 +100,14 @@ def test_a_run_asking_for_gpus_that_are_not_there_stops_before_any_stage(params_
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "'finetune.devices' asks for 2 GPUs, but TensorFlow sees 0" in done.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_device_settings_change_only_the_models_of_recipes_that_train_a_backbone(raw_params):
+    from fashion_search.layout import variants
+    from fashion_search.pipeline.finetune import model_fingerprint
+
+    raw = {**raw_params, "finetune": {**raw_params["finetune"], "recipes": ["softmax", "fused"]}}
+    plain, on_gpus = parse_params(raw), parse_params({**raw, "finetune": {**raw["finetune"], "devices": 2}})
+    prints = {v.recipe: (model_fingerprint(v, plain), model_fingerprint(w, on_gpus))
+              for v, w in zip(variants(plain), variants(on_gpus))}
+    assert prints["softmax"][0] != prints["softmax"][1] and prints["fused"][0] == prints["fused"][1]

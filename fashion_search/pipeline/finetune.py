@@ -146,6 +146,8 @@ def model_fingerprint(variant: Variant, params: Params) -> str:
     training = None if variant.recipe in ("frozen", "shipped") else dataclasses.asdict(params.finetune)
     if training:
         training.pop("recipes")  # adding a recipe to the list changes no other recipe's model
+        if variant.recipe not in BACKBONE_RECIPES:  # devices and precision apply to backbone training only
+            training.pop("devices"), training.pop("precision")
     if variant.recipe == "shipped":
         training = {"shipped_sha256": shipped.provenance()["weights_sha256"]}
     inputs = {"backbone": dataclasses.asdict(variant.backbone), "recipe": variant.recipe, "data": dataclasses.asdict(params.data),
