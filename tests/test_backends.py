@@ -133,7 +133,7 @@ def test_a_collection_keeping_colour_names_as_a_bare_list_is_still_filtered_by_c
     blue = {r["id"] for r in results(capsys, "query", "--like", "100", "--index", str(folder), "--filter",
                                      "colour=blue", "--top-k", "30")}
     where = json.loads((folder / "manifest.json").read_text())["milvus"]
-    client = connect(where["uri"])
+    client = connect(str(folder / where["uri"]))  # the folder's own database, named relatively
     name, described = where["collection"], client.describe_collection(where["collection"])
     rows = client.query(name, filter="row >= 0", output_fields=["row", "vector", "meta", "numbers", "colours"])
     client.drop_collection(name)

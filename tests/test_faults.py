@@ -25,6 +25,7 @@ from fashion_search.search import store
 from fashion_search.search.embedding_jobs import embed_into_items
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.generations import UPLOAD_GRACE_S, locked
+from fashion_search.search.ownership import claim
 from fashion_search.search.store import open_index
 from test_search_engine import SETTINGS, pixel_embedder  # noqa: E402
 
@@ -98,8 +99,8 @@ KILLER = textwrap.dedent('''
     engine = SearchEngine(store.open_index({folder!r}, SETTINGS), SETTINGS, pixel_embedder())
     engine.add(list_photos([{photo!r}]))
 ''')
-WRITE_STEPS = [("append_rows", 1), ("append_rows", 2), ("write_text_atomic", 1), ("save_faiss_index", 1),
-               ("write_text_atomic", 2), ("write_json", 1), ("remove_debris", 1)]
+WRITE_STEPS = [("append_rows", 1), ("append_rows", 2), ("write_owned", 1), ("save_faiss_index", 1),
+               ("write_owned", 2), ("write_manifest", 1), ("remove_debris", 1)]
 
 
 @pytest.mark.parametrize("step, nth", WRITE_STEPS, ids=[f"{s}#{n}" for s, n in WRITE_STEPS])
@@ -120,7 +121,7 @@ def test_a_kill_at_any_write_step_leaves_a_whole_index(index_folder, tmp_path, s
 
 
 APPROXIMATE_STEPS = [(kind, step, nth) for kind in ("hnsw", "ivfpq")
-                     for step, nth in (("append_rows", 1), ("save_faiss_index", 1), ("write_json", 1))]
+                     for step, nth in (("append_rows", 1), ("save_faiss_index", 1), ("write_manifest", 1))]
 
 
 @pytest.fixture
@@ -178,7 +179,7 @@ MILVUS_CHECKER = textwrap.dedent('''
     print(json.dumps({{"generation": generation, "rows": rows, "top": top["id"].tolist(),
                       "distance": float(top["distance"].iloc[0]), "copies": live.count("100")}}))
 ''')
-MILVUS_STEPS = [("append_rows", 1), ("MilvusVectors.write", 1), ("write_text_atomic", 1), ("write_json", 1),
+MILVUS_STEPS = [("append_rows", 1), ("MilvusVectors.write", 1), ("write_owned", 1), ("write_manifest", 1),
                 ("MilvusVectors.remove", 1)]
 
 
@@ -199,10 +200,8 @@ def test_a_kill_at_a_write_step_of_the_milvus_lite_backend_leaves_a_whole_index(
     a kill at any step leaves the old or the new generation, which opens, takes the next add and
     never shows two copies of 100."""
     folder = tmp_path / "index"
-    shutil.copytree(milvus_index, folder)
+    shutil.copytree(milvus_index, folder)  # the copy uses its own database (the manifest names it relatively)
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["milvus"]["uri"] = str(folder / "milvus.db")  # the copy's own database
-    (folder / "manifest.json").write_text(json.dumps(manifest))
     photo = solid_photo(tmp_path / "new" / "100.png", (10, 200, 10))
     killed = subprocess.run([sys.executable, "-c", MILVUS_KILLER.format(
         tests=str(TESTS), step=step, nth=nth, folder=str(folder), photo=str(photo))],
@@ -307,7 +306,7 @@ def test_a_long_running_engine_picks_up_another_process_changes(index_folder):
 
 # ----------------------------------------------------------------------------- full and read-only disks (defect 12)
 @pytest.mark.parametrize("command, step, code", [
-    ("remove", "write_text_atomic", errno.ENOSPC), ("compact", "append_rows", errno.EROFS),
+    ("remove", "write_owned", errno.ENOSPC), ("compact", "append_rows", errno.EROFS),
     ("compact", "save_faiss_index", errno.ENOSPC)])
 def test_a_full_or_read_only_disk_is_one_line_and_changes_nothing(index_folder, photo_folder, monkeypatch, capsys,
                                                                   command, step, code):
@@ -365,20 +364,30 @@ def test_ids_the_service_cannot_serve_are_skipped_with_the_reason(tmp_path, phot
 
 # ----------------------------------------------------------------------------- debris and compaction (defect 13)
 def test_debris_is_reported_then_removed_by_the_next_change(index_folder, capsys):
-    leftovers = [index_folder / "products-000099.csv", index_folder / "faiss-000099.faiss",
-                 index_folder / ".products-000100.x1y2.csv", index_folder / "uploads" / "gone.1234abcd.png"]
-    for path in leftovers:
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(b"x" * 1000)
+    """What a killed change leaves (files it recorded as its own before writing them) goes at the
+    next change; files the engine did not write stay, whatever their names."""
+    leftovers = ["products-000099.csv", "faiss-000099.faiss", ".products-000099.csv.tmp", "uploads/gone.1234abcd.png"]
+    with locked(index_folder):
+        ledger = claim(index_folder, ["uploads", *leftovers[:2], "uploads/gone.1234abcd.png",
+                                      "uploads/in-progress.5678abcd.png"])
+    (index_folder / "uploads").mkdir()
+    for name in leftovers:
+        (index_folder / name).write_bytes(b"x" * 1000)
     old = time.time() - UPLOAD_GRACE_S - 60
-    os.utime(leftovers[-1], (old, old))
+    os.utime(index_folder / leftovers[-1], (old, old))
     fresh = index_folder / "uploads" / "in-progress.5678abcd.png"  # another process's add may still need it
     fresh.write_bytes(b"y" * 10)
+    users = [index_folder / name for name in ("products-000098.csv", "faiss-x.faiss", "vectors-backup.f32", ".env",
+                                              ".gitignore", "uploads/mine.png")]
+    for path in users:
+        path.write_text("the user's own")
     assert main(["info", "--index", str(index_folder), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["debris_files"] == 4 and info["debris_bytes"] == 4000
     engine_over(index_folder).remove(["100"])
-    assert not any(p.exists() for p in leftovers) and fresh.exists()
+    assert not any((index_folder / name).exists() for name in leftovers) and fresh.exists()
+    assert all(path.read_text() == "the user's own" for path in users)
+    assert set(leftovers) - {".products-000099.csv.tmp"} <= ledger.names
 
 
 def test_compact_drops_removed_rows_keeps_answers_and_frees_the_old_files(index_folder, photo_folder, capsys):

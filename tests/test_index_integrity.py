@@ -14,7 +14,7 @@ import pytest
 
 from fashion_search.data.photo_folder import list_photo_folder, list_photos
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.integrity import extend_segments
+from fashion_search.search.integrity import extend_segments, sealed
 from fashion_search.search.server import create_app
 from fashion_search.search.store import DamagedIndexError, open_index, verify_index
 from test_search_engine import SETTINGS, pixel_embedder  # noqa: E402
@@ -93,6 +93,26 @@ def manifest_text(text: str):
     return damage
 
 
+def resealed(change):
+    """Damage a sealed manifest's fields and seal it again (as a careless tool would), so that the
+    checks behind the seal are the ones that must find it."""
+    def damage(index: Path) -> None:
+        manifest = manifest_of(index)
+        change(manifest)
+        (index / "manifest.json").write_text(json.dumps(sealed(manifest)))
+    return damage
+
+
+def narrowed_runs(manifest: dict) -> None:
+    """The vectors' row runs cut to rows 0–15 (rows after them no longer checked)."""
+    manifest["checksums"]["vectors"] = [[0, 15, manifest["checksums"]["vectors"][0][2]]]
+
+
+def repeated_rows_key(index: Path) -> None:
+    text = (index / "manifest.json").read_text()
+    (index / "manifest.json").write_text(text.replace("{", '{\n  "rows": 3,', 1))
+
+
 def cut_manifest(index: Path) -> None:
     (index / "manifest.json").write_text((index / "manifest.json").read_text()[:150])
 
@@ -112,6 +132,17 @@ DAMAGE = {
     "truncated manifest": (cut_manifest, "not valid JSON"),
     "empty manifest": (manifest_text(""), "not valid JSON"),
     "manifest a list": (manifest_text("[1, 2]"), "not a JSON object"),
+    "100,000 nested arrays": (manifest_text("[" * 100_000 + "]" * 100_000), "not valid JSON"),
+    "a repeated rows key": (repeated_rows_key, "names 'rows' twice"),
+    "metric changed": (in_manifest(metric="l2"), "seal differs"),
+    "checksums removed": (lambda index: (index / "manifest.json").write_text(json.dumps(
+        {k: v for k, v in manifest_of(index).items() if k != "checksums"})), "seal differs"),
+    "checksums removed, resealed": (resealed(lambda m: m.pop("checksums")), "records no checksum for"),
+    "row runs narrowed, resealed": (resealed(narrowed_runs), "does not cover every row"),
+    "checksums a list, resealed": (resealed(lambda m: m.update(checksums=[1, 2])), "checksums is not an object"),
+    "checksums a number, resealed": (resealed(lambda m: m.update(checksums=7)), "checksums is not an object"),
+    "a checksum of another role, resealed": (resealed(lambda m: m["checksums"].update(x="0" * 64)), "malformed"),
+    "a checksum nested deep, resealed": (resealed(lambda m: m["checksums"].update(vectors=[[[[[]]]]])), "malformed"),
 }
 
 
@@ -120,6 +151,15 @@ def one_damaged_line(done: subprocess.CompletedProcess, index: Path, says: str) 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"the index in {index} is damaged (" in lines[0] and lines[0].endswith("rebuild it") and says in lines[0]
+
+
+def test_an_older_manifest_put_back_after_a_change_is_found(index):
+    """The add (here a removal) would be silently gone: the ledger remembers the generation committed."""
+    before = (index / "manifest.json").read_text()
+    assert cli("remove", "100", "--index", str(index)).returncode == 0
+    (index / "manifest.json").write_text(before)
+    for argv in (("verify",), ("info",), ("query", "--like", "102")):
+        one_damaged_line(cli(*argv, "--index", str(index)), index, "an older manifest was put back")
 
 
 def test_an_intact_index_verifies_in_its_own_process(index):
@@ -138,9 +178,30 @@ def test_verify_and_every_open_say_damaged_in_one_line(index, name):
     one_damaged_line(cli("info", "--index", str(index)), index, "")
 
 
-def test_verify_finds_flipped_bytes_that_an_open_does_not_read(index):
-    flip("vectors", 0.5)(index)  # finite values still: only the checksum of the rows tells
-    assert cli("info", "--index", str(index)).returncode == 0
+@pytest.mark.parametrize("role", ["vectors", "colours"])
+def test_finite_damage_to_rows_is_found_by_every_open_not_only_verify(index, role):
+    flip(role, 0.5)(index)  # finite values still: only the checksum of the rows tells
+    for argv in (("info",), ("query", "--like", "100")):
+        one_damaged_line(cli(*argv, "--index", str(index)), index, f"{role}.f32: rows 0–25 differ")
+    one_damaged_line(cli("verify", "--index", str(index)), index, f"{role}.f32: its checksum differs")
+
+
+def test_a_vector_replaced_by_another_products_is_never_served(index):
+    """The probe's case: row 10049's vector replaced by another's, every value finite."""
+    manifest, engine = manifest_of(index), SearchEngine(open_index(index, SETTINGS), SETTINGS, pixel_embedder())
+    width = manifest["dim"] * 4
+    rows = engine.index.products["id"].tolist()
+    data = current(index, "vectors").read_bytes()
+    other = data[rows.index("110") * width:(rows.index("110") + 1) * width]
+    overwrite(current(index, "vectors"), rows.index("100") * width, other)
+    done = cli("query", "--like", "100", "--index", str(index))
+    one_damaged_line(done, index, "vectors.f32: rows")
+    assert "110" not in done.stdout
+
+
+def test_memory_mapped_vectors_are_left_to_verify(index):
+    flip("vectors", 0.5)(index)
+    assert len(open_index(index, SETTINGS, in_memory=False).products) == manifest_of(index)["rows"]  # not read at open
     one_damaged_line(cli("verify", "--index", str(index)), index, "vectors.f32: its checksum differs")
 
 
@@ -184,8 +245,10 @@ def test_appends_hash_only_their_rows_and_segments_stay_few(tmp_path):
 
 def test_an_index_written_before_checksums_opens_and_gets_them_at_its_next_change(index, photo_folder):
     manifest = manifest_of(index)
-    manifest.pop("checksums")
-    (index / "manifest.json").write_text(json.dumps(manifest))
+    for key in ("checksums", "seal"):
+        manifest.pop(key)
+    (index / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))  # as written before format 2
+    (index / "owned-files.json").unlink()
     assert "none recorded" in cli("info", "--index", str(index)).stdout
     engine = SearchEngine(open_index(index, SETTINGS), SETTINGS, pixel_embedder())
     engine.remove(["102"])

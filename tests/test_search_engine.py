@@ -157,7 +157,7 @@ def test_an_interrupted_change_leaves_the_previous_index_whole(engine, photo_fol
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(product_index, "write_json", crash)  # dies just before the manifest switches
+    monkeypatch.setattr(product_index, "write_manifest", crash)  # dies just before the manifest switches
     extra = tmp_path / "new"
     extra.mkdir()
     shutil.copy(photo_folder / "images" / "100.jpg", extra / "700.jpg")

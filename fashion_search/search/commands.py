@@ -166,6 +166,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     checked = verify_index(args.index)
     unrecorded = f"; no checksum recorded for {', '.join(checked['unrecorded'])}" if checked["unrecorded"] else ""
+    if not checked["sealed"]:
+        unrecorded += "; the manifest is unsealed (format 1: its next change seals it)"
     print(f"{args.index}: intact: {len(checked['files'])} files ({checked['bytes'] / 2**20:,.1f} MiB) match the "
           f"checksums written with them, {checked['rows']:,} rows of finite vectors and colours{unrecorded} "
           f"({time.perf_counter() - started:.1f} s)")

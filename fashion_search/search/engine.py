@@ -11,7 +11,6 @@ order blends visual distance with colour distance (each scaled to 0..1 over the 
 from __future__ import annotations
 
 import copy
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,10 +27,10 @@ from fashion_search.search.embedder import Embedder, check_identity, load_embedd
 from fashion_search.search.embedding_jobs import Added, embed_into_items
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.integrity import damaged
+from fashion_search.search.index_folder import drop_work, release_index, work_folder
 from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, check_can_create, compact,
                                          create_index, open_index, read_manifest, record_skipped, remove_products)
 
-WORK_DIR = "work"
 PROJECT_COLUMNS = (*RESERVED_COLUMNS, "id")  # set by the project, not metadata
 DEFAULT_COLOUR_WEIGHT = 0.5  # a photo with a preferred colour, when no weight is given
 MAX_MATCH_COLOUR = 5.0       # fused indexes: the largest factor on the query's colour part
@@ -74,16 +73,13 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
     """Embed every photo of ``catalog`` and write a new index to ``folder``. An interrupted run
     resumes from the chunks already embedded."""
     folder = Path(folder)
-    if overwrite and folder.is_dir():
-        for path in folder.iterdir():
-            if path.name != WORK_DIR:
-                path.unlink() if path.is_file() else shutil.rmtree(path)
-    else:
-        check_can_create(folder, settings)  # before hours of embedding, not after
+    if overwrite:
+        release_index(folder, settings)  # the index's own files; anything else in the folder stays
+    check_can_create(folder, settings)  # before hours of embedding, not after
     embedder = embedder or load_embedder(settings)
-    done = embed_into_items(embedder, catalog, folder / WORK_DIR, settings, description)
+    done = embed_into_items(embedder, catalog, work_folder(folder, settings), settings, description)
     index = create_index(folder, embedder.identity, settings, done.items, done.vectors, done.colours, done.skipped)
-    shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
+    drop_work(done.chunks)
     return index
 
 
@@ -262,13 +258,14 @@ class SearchEngine:
                               catalog.label_column, catalog.skipped)
         check_new_columns([c for c in self.index.products.columns if c not in PROJECT_COLUMNS],
                           [c for c in catalog.items.columns if c not in PROJECT_COLUMNS], "the new products' metadata")
-        done = embed_into_items(self.embedder, catalog, self.index.folder / WORK_DIR, self.settings, "adding")
+        done = embed_into_items(self.embedder, catalog, work_folder(self.index.folder, self.settings), self.settings,
+                                "adding")
         replaced = 0
         if len(done.items):
             self.index, replaced = add_products(self.index, done.items, done.vectors, done.colours, done.skipped)
         elif len(done.skipped):
             self.index = record_skipped(self.index, done.skipped)
-        shutil.rmtree(done.chunks, ignore_errors=True)  # only this job's: another process may be adding too
+        drop_work(done.chunks)  # only this job's: another process may be adding too
         return Added(len(done.items), done.items["id"].nunique() - replaced if len(done.items) else 0, replaced,
                      done.skipped)
 

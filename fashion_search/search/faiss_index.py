@@ -26,7 +26,6 @@ import faiss
 import numpy as np
 
 from fashion_search.exact import exact_search
-from fashion_search.io import atomic_path
 from fashion_search.params import IndexParams
 
 _IVF_POINTS_PER_LIST = 39  # faiss warns below this many training points per inverted list
@@ -189,13 +188,21 @@ class VectorIndex:
 
 
 def save_faiss_index(index: faiss.Index, path: str | Path) -> None:
-    """Write a faiss index atomically; a failed write (faiss raises RuntimeError) is an OSError."""
-    with atomic_path(path) as tmp:
-        try:
-            faiss.write_index(index, str(tmp))
-        except RuntimeError as err:
-            code = errno.ENOSPC if "No space" in str(err) else errno.EIO
-            raise OSError(code, f"{os.strerror(code)} (faiss could not write the index)", str(path)) from None
+    """Write a faiss index atomically, through its sibling ``.<name>.tmp`` (a symbolic link there
+    is replaced, not followed); a failed write (faiss raises RuntimeError) is an OSError."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+    except RuntimeError as err:
+        code = errno.ENOSPC if "No space" in str(err) else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} (faiss could not write the index)", str(path)) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def load_faiss_index(path: str | Path) -> faiss.Index:

@@ -1,12 +1,12 @@
 """The index folder's files and how a change replaces them: the lock, append-only vector files,
-generations switched by one atomic rename, and the debris a crash leaves.
+and generations switched by one atomic rename.
 
 A change writes the next generation's files, then ``manifest.json`` naming them (one atomic
 rename). The previous generation's files stay until the change after, so a reader that read
 the old manifest a moment before can still open what it names; older ones, files of changes
-that never reached the manifest, and temporary files go at the next change (all under the
-lock, so no writer is using them). Rows appended past the manifest's count are ignored and
-overwritten by the next change.
+that never reached the manifest, and temporary files go at the next change, under the lock
+(:mod:`.ownership` says which files are the engine's to delete). Rows appended past the
+manifest's count are ignored and overwritten by the next change.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import numpy as np
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 UPLOADS_DIR = "uploads"
-GENERATION_PREFIXES = ("products-", "faiss-", "vectors", "colours")
 UPLOAD_GRACE_S = 600  # an upload younger than this may belong to an add in progress in another process
 
 
@@ -38,9 +37,12 @@ class IndexBusyError(ProductIndexError):
 @contextmanager
 def locked(folder: Path, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the index's change lock, waiting up to ``wait_s`` seconds for another process to finish."""
-    folder.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
-    with open(folder / LOCK_FILE, "a") as handle:
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except FileNotFoundError:
+        raise ProductIndexError(f"no index in {folder}") from None
+    with os.fdopen(fd, "rb") as handle:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,9 +67,8 @@ def generation_files(generation: int, vectors: str, colours: str) -> dict:
 def append_rows(path: Path, rows_before: int, row_bytes: int, array: np.ndarray) -> None:
     """Append ``array``'s rows after the first ``rows_before`` rows of a raw float32 file,
     dropping whatever an interrupted change left beyond them; flushed to disk."""
-    with open(path, "ab"):  # creates it when missing
-        pass
-    with open(path, "r+b") as handle:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # a symbolic link is refused, not followed
+    with os.fdopen(fd, "r+b") as handle:
         handle.truncate(rows_before * row_bytes)
         handle.seek(0, os.SEEK_END)
         handle.write(np.ascontiguousarray(array, np.float32).tobytes())
@@ -82,39 +83,6 @@ def read_rows(path: Path, rows: int, width: int, in_memory: bool) -> np.ndarray:
     if in_memory:
         return np.fromfile(path, np.float32, count=rows * width).reshape(rows, width)
     return np.memmap(path, np.float32, "r", shape=(rows, width))
-
-
-def _in_use(manifest: dict) -> set[str]:
-    names = set(manifest.get("files", {}).values()) | set(manifest.get("previous_files", {}).values())
-    return names | {MANIFEST_FILE, LOCK_FILE}
-
-
-def debris(folder: Path, manifest: dict, live_uploads: set[str]) -> list[Path]:
-    """Files no generation uses: older generations, changes that never reached the manifest,
-    temporary files, and uploads no live product shows (once older than :data:`UPLOAD_GRACE_S`).
-    Call under the lock: a writer's own files in progress would look like debris."""
-    in_use = _in_use(manifest)
-    found = [p for p in folder.iterdir() if p.is_file() and p.name not in in_use
-             and (p.name.startswith(GENERATION_PREFIXES) or p.name.startswith("."))]
-    uploads = folder / UPLOADS_DIR
-    if uploads.is_dir():
-        old = time.time() - UPLOAD_GRACE_S
-        found += [p for p in uploads.iterdir() if p.is_file() and str(p) not in live_uploads
-                  and p.stat().st_mtime < old]
-    return sorted(found)
-
-
-def remove_debris(folder: Path, manifest: dict, live_uploads: set[str]) -> int:
-    """Remove :func:`debris`; return the bytes freed."""
-    freed = 0
-    for path in debris(folder, manifest, live_uploads):
-        try:
-            size = path.stat().st_size
-            path.unlink()
-            freed += size
-        except FileNotFoundError:
-            pass
-    return freed
 
 
 def is_disk_error(err: OSError) -> bool:

@@ -2,13 +2,16 @@
 
 Three levels, each cheaper than the next is thorough:
 
-- :func:`check_manifest` (every open): the manifest's fields have their types and ranges, the
-  file names are plain names in the folder, and each file is as large as ``rows`` and ``dim``
-  say, before anything is allocated;
-- :func:`check_finite` (every open, on what is read into memory): no NaN or infinity in vectors
-  or colours;
+- :func:`check_manifest` (every open): the manifest's seal (a format-2 manifest carries the
+  SHA-256 of its own fields), its fields' types and ranges, file names that are plain names in
+  the folder and no symbolic links, checksums of the right shape covering every row, and each
+  file as large as ``rows`` and ``dim`` say, before anything is allocated;
+- :func:`check_finite`, :func:`check_rows_read` and :func:`check_checksums` of whole files
+  (every open, on what is read into memory): no NaN or infinity, and the bytes read are the
+  bytes written;
 - :func:`verify_files` (``fashion-search verify``): every current file against the SHA-256
-  recorded when it was written, and every vector finite, read a chunk at a time.
+  recorded when it was written, memory-mapped vectors too, and every vector finite, read a
+  chunk at a time.
 
 Append-only files (vectors, colours) are checksummed by segments of rows, so an add hashes only
 the rows it appended; adjacent segments are merged (re-hashed) once the older is no longer larger,
@@ -16,6 +19,9 @@ which keeps a few dozen segments for any number of adds.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +33,8 @@ from fashion_search.search.generations import ProductIndexError, read_rows
 KINDS = ("flat", "hnsw", "ivfpq", "milvus")
 METRICS = ("l2", "inner_product")
 MAX_DIM = 65_536
+SEALED_FROM_FORMAT = 2  # manifests of this format on carry a seal and a checksum for every current file
+SHA256 = re.compile(r"[0-9a-f]{64}")
 Segment = list  # [first_row, end_row, sha256 hex]
 
 
@@ -87,6 +95,8 @@ def check_manifest(folder: Path, manifest: object, row_widths: dict[str, int]) -
         if Path(name).name != name or name in ("", ".", ".."):
             raise damaged(folder, f"manifest.json: the {role} file '{name[:80]}' is not a file name in the folder")
         path = folder / name
+        if path.is_symlink():
+            raise damaged(folder, f"{name} is a symbolic link (the engine writes none, and follows none)")
         if not path.is_file():
             raise damaged(folder, f"{name} is missing")
         if role in row_widths:
@@ -94,6 +104,72 @@ def check_manifest(folder: Path, manifest: object, row_widths: dict[str, int]) -
             if path.stat().st_size < needed_bytes:
                 raise damaged(folder, f"{name} holds {path.stat().st_size:,} bytes; {manifest['rows']:,} rows need "
                                       f"{needed_bytes:,}")
+    check_seal(folder, manifest)
+    check_checksum_records(folder, manifest, row_widths)
+
+
+def seal_of(manifest: dict) -> str:
+    """The SHA-256 of a manifest's content without its seal (keys sorted): any change of a field shows."""
+    body = {key: value for key, value in manifest.items() if key != "seal"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def sealed(manifest: dict) -> dict:
+    """``manifest`` with its seal."""
+    return {**manifest, "seal": seal_of(manifest)}
+
+
+def check_seal(folder: Path, manifest: dict) -> None:
+    """Refuse a manifest of a sealed format whose fields changed since it was written."""
+    if manifest.get("format", 0) < SEALED_FROM_FORMAT:
+        return
+    if manifest.get("seal") != seal_of(manifest):
+        raise damaged(folder, "manifest.json was changed after it was written (its seal differs)")
+
+
+def _whole_rows(segments: object, rows: int) -> bool:
+    """Segments that are [first, end, sha256] runs covering rows 0..rows exactly, in order."""
+    if not isinstance(segments, list):
+        return False
+    expected = 0
+    for segment in segments:
+        if not (isinstance(segment, list) and len(segment) == 3 and _is_count(segment[0], expected, expected)
+                and _is_count(segment[1], expected + 1, rows) and isinstance(segment[2], str)
+                and SHA256.fullmatch(segment[2])):
+            return False
+        expected = segment[1]
+    return expected == rows
+
+
+def check_checksum_records(folder: Path, manifest: dict, row_widths: dict[str, int]) -> None:
+    """Refuse checksums of the wrong shape, row runs that do not cover every row once, and (in a
+    sealed format) a current file without a checksum."""
+    checksums = manifest.get("checksums", {})
+    if not isinstance(checksums, dict):
+        raise damaged(folder, "manifest.json: checksums is not an object")
+    for role, recorded in checksums.items():
+        fine = (_whole_rows(recorded, manifest["rows"]) if role in row_widths
+                else isinstance(recorded, str) and SHA256.fullmatch(recorded))
+        if role not in manifest["files"] or not fine:
+            raise damaged(folder, f"manifest.json: the checksum of {str(role)[:40]} is malformed or does not cover "
+                                  "every row")
+    if manifest["format"] >= SEALED_FROM_FORMAT:
+        unrecorded = sorted(set(manifest["files"]) - set(checksums))
+        if unrecorded:
+            raise damaged(folder, f"manifest.json records no checksum for {', '.join(unrecorded)}")
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """Hex SHA-256 of an in-memory array's bytes, as they are on disk (no copy for a contiguous array)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+def check_rows_read(folder: Path, manifest: dict, role: str, array: np.ndarray) -> None:
+    """Compare rows read into memory with the checksums of their runs (no second read from disk)."""
+    for first, end, sha in manifest.get("checksums", {}).get(role, []):
+        if array_sha256(array[first:end]) != sha:
+            raise damaged(folder, f"{manifest['files'][role]}: rows {first:,}–{end:,} differ from the checksum "
+                                  "recorded when they were written")
 
 
 def non_finite_rows(array: np.ndarray, chunk: int = 4096) -> int:
@@ -125,14 +201,14 @@ def _expected(manifest: dict, row_widths: dict[str, int]) -> Iterator[tuple[str,
 
 
 def check_checksums(folder: Path, manifest: dict, row_widths: dict[str, int],
-                    whole_files_up_to: int | None = None) -> tuple[set[str], int]:
+                    whole_files_only: bool = False) -> tuple[set[str], int]:
     """Compare files with the checksums recorded when they were written (with
-    ``whole_files_up_to``: only whole files of at most that many bytes, the check of an open);
+    ``whole_files_only``: the products and faiss files, not the row runs of the append-only ones);
     raises :class:`DamagedIndexError` at the first difference. Returns the files and bytes read."""
     files, checked_bytes = set(), 0
     for name, start, stop, sha in _expected(manifest, row_widths):
         size = (folder / name).stat().st_size if stop is None else stop - start
-        if whole_files_up_to is not None and (stop is not None or size > whole_files_up_to):
+        if whole_files_only and stop is not None:
             continue
         if file_sha256(folder / name, start=start, stop=stop) != sha:
             raise damaged(folder, f"{name}: its checksum differs from the one recorded when it was written")

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -49,6 +50,24 @@ def default_uri(folder: Path) -> str:
     return str(Path(folder).resolve() / LITE_FILE)
 
 
+def recorded_uri(folder: Path, uri: str) -> str:
+    """What the manifest records of ``uri``: the folder's own Milvus Lite database by its name
+    (a copied or moved index then uses its own copy), any other URI as it is."""
+    return LITE_FILE if not is_server(uri) and Path(uri).resolve() == Path(folder).resolve() / LITE_FILE else uri
+
+
+def resolved_uri(folder: Path, recorded: str) -> str:
+    """The URI a manifest's record means for the index in ``folder``. An older manifest's absolute
+    path to a ``milvus.db`` whose folder has its own is read as the folder's own (a copy made
+    before URIs were recorded by name)."""
+    if is_server(recorded):
+        return recorded
+    own = Path(folder) / LITE_FILE
+    if recorded == LITE_FILE or (Path(recorded).name == LITE_FILE and own.is_dir()):
+        return str(own.resolve())
+    return recorded
+
+
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://"))
 
@@ -59,8 +78,10 @@ def collection_name(folder: Path, generation: int) -> str:
     return f"fashion_search_{digest}_{generation}"
 
 
-def connect(uri: str):
-    """A pymilvus client for ``uri``; a clear error when Milvus cannot be reached or opened."""
+def connect(uri: str, wait_s: float = 0.0):
+    """A pymilvus client for ``uri``; a clear error when Milvus cannot be reached or opened. A
+    Milvus Lite database another process has open is waited for up to ``wait_s`` seconds (it
+    serves one process at a time: two writers take turns)."""
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines (keepalive chatter); errors reach us
     from pymilvus import MilvusClient
 
@@ -70,15 +91,22 @@ def connect(uri: str):
         # without (AllocTimestamp), and for a folder another process holds; the error reaches us
         for name in ("grpc._server", "milvus_lite"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        return MilvusClient(uri)
-    except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
-        reason = getattr(err, "message", None) or str(err)
-        if not is_server(uri) and _locked_elsewhere(Path(uri)):
-            reason = ("another process has this Milvus Lite database open (Milvus Lite serves one process at a "
-                      "time): stop it (e.g. 'fashion-search serve'), or use a Milvus server (index.uri: "
-                      "http://host:19530)")
-        raise ProductIndexError(f"cannot open Milvus at {uri}: {reason}") from None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return MilvusClient(uri)
+        except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
+            reason = getattr(err, "message", None) or str(err)
+            busy = not is_server(uri) and _locked_elsewhere(Path(uri))
+            if busy and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            if busy:
+                raise IndexBusyError(f"cannot open Milvus at {uri}: another process has this Milvus Lite database "
+                                     "open (Milvus Lite serves one process at a time): try again when it has "
+                                     "finished, stop it (e.g. 'fashion-search serve'), or use a Milvus server "
+                                     "(index.uri: http://host:19530)") from None
+            raise ProductIndexError(f"cannot open Milvus at {uri}: {reason}") from None
 
 
 def _locked_elsewhere(folder: Path) -> bool:
@@ -173,7 +201,7 @@ class MilvusVectors:
         """A new collection (an older one of the same name is dropped) holding ``vectors``."""
         from pymilvus import DataType
 
-        client = connect(uri)
+        client = connect(uri, settings.lock_wait_s)
         if client.has_collection(name):
             client.drop_collection(name)
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -197,7 +225,7 @@ class MilvusVectors:
              settings: IndexParams) -> "MilvusVectors":
         """The collection of an index, checked to hold vectors of the index's model, and loaded
         for searching (it is released in a process other than the one that built it)."""
-        client = connect(uri)
+        client = connect(uri, settings.lock_wait_s)
         if not client.has_collection(name):
             raise ProductIndexError(f"Milvus at {uri} has no collection {name}: was the index built against another "
                                     "Milvus? Point index.uri at it, or rebuild the index")
@@ -265,17 +293,17 @@ def milvus_kind(kind: str) -> str:
 def create_collection(folder: Path, generation: int, identity: dict, vectors: np.ndarray, products: pd.DataFrame,
                       metric: str, kind: str, settings: IndexParams, uri: str | None = None) -> dict:
     """Put an index's rows into a new collection; returns what the manifest records of it."""
-    uri = uri or settings.uri or default_uri(folder)
+    uri = resolved_uri(folder, uri) if uri else settings.uri or default_uri(folder)
     name = collection_name(folder, generation)
     kind = milvus_kind(kind)
     MilvusVectors.create(uri, name, identity, vectors, products, metric, kind, settings)
     factory = f"HNSW (M {settings.hnsw_m})" if kind == "hnsw" else "FLAT"
     return {"backend": "milvus", "kind": "milvus", "factory": f"Milvus {factory}",
-            "milvus": {"uri": uri, "collection": name}}
+            "milvus": {"uri": recorded_uri(folder, uri), "collection": name}}
 
 
-def open_collection(manifest: dict, vectors: np.ndarray, settings: IndexParams) -> MilvusVectors:
+def open_collection(folder: Path, manifest: dict, vectors: np.ndarray, settings: IndexParams) -> MilvusVectors:
     """The collection a manifest names (at ``index.uri`` when set: a cluster that moved)."""
     where = manifest["milvus"]
-    return MilvusVectors.open(settings.uri or where["uri"], where["collection"], manifest["model"], vectors,
-                              manifest["metric"], settings)
+    return MilvusVectors.open(settings.uri or resolved_uri(folder, where["uri"]), where["collection"],
+                              manifest["model"], vectors, manifest["metric"], settings)

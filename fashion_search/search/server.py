@@ -34,14 +34,14 @@ from PIL import Image
 from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, is_safe_id
 from fashion_search.data.metadata import metadata_from_json
 from fashion_search.images import PHOTO_SUFFIXES
-from fashion_search.io import atomic_path
 from fashion_search.search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine, colour_weight_for
 from fashion_search.search.filters import FilterError, filter_options, no_match_hints
 from fashion_search.search.offline_docs import add_offline_docs
-from fashion_search.search.generations import UPLOADS_DIR, IndexBusyError, is_disk_error
+from fashion_search.search.generations import IndexBusyError, is_disk_error
 from fashion_search.search.request_limits import RequestLimits
 from fashion_search.search.service import Service
+from fashion_search.search.index_folder import save_upload
 from fashion_search.search.store import DamagedIndexError, ProductIndexError
 
 API_KEY_ENV = "FASHION_SEARCH_API_KEY"
@@ -252,9 +252,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         with service.writing() as engine:
             # Re-encoded, so only our own bytes are served; a fresh name per add, so a failed add
             # never changes the photo an indexed product shows (debris clean-up removes it later).
-            path = engine.index.folder / UPLOADS_DIR / f"{id}.{secrets.token_hex(4)}.png"
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(png)
+            path = save_upload(engine.index.folder, f"{id}.{secrets.token_hex(4)}.png", png, engine.settings)
             items = pd.DataFrame([{**{k: v for k, v in fields.items() if k != "id"}, "id": id, "path": str(path)}])
             skipped = engine.add(Catalog(items, items["path"].to_numpy(str)), new_columns=True).skipped
             service.count("add")

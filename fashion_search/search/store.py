@@ -10,6 +10,7 @@ Folder layout::
     faiss-<gen>.faiss      the faiss index (backend faiss; with milvus the manifest names the collection)
     skipped.csv            photos left out, with the reason
     uploads/               photos added over HTTP, re-encoded
+    owned-files.json       every file the engine made here (the only ones it deletes or rewrites)
 
 Changes (add, remove, compact) hold the lock and replace the whole generation at once
 (:mod:`.generations`); opening reads whichever generation is current, retrying if a change
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,23 +32,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.io import file_sha256, read_json, write_json, write_text_atomic
+from fashion_search.io import file_sha256
 from fashion_search.params import IndexParams
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
 from fashion_search.search.filters import filter_keys
 from fashion_search.search.faiss_index import (VectorIndex, add_in_chunks, build_faiss_index, choose_index,
                                                load_faiss_index, save_faiss_index)
-from fashion_search.search.milvus_index import MilvusVectors, connect, create_collection, default_uri, open_collection
-from fashion_search.search.generations import (MANIFEST_FILE, UPLOADS_DIR, IndexBusyError, ProductIndexError,
-                                               append_rows, debris, generation_files, locked, read_rows,
-                                               remove_debris)
+from fashion_search.search.milvus_index import (LITE_FILE, MilvusVectors, connect, create_collection, default_uri,
+                                                open_collection)
+from fashion_search.search.generations import (MANIFEST_FILE, IndexBusyError, ProductIndexError,
+                                               append_rows, generation_files, locked, read_rows)
 from fashion_search.search.integrity import (DamagedIndexError, check_checksums, check_finite, check_manifest,
-                                             damaged, extend_segments, verify_files)
+                                             check_rows_read, damaged, extend_segments, sealed, verify_files)
+from fashion_search.search.index_folder import (FORMAT_VERSION, SKIPPED_FILE, check_not_rolled_back,
+                                                compaction_files, free_generation, in_use, index_ledger,
+                                                read_manifest, refuse_existing)
+from fashion_search.search.ownership import Ledger, claim, claim_folder, debris, remove_owned, write_ledger, write_owned
 
-SKIPPED_FILE = "skipped.csv"
-FORMAT_VERSION = 1
 OPEN_ATTEMPTS = 5
-CHECKSUM_AT_OPEN_BYTES = 64 * 2**20  # products and faiss files this small are checksummed at every open
 
 __all__ = ["DamagedIndexError", "IndexBusyError", "ProductIndex", "ProductIndexError", "add_products",
            "check_can_create", "compact", "create_index", "open_index", "record_skipped", "refuse_existing",
@@ -91,40 +95,34 @@ class ProductIndex:
             match |= np.isin(product_ids, [product, *product_ids[match]])
         return np.flatnonzero(match & self.live)
 
-    def live_uploads(self) -> set[str]:
-        """Paths of uploaded photos that a live product shows."""
-        paths = self.products["path"].astype(str)[self.live]
-        return set(paths[paths.str.contains(f"/{UPLOADS_DIR}/", regex=False)])
-
     def info(self) -> dict:
         """What a user wants to know about the index, as plain data."""
         live = int(self.live.sum())
         m = self.manifest
-        leftovers = debris(self.folder, m, self.live_uploads())
+        leftovers = [self.folder / name for name in
+                     debris(self.folder, index_ledger(self.folder, m, self.products), in_use(m, self.products))]
         return {"folder": str(self.folder), "products": live, "removed_rows": len(self.products) - live,
                 "skipped_photos": len(self.skipped), "kind": m["kind"], "factory": m["factory"],
                 "chosen_because": m["choice_reason"], "metric": m["metric"], "dimension": m["dim"],
                 "model": self.identity, "created": m["created"], "updated": m["updated"],
                 "generation": m["generation"], "backend": m.get("backend", "faiss"), "milvus": m.get("milvus"),
                 "debris_files": len(leftovers),
-                "debris_bytes": sum(p.stat().st_size for p in leftovers if p.exists()),
+                "debris_bytes": sum(p.lstat().st_size for p in leftovers if p.exists()),
                 "checksummed": sorted(m.get("checksums", {})),
                 "columns": [c for c in self.products.columns if c not in ("deleted",)],
                 "filters": filter_keys(self.products)}
 
 
-def refuse_existing(folder: Path) -> None:
-    """Raise if ``folder`` already holds an index (a new one would silently replace it)."""
-    if (folder / MANIFEST_FILE).is_file():
-        raise ProductIndexError(f"{folder} already holds an index; add to it with 'fashion-search add', "
-                                "or rebuild it with 'fashion-search index --overwrite'")
-
-
 def check_can_create(folder: Path, settings: IndexParams) -> None:
-    """Before hours of embedding: refuse an existing index, and reach Milvus when it is the backend."""
+    """Before hours of embedding: take the folder (new, empty, or an unfinished build), refuse an
+    existing index, and reach Milvus when it is the backend."""
+    claim_folder(folder)
     refuse_existing(folder)
     if settings.backend == "milvus":
-        connect(settings.uri or default_uri(folder))
+        if not settings.uri:
+            with locked(folder, settings.lock_wait_s):
+                claim(folder, [LITE_FILE])
+        connect(settings.uri or default_uri(folder), settings.lock_wait_s)
 
 
 def _with_colour_names(items: pd.DataFrame, colours: np.ndarray) -> pd.DataFrame:
@@ -158,34 +156,51 @@ def _checksums(folder: Path, manifest: dict, files: dict, rows: int) -> dict:
 
 
 def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, skipped: pd.DataFrame,
-            vectors_file: str | None = None, colours_file: str | None = None) -> dict:
+            vectors_file: str | None = None, colours_file: str | None = None, generation: int | None = None) -> dict:
     """Write the next generation (a new faiss file unless ``faiss_index`` is None), with the
-    checksums of its files, and switch the manifest to it; the previous generation's files stay
-    for readers, older ones go."""
+    checksums of its files, and switch the sealed manifest to it; the previous generation's
+    files stay for readers, older ones go."""
     old_files = manifest.get("files", {})
-    generation = manifest.get("generation", 0) + 1
+    generation = generation or free_generation(folder, manifest)
     files = generation_files(generation, vectors_file or old_files["vectors"], colours_file or old_files["colours"])
     if faiss_index is None:  # unchanged, or none at all (the vectors are in Milvus)
         files.pop("faiss")
         if "faiss" in old_files:
             files["faiss"] = old_files["faiss"]
-    write_text_atomic(folder / files["products"], products.to_csv(index=False))
+    ledger = claim(folder, [files["products"], SKIPPED_FILE, *([files["faiss"]] if faiss_index is not None else [])],
+                   index_ledger(folder, manifest, products))
+    write_owned(folder, files["products"], products.to_csv(index=False).encode())
     if faiss_index is not None:
         save_faiss_index(faiss_index, folder / files["faiss"])
-    write_text_atomic(folder / SKIPPED_FILE, skipped.to_csv(index=False))
-    manifest = {**manifest, "generation": generation, "rows": len(products), "files": files,
-                "checksums": _checksums(folder, manifest, files, len(products)),
-                "previous_files": old_files, "updated": _now()}
-    write_json(folder / MANIFEST_FILE, manifest)
-    live = products["path"].astype(str)[~products["deleted"].to_numpy(bool)]
-    remove_debris(folder, manifest, set(live))
+    write_owned(folder, SKIPPED_FILE, skipped.to_csv(index=False).encode())
+    manifest = sealed({**{k: v for k, v in manifest.items() if k != "seal"}, "format": FORMAT_VERSION,
+                       "generation": generation, "rows": len(products), "files": files,
+                       "checksums": _checksums(folder, manifest, files, len(products)),
+                       "previous_files": old_files, "updated": _now()})
+    write_manifest(folder, manifest)
+    remove_debris(folder, manifest, products, ledger, generation)
     return manifest
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Switch the index to the generation ``manifest`` names (one atomic rename)."""
+    write_owned(folder, MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def remove_debris(folder: Path, manifest: dict, products: pd.DataFrame, ledger: Ledger, generation: int) -> int:
+    """After a commit: delete the engine's files no generation uses, forget the names gone, and
+    record the generation committed. Returns the bytes freed."""
+    gone, freed = remove_owned(folder, set(debris(folder, ledger, in_use(manifest, products))))
+    missing = {name for name in ledger.names if not os.path.lexists(folder / name)}
+    write_ledger(folder, Ledger(ledger.names - gone - missing, generation))
+    return freed
 
 
 def create_index(folder: str | Path, identity: dict, settings: IndexParams, items: pd.DataFrame,
                  vectors: np.ndarray, colours: np.ndarray, skipped: pd.DataFrame) -> ProductIndex:
     """Build a new index in ``folder`` from embedded items (``id``, ``path``, metadata)."""
     folder = Path(folder)
+    claim_folder(folder)
     with locked(folder, settings.lock_wait_s):
         refuse_existing(folder)
         if len(items) == 0:
@@ -193,8 +208,7 @@ def create_index(folder: str | Path, identity: dict, settings: IndexParams, item
         dim = vectors.shape[1]
         choice = choose_index(len(items), dim, settings)
         files = generation_files(1, "vectors.f32", "colours.f32")
-        for name in (files["vectors"], files["colours"]):
-            (folder / name).unlink(missing_ok=True)
+        claim(folder, [files["vectors"], files["colours"]])
         append_rows(folder / files["vectors"], 0, dim * 4, vectors)
         append_rows(folder / files["colours"], 0, DESCRIPTOR_DIM * 4, colours)
         manifest = {"format": FORMAT_VERSION, "model": identity, "dim": dim, "metric": settings.metric,
@@ -204,6 +218,8 @@ def create_index(folder: str | Path, identity: dict, settings: IndexParams, item
         products = _with_colour_names(items, colours)
         faiss_index = None
         if settings.backend == "milvus":
+            if not settings.uri:
+                claim(folder, [LITE_FILE])
             manifest.update(create_collection(folder, 1, identity, vectors, products, settings.metric, choice.kind,
                                               settings))
         else:
@@ -213,9 +229,9 @@ def create_index(folder: str | Path, identity: dict, settings: IndexParams, item
 
 
 def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: bool | None) -> ProductIndex:
-    """The index the manifest names, after the cheap checks: sizes before reading, the checksums
-    of the products and faiss files up to :data:`CHECKSUM_AT_OPEN_BYTES`, finite values in what
-    is read into memory, the faiss index's shape."""
+    """The index the manifest names, after the checks of an open: the manifest's seal and sizes
+    before reading, the checksums of the products and faiss files and of every row read into
+    memory, finite values, no older manifest put back, the faiss index's shape."""
     check_manifest(folder, manifest, row_widths(manifest))
     files, rows, dim = manifest["files"], manifest["rows"], manifest["dim"]
     in_memory = manifest["kind"] != "ivfpq" if in_memory is None else in_memory
@@ -224,7 +240,11 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
     if in_memory:
         check_finite(folder, files["vectors"], vectors)
     check_finite(folder, files["colours"], colours)
-    check_checksums(folder, manifest, row_widths(manifest), whole_files_up_to=CHECKSUM_AT_OPEN_BYTES)
+    check_checksums(folder, manifest, row_widths(manifest), whole_files_only=True)
+    for role, array in (("vectors", vectors), ("colours", colours)):
+        if isinstance(array, np.memmap):
+            continue  # IVF-PQ's vectors stay on disk: 'verify' reads them
+        check_rows_read(folder, manifest, role, array)
     products = pd.read_csv(folder / files["products"], dtype={"id": str, "product_id": str, "colours": str},
                            keep_default_na=False, na_values=[""])
     products["colours"] = products["colours"].fillna("")
@@ -232,7 +252,7 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
         columns=["id", "path", "reason"])
     search_settings = dataclasses.replace(settings, metric=manifest["metric"])
     if manifest.get("backend") == "milvus":
-        vector_index = open_collection(manifest, vectors, search_settings)
+        vector_index = open_collection(folder, manifest, vectors, search_settings)
     else:
         faiss_index = load_faiss_index(folder / files["faiss"])
         if faiss_index.d != dim:
@@ -241,22 +261,6 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
     if len(products) != rows:
         raise ValueError(f"{len(products)} products for {rows} vectors")
     return ProductIndex(folder, manifest, products, colours, vector_index, skipped)
-
-
-def read_manifest(folder: Path) -> dict:
-    """The current manifest, checked for this version's format (a damaged one is said so)."""
-    if not (folder / MANIFEST_FILE).is_file():
-        raise ProductIndexError(f"no index in {folder}; build one with 'fashion-search index <catalogue> --index {folder}'")
-    try:
-        manifest = read_json(folder / MANIFEST_FILE)
-    except (ValueError, UnicodeDecodeError):
-        raise damaged(folder, f"{MANIFEST_FILE} is not valid JSON") from None
-    if not isinstance(manifest, dict):
-        raise damaged(folder, f"{MANIFEST_FILE} is not a JSON object")
-    if manifest.get("format") != FORMAT_VERSION:
-        raise ProductIndexError(f"the index in {folder} has format {manifest.get('format')}; this version reads "
-                                f"format {FORMAT_VERSION}: rebuild it")
-    return manifest
 
 
 def verify_index(folder: str | Path) -> dict:
@@ -268,7 +272,8 @@ def verify_index(folder: str | Path) -> dict:
         manifest = read_manifest(folder)
         try:
             check_manifest(folder, manifest, row_widths(manifest))
-            return verify_files(folder, manifest, row_widths(manifest))
+            check_not_rolled_back(folder, manifest)
+            return {**verify_files(folder, manifest, row_widths(manifest)), "sealed": manifest["format"] >= 2}
         except (OSError, DamagedIndexError) as err:
             if read_manifest(folder).get("generation") != manifest.get("generation"):
                 continue  # a change switched generations while we read: verify the new one
@@ -286,6 +291,7 @@ def open_index(folder: str | Path, settings: IndexParams, in_memory: bool | None
     for attempt in range(OPEN_ATTEMPTS):
         manifest = read_manifest(folder)
         try:
+            check_not_rolled_back(folder, manifest)
             return _open_once(folder, manifest, settings, in_memory)
         except (OSError, ValueError, RuntimeError) as err:  # faiss raises RuntimeError for a missing file
             if read_manifest(folder).get("generation") != manifest.get("generation"):
@@ -340,8 +346,9 @@ def record_skipped(index: ProductIndex, skipped: pd.DataFrame) -> ProductIndex:
     with locked(index.folder, settings.lock_wait_s):
         index = open_index(index.folder, settings)
         everything = pd.concat([index.skipped, skipped.astype(str)], ignore_index=True)
-        write_text_atomic(index.folder / SKIPPED_FILE,
-                          everything.drop_duplicates(["id", "path"], keep="last").to_csv(index=False))
+        claim(index.folder, [SKIPPED_FILE], index_ledger(index.folder, index.manifest, index.products))
+        write_owned(index.folder, SKIPPED_FILE,
+                    everything.drop_duplicates(["id", "path"], keep="last").to_csv(index=False).encode())
     return open_index(index.folder, settings)
 
 
@@ -373,8 +380,9 @@ def compact(index: ProductIndex) -> ProductIndex:
         if not live.any():
             raise ProductIndexError("every product was removed; nothing to compact (build a new index)")
         vectors, colours = np.asarray(index.vectors.vectors)[live], index.colours[live]
-        generation = index.manifest["generation"] + 1
-        names = f"vectors-{generation:06d}.f32", f"colours-{generation:06d}.f32"
+        generation = free_generation(index.folder, index.manifest, compaction_files)
+        names = tuple(compaction_files(generation))[:2]
+        claim(index.folder, list(names), index_ledger(index.folder, index.manifest, index.products))
         append_rows(index.folder / names[0], 0, vectors.shape[1] * 4, vectors)
         append_rows(index.folder / names[1], 0, DESCRIPTOR_DIM * 4, colours)
         choice = choose_index(len(vectors), vectors.shape[1], settings)
@@ -386,7 +394,7 @@ def compact(index: ProductIndex) -> ProductIndex:
                                               manifest["metric"], choice.kind, settings, manifest["milvus"]["uri"]))
         else:
             faiss_index = build_faiss_index(vectors, choice, index.manifest["metric"], settings)
-        _commit(index.folder, manifest, products, faiss_index, index.skipped, *names)
+        _commit(index.folder, manifest, products, faiss_index, index.skipped, *names, generation=generation)
         if isinstance(index.vectors, MilvusVectors):
             index.vectors.drop()
     return open_index(index.folder, settings)

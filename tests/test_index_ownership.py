@@ -1,0 +1,167 @@
+"""The engine touches only what it owns: an index goes only into a new, empty or index folder;
+changes delete or rewrite only files the engine recorded as its own; nothing is followed through a
+symbolic link; a copied Milvus Lite index uses its own database. Each command runs in its own
+process, as a person types it."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
+USER_FILES = {".env": "SECRET=1", ".gitignore": "*.pyc", ".bashrc": "alias ll='ls -l'", "products-000002.csv": "mine",
+              "faiss-backup.faiss": "mine", "vectors.txt": "mine", "colours-notes.md": "mine", "manifest.yaml": "mine"}
+
+
+def cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fashion_search.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def one_line_refusal(done: subprocess.CompletedProcess, says: str) -> None:
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr and says in lines[0], done.stderr[-2000:]
+
+
+def plant(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def untouched(folder: Path, files: dict[str, str]) -> bool:
+    return all((folder / name).read_text() == text for name, text in files.items())
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(photo_folder, tmp_path_factory) -> Path:
+    """A faiss index of the photo folder, built by the CLI."""
+    folder = tmp_path_factory.mktemp("owned") / "index"
+    done = cli("index", str(photo_folder), "--index", str(folder), *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder
+
+
+@pytest.fixture
+def index(built, tmp_path) -> Path:
+    copy = tmp_path / "index"
+    shutil.copytree(built, copy)
+    return copy
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_a_folder_that_is_not_an_index_is_refused_and_left_whole(photo_folder, tmp_path, overwrite):
+    """A user's folder (here with a .git folder and dotfiles), and the catalogue folder itself."""
+    folder = tmp_path / "userdir"
+    plant(folder, {**USER_FILES, ".git/HEAD": "ref: refs/heads/main", ".git/config": "[core]"})
+    before = snapshot(folder)
+    one_line_refusal(cli("index", str(photo_folder), "--index", str(folder), *TINY, *overwrite),
+                     "is not empty and holds no index")
+    assert snapshot(folder) == before
+    catalogue = snapshot(photo_folder)
+    one_line_refusal(cli("index", str(photo_folder), "--index", str(photo_folder), *TINY, *overwrite),
+                     "is not empty and holds no index")
+    assert snapshot(photo_folder) == catalogue
+
+
+def test_an_index_folder_keeps_the_users_files_through_every_change(index, photo_folder, tmp_path):
+    """Files a user put in an index folder, named like the engine's or not, survive add, remove,
+    compact and --overwrite; the index's own old generations go."""
+    plant(index, {**USER_FILES, "notes/todo.txt": "mine", "products-000099.csv": "mine", "vectors-000009.f32": "m"})
+    users = {**USER_FILES, "notes/todo.txt": "mine", "products-000099.csv": "mine", "vectors-000009.f32": "m"}
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy(photo_folder / "images" / "999.jpg", extra / "777.jpg")
+    for argv in (("add", str(extra)), ("remove", "100"), ("compact",), ("remove", "102")):
+        done = cli(*argv, "--index", str(index))
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert untouched(index, users)
+    owned = set(json.loads((index / "owned-files.json").read_text())["names"])
+    assert not {"products-000001.csv", "vectors.f32", "faiss-000001.faiss"} & owned  # old generations: gone
+    assert not (index / "products-000001.csv").exists() and not (index / "vectors.f32").exists()
+    done = cli("index", str(photo_folder), "--index", str(index), *TINY, "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert untouched(index, users)
+    query = cli("query", "--like", "100", "--index", str(index), "--json")
+    assert query.returncode == 0 and json.loads(query.stdout)["results"][0]["id"] != "100"
+
+
+def test_overwrite_does_not_follow_a_linked_folder_inside(index, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    plant(elsewhere, {"keep.jpg": "photo"})
+    (index / "linked").symlink_to(elsewhere)
+    (index / "uploads").symlink_to(elsewhere, target_is_directory=True)
+    done = cli("index", str(index.parent / "nowhere-but-here"), "--index", str(index), *TINY, "--overwrite")
+    assert "Traceback" not in done.stderr
+    assert (index / "linked").is_symlink() and untouched(elsewhere, {"keep.jpg": "photo"})
+
+
+def test_debris_clean_up_never_follows_a_linked_uploads_folder(index, tmp_path):
+    elsewhere = tmp_path / "photos-of-mine"
+    plant(elsewhere, {"a.1234abcd.png": "photo", "b.png": "photo"})
+    old = time.time() - 3600
+    for path in elsewhere.iterdir():
+        os.utime(path, (old, old))
+    (index / "uploads").symlink_to(elsewhere, target_is_directory=True)
+    for argv in (("remove", "100"), ("compact",)):
+        assert cli(*argv, "--index", str(index)).returncode == 0
+    assert untouched(elsewhere, {"a.1234abcd.png": "photo", "b.png": "photo"})
+
+
+def test_a_linked_index_file_is_refused_not_written_through(index, tmp_path, photo_folder):
+    other = tmp_path / "other"
+    shutil.copytree(index, other)
+    (index / "vectors.f32").unlink()
+    (index / "vectors.f32").symlink_to(other / "vectors.f32")
+    before = (other / "vectors.f32").read_bytes()
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy(photo_folder / "images" / "999.jpg", extra / "777.jpg")
+    one_line_refusal(cli("add", str(extra), "--index", str(index)), "vectors.f32 is a symbolic link")
+    one_line_refusal(cli("query", "--like", "100", "--index", str(index)), "vectors.f32 is a symbolic link")
+    assert (other / "vectors.f32").read_bytes() == before
+
+
+def test_a_copied_milvus_lite_index_changes_only_itself(photo_folder, tmp_path):
+    original, copy = tmp_path / "idxm", tmp_path / "idxmcopy"
+    done = cli("index", str(photo_folder), "--index", str(original), *TINY, "--backend", "milvus")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((original / "manifest.json").read_text())["milvus"]["uri"] == "milvus.db"
+    subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
+    for argv in (("remove", "100"), ("compact",)):
+        done = cli(*argv, "--index", str(copy))
+        assert done.returncode == 0, done.stderr[-2000:]
+    query = cli("query", "--like", "104", "--index", str(original), "--json", "--top-k", "30")
+    assert query.returncode == 0, query.stderr[-2000:]
+    assert "100" in {r["id"] for r in json.loads(query.stdout)["results"]}
+    assert "intact" in cli("verify", "--index", str(original)).stdout
+    copied = cli("query", "--like", "104", "--index", str(copy), "--json", "--top-k", "30")
+    assert copied.returncode == 0 and "100" not in {r["id"] for r in json.loads(copied.stdout)["results"]}
+
+
+def test_two_milvus_lite_writers_take_turns(photo_folder, tmp_path):
+    """A process holding the Milvus Lite database for 3 s; a removal started meanwhile waits for it
+    (index.lock_wait_s, 10 s), then lands."""
+    folder = tmp_path / "index"
+    assert cli("index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus").returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom fashion_search.search.milvus_index "
+                               f"import connect\nc = connect({str(folder / 'milvus.db')!r})\nprint('open', flush=True)"
+                               "\ntime.sleep(3)\nc.close()"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        done = cli("remove", "100", "--index", str(folder))
+    finally:
+        holder.kill()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "removed 1 products" in done.stdout
