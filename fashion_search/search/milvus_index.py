@@ -51,21 +51,15 @@ def default_uri(folder: Path) -> str:
 
 
 def recorded_uri(folder: Path, uri: str) -> str:
-    """What the manifest records of ``uri``: the folder's own Milvus Lite database by its name
-    (a copied or moved index then uses its own copy), any other URI as it is."""
+    """What the manifest records of ``uri``: the folder's own Lite database by name (a copy uses its own)."""
     return LITE_FILE if not is_server(uri) and Path(uri).resolve() == Path(folder).resolve() / LITE_FILE else uri
 
 
 def resolved_uri(folder: Path, recorded: str) -> str:
-    """The URI a manifest's record means for the index in ``folder``. An older manifest's absolute
-    path to a ``milvus.db`` whose folder has its own is read as the folder's own (a copy made
-    before URIs were recorded by name)."""
-    if is_server(recorded):
-        return recorded
+    """The URI a record means in ``folder`` (an older absolute ``…/milvus.db``: the folder's own, if any)."""
     own = Path(folder) / LITE_FILE
-    if recorded == LITE_FILE or (Path(recorded).name == LITE_FILE and own.is_dir()):
-        return str(own.resolve())
-    return recorded
+    lite = not is_server(recorded) and (recorded == LITE_FILE or (Path(recorded).name == LITE_FILE and own.is_dir()))
+    return str(own.resolve()) if lite else recorded
 
 
 def is_server(uri: str) -> bool:
@@ -79,9 +73,8 @@ def collection_name(folder: Path, generation: int) -> str:
 
 
 def connect(uri: str, wait_s: float = 0.0):
-    """A pymilvus client for ``uri``; a clear error when Milvus cannot be reached or opened. A
-    Milvus Lite database another process has open is waited for up to ``wait_s`` seconds (it
-    serves one process at a time: two writers take turns)."""
+    """A pymilvus client for ``uri``, a clear error when Milvus cannot be reached or opened; a Lite
+    database another process has open is waited for up to ``wait_s`` s (two writers take turns)."""
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines (keepalive chatter); errors reach us
     from pymilvus import MilvusClient
 
@@ -96,21 +89,19 @@ def connect(uri: str, wait_s: float = 0.0):
         try:
             return MilvusClient(uri)
         except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
-            reason = getattr(err, "message", None) or str(err)
-            busy = not is_server(uri) and _locked_elsewhere(Path(uri))
-            if busy and time.monotonic() < deadline:
-                time.sleep(0.2)
-                continue
-            if busy:
+            if not is_server(uri) and _locked_elsewhere(Path(uri)):
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
                 raise IndexBusyError(f"cannot open Milvus at {uri}: another process has this Milvus Lite database "
                                      "open (Milvus Lite serves one process at a time): try again when it has "
                                      "finished, stop it (e.g. 'fashion-search serve'), or use a Milvus server "
                                      "(index.uri: http://host:19530)") from None
-            raise ProductIndexError(f"cannot open Milvus at {uri}: {reason}") from None
+            raise ProductIndexError(f"cannot open Milvus at {uri}: {getattr(err, 'message', None) or err}") from None
 
 
 def _locked_elsewhere(folder: Path) -> bool:
-    """Whether another process holds Milvus Lite's lock on ``folder`` (ask only after this one failed to open it)."""
+    """Whether another process holds Milvus Lite's lock on ``folder`` (ask after failing to open it)."""
     lock = folder / "LOCK"
     if not lock.is_file():
         return False
