@@ -20,6 +20,8 @@ from fashion_search.params import SplitFractions
 
 SPLITS = ("train", "validation", "test")
 SKIPPED_COLUMNS = ["id", "path", "reason"]
+# A cell starting with one of these is run as a formula by a spreadsheet opening the CSV.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # An id the service can put in a URL and a file name: never a path, never hidden, no spaces.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SAFE_ID_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
@@ -163,13 +165,26 @@ def relevance_codes(items: pd.DataFrame, definition: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- on disk
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells that a spreadsheet would run as a formula (starting
+    with one of :data:`FORMULA_STARTS`) start with a single quote, which shows them as text;
+    numbers, and cells escaped already, are left as they are."""
+    safe = frame.copy()
+    for column in safe.columns:
+        values = safe[column]
+        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            risky = values.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_STARTS)).astype(bool)
+            safe[column] = values.where(~risky, "'" + values[risky].astype(str))
+    return safe
+
+
 def save_catalog(catalog: Catalog, folder: str | Path) -> None:
     """Write ``items.csv``, ``images.npy``, ``skipped.csv`` (photos left out, and why) and a
     manifest into ``folder`` (each atomically)."""
     folder = Path(folder)
     save_npy(folder / "images.npy", catalog.images)
     write_text_atomic(folder / "items.csv", catalog.items.to_csv(index=False))
-    write_text_atomic(folder / "skipped.csv", catalog.skipped.to_csv(index=False))
+    write_text_atomic(folder / "skipped.csv", spreadsheet_safe(catalog.skipped).to_csv(index=False))
     counts = catalog.items.groupby("split").size().to_dict()
     write_json(folder / "manifest.json", {
         "label_column": catalog.label_column,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.data.catalog import Catalog, drop_unsafe_ids
+from fashion_search.data.catalog import Catalog, drop_unsafe_ids, spreadsheet_safe
 from fashion_search.io import work_key
 from fashion_search.params import IndexParams
 from fashion_search.search.embedder import Embedder, embed_catalog
@@ -41,7 +41,8 @@ def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, setti
                      description: str) -> Embedded:
     """Embed a catalogue, resumable in a folder under ``work_dir`` keyed by the model and the
     photos' content, in this process or on Ray (``settings.executor``); ids the service could
-    not serve are skipped with the reason."""
+    not serve are skipped with the reason. The skipped list's cells are spreadsheet-safe (see
+    :func:`~fashion_search.data.catalog.spreadsheet_safe`), as skipped.csv is opened in one."""
     catalog = drop_unsafe_ids(catalog)
     ids = catalog.items["id"].astype(str).tolist()
     chunks = work_dir / work_key(embedder.identity, ids, images=catalog.images)
@@ -59,4 +60,5 @@ def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, setti
     skipped = pd.DataFrame({"id": items["id"][bad].tolist(), "path": items["path"][bad].astype(str).tolist(),
                             "reason": [r for r in done.reasons if r is not None]})
     skipped = pd.concat([catalog.skipped.astype(str), skipped], ignore_index=True) if len(catalog.skipped) else skipped
-    return Embedded(items[done.usable].reset_index(drop=True), done.vectors, done.colours, skipped, chunks)
+    return Embedded(items[done.usable].reset_index(drop=True), done.vectors, done.colours, spreadsheet_safe(skipped),
+                    chunks)

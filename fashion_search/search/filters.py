@@ -2,10 +2,12 @@
 
 ``category=shoes`` matches case-insensitively; ``category=shoes,bags`` is either; a number
 column takes a range, ``price=50..200``, ``price=..100`` or ``price=300..``; ``colour=red``
-matches the colour names read from the photos. Several filters must all hold. A value that
-is not a number never matches a range. A request holds at most :data:`MAX_FILTERS` filters of
-at most :data:`MAX_VALUES` values each, so one request cannot make the engine scan its table
-thousands of times.
+matches the colour names read from the photos. Several filters must all hold. Keys and values
+are compared in NFKC form (:mod:`fashion_search.data.text_forms`), a key in any case. Only plain
+decimal numbers are numbers: a value such as ``Infinity``, ``1e3`` or ``+7`` never matches a
+range, and a number column holding an infinity (text read back as a number) takes none. A
+request holds at most :data:`MAX_FILTERS` filters of at most :data:`MAX_VALUES` values each, so
+one request cannot make the engine scan its table thousands of times.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fashion_search.data.text_forms import PLAIN_LIMIT, PLAIN_NUMBER, fold, normal
 from fashion_search.search.colour import PALETTE_HEX
 
 COLOUR_KEY = "colour"
@@ -41,6 +44,21 @@ def filter_keys(products: pd.DataFrame) -> list[str]:
     return [c for c in products.columns if c not in HIDDEN_COLUMNS] + [COLOUR_KEY]
 
 
+def range_numbers(column: pd.Series) -> pd.Series:
+    """A column's values as numbers for a range (NaN where a value is not one): plain decimals
+    of text, finite numbers under :data:`PLAIN_LIMIT`; none at all in a number column holding
+    an infinity, which was text before the index's table was read back."""
+    if pd.api.types.is_bool_dtype(column):
+        return pd.Series(np.nan, index=column.index)
+    if pd.api.types.is_numeric_dtype(column):
+        numbers = column.astype(float)
+        if np.isinf(numbers).any():
+            return pd.Series(np.nan, index=column.index)
+        return numbers.where(numbers.abs() < PLAIN_LIMIT)
+    text = column.astype(str)
+    return pd.to_numeric(text.where(text.str.fullmatch(PLAIN_NUMBER.pattern)), errors="coerce")
+
+
 def filter_options(products: pd.DataFrame, live: np.ndarray, max_values: int = 50) -> dict[str, dict]:
     """What a filter may say, for a form to offer: per key, its most common values among live
     products (at most ``max_values``; ``more`` says whether there are others), or for a number
@@ -50,7 +68,7 @@ def filter_options(products: pd.DataFrame, live: np.ndarray, max_values: int = 5
         column = products.loc[live, key]
         if key == "id":
             continue
-        numbers = pd.to_numeric(column, errors="coerce")
+        numbers = range_numbers(column)
         if len(column) and numbers.notna().all():
             options[key] = {"range": [float(numbers.min()), float(numbers.max())]}
             continue
@@ -76,14 +94,19 @@ def _number(text: str, expression: str) -> float | None:
 
 
 def parse_filter(expression: str, products: pd.DataFrame) -> Filter:
-    """One ``key=value`` expression, checked against the index's columns."""
+    """One ``key=value`` expression in NFKC form, checked against the index's columns (a key in
+    any case)."""
+    expression = normal(expression)
     key, sep, value = expression.partition("=")
     key, value = key.strip(), value.strip()
     if not sep or not key or not value:
         raise FilterError(f"'{expression}' is not a filter: write key=value, e.g. category=shoes or price=50..200")
     keys = filter_keys(products)
     if key not in keys:
-        raise FilterError(f"unknown filter key '{key}'; this index has: {', '.join(keys)}")
+        same = [k for k in keys if fold(k) == fold(key)]
+        if len(same) != 1:
+            raise FilterError(f"unknown filter key '{key}'; this index has: {', '.join(keys)}")
+        key = same[0]
     if key == COLOUR_KEY:
         names = tuple(v.strip().lower() for v in value.split(","))
         unknown = [n for n in names if n not in PALETTE_HEX]
@@ -93,8 +116,9 @@ def parse_filter(expression: str, products: pd.DataFrame) -> Filter:
     if len(value.split(",")) > MAX_VALUES:
         raise FilterError(f"'{key}=': at most {MAX_VALUES} values in one filter")
     if ".." in value:
-        if pd.to_numeric(products[key], errors="coerce").isna().all():
-            raise FilterError(f"'{expression}': a range needs numbers, and '{key}' holds none")
+        if range_numbers(products[key]).isna().all():
+            raise FilterError(f"'{expression}': a range needs numbers, and '{key}' holds no plain numbers "
+                              "(such as 12 or -3.5)")
         low, _, high = value.partition("..")
         return Filter(key, low=_number(low.strip(), expression), high=_number(high.strip(), expression))
     return Filter(key, tuple(v.strip() for v in value.split(",")))
@@ -108,10 +132,10 @@ def filter_mask(products: pd.DataFrame, filters: list[Filter]) -> np.ndarray:
             names = products["colours"].fillna("").str.split()
             mask &= names.map(lambda have, want=set(f.values): bool(want & set(have))).to_numpy(bool)
         elif f.values:
-            column = products[f.key].astype(str).str.lower()
+            column = products[f.key].astype(str).str.normalize("NFKC").str.lower()
             mask &= column.isin([v.lower() for v in f.values]).to_numpy(bool)
         else:
-            column = pd.to_numeric(products[f.key], errors="coerce")
+            column = range_numbers(products[f.key])
             inside = column.notna()
             if f.low is not None:
                 inside &= column >= f.low
