@@ -64,6 +64,23 @@ def test_one_text_is_one_value_and_only_plain_numbers_are_ranged_from_the_comman
     assert found("size=0..") == {"100", "107", "109"}
 
 
+def test_number_looking_text_stays_text_when_the_index_is_opened_again(photo_folder, tmp_path):
+    """A column whose every value pandas would read as a number (1e3, +7, " 5 ") is text: each
+    query is a new process that reads the stored table back."""
+    photos = tmp_path / "photos"
+    shutil.copytree(photo_folder / "images", photos)
+    codes = ["1e3", "+7", " 5 ", "12"]
+    rows = [f'{100 + n},"{code}"' for n, code in enumerate(codes)]
+    (photos / "labels.csv").write_text("id,code\n" + "\n".join(rows) + "\n")
+    index = str(tmp_path / "index")
+    assert cli("index", str(photos), "--index", index, *TINY).returncode == 0
+    done = cli("query", "--like", "101", "--index", index, "--top-k", "30", "--json", "--filter", "code=0..5000")
+    assert done.returncode == 0, done.stderr
+    assert {r["id"] for r in json.loads(done.stdout)["results"]} == {"103"}
+    shown = cli("query", "--like", "101", "--index", index, "--json", "--filter", "code=1e3")
+    assert [r["code"] for r in json.loads(shown.stdout)["results"]] == ["1e3"]
+
+
 def test_json_metadata_is_normalised_and_look_alike_names_are_refused():
     assert metadata_from_json(json.dumps({"usage": CAFE_NFD, "\uff53\uff49\uff5a\uff45": "\uff2d"})) == \
         {"usage": CAFE_NFC, "size": "M"}

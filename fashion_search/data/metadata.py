@@ -86,6 +86,20 @@ def typed_values(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def stored_types(table: pd.DataFrame, text: tuple[str, ...]) -> pd.DataFrame:
+    """A stored table read as text (``dtype=str``, blanks missing) with the types it was written
+    with, by the rule of :func:`typed_values`: plain decimals as numbers, True/False as booleans,
+    other text (``1e3``, ``+7``, ``Infinity``) as text; missing values stay missing; the ``text``
+    columns stay text."""
+    for column in table.columns.drop([c for c in text if c in table.columns]):
+        given = table[column].dropna()
+        if len(given) and given.map(is_plain_number).all():
+            table[column] = pd.to_numeric(table[column])
+        elif len(given) == len(table) and len(given) and given.str.lower().isin(["true", "false"]).all():
+            table[column] = given.str.lower().eq("true")
+    return table
+
+
 def check_values(table: pd.DataFrame, where: str) -> None:
     """Refuse a text value longer than :data:`MAX_VALUE_CHARS`."""
     for column in table.columns:

@@ -32,7 +32,7 @@ import pandas as pd
 from fashion_search.params import IndexParams
 from fashion_search.search.embedder import IDENTITY_KEYS
 from fashion_search.search.faiss_index import to_distance
-from fashion_search.search.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter
+from fashion_search.search.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter, range_numbers
 from fashion_search.search.generations import IndexBusyError, ProductIndexError
 
 LITE_FILE = "milvus.db"
@@ -121,9 +121,9 @@ def _metric(metric: str) -> str:
 def _filter_values(products: pd.DataFrame) -> tuple[list[dict], list[dict], list[list[str]]]:
     """Per row: metadata as lower-case text, numeric metadata as numbers, colour names."""
     columns = [c for c in products.columns if c not in HIDDEN_COLUMNS]
-    text = products[columns].astype(str).apply(lambda column: column.str.lower())
+    text = products[columns].astype(str).apply(lambda column: column.str.normalize("NFKC").str.lower())
     meta = [{c: v for c, v in row.items() if v not in ("nan", "none", "<na>")} for row in text.to_dict("records")]
-    numbers = pd.DataFrame({c: pd.to_numeric(products[c], errors="coerce") for c in columns})
+    numbers = pd.DataFrame({c: range_numbers(products[c]) for c in columns})
     values = [{c: float(v) for c, v in row.items() if not math.isnan(v)} for row in numbers.to_dict("records")]
     return meta, values, products["colours"].fillna("").astype(str).str.split().tolist()
 

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fashion_search.data.catalog import spreadsheet_safe
+from fashion_search.data.metadata import stored_types
 from fashion_search.io import file_sha256
 from fashion_search.params import IndexParams
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
@@ -172,7 +174,7 @@ def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, s
     write_owned(folder, files["products"], products.to_csv(index=False).encode())
     if faiss_index is not None:
         save_faiss_index(faiss_index, folder / files["faiss"])
-    write_owned(folder, SKIPPED_FILE, skipped.to_csv(index=False).encode())
+    write_owned(folder, SKIPPED_FILE, spreadsheet_safe(skipped).to_csv(index=False).encode())
     manifest = sealed({**{k: v for k, v in manifest.items() if k != "seal"}, "format": FORMAT_VERSION,
                        "generation": generation, "rows": len(products), "files": files,
                        "checksums": _checksums(folder, manifest, files, len(products)),
@@ -245,8 +247,8 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
         if isinstance(array, np.memmap):
             continue  # IVF-PQ's vectors stay on disk: 'verify' reads them
         check_rows_read(folder, manifest, role, array)
-    products = pd.read_csv(folder / files["products"], dtype={"id": str, "product_id": str, "colours": str},
-                           keep_default_na=False, na_values=[""])
+    products = stored_types(pd.read_csv(folder / files["products"], dtype=str, keep_default_na=False, na_values=[""]),
+                            ("id", "path", "colours", "product_id"))
     products["colours"] = products["colours"].fillna("")
     skipped = pd.read_csv(folder / SKIPPED_FILE, dtype=str) if (folder / SKIPPED_FILE).is_file() else pd.DataFrame(
         columns=["id", "path", "reason"])
@@ -348,7 +350,8 @@ def record_skipped(index: ProductIndex, skipped: pd.DataFrame) -> ProductIndex:
         everything = pd.concat([index.skipped, skipped.astype(str)], ignore_index=True)
         claim(index.folder, [SKIPPED_FILE], index_ledger(index.folder, index.manifest, index.products))
         write_owned(index.folder, SKIPPED_FILE,
-                    everything.drop_duplicates(["id", "path"], keep="last").to_csv(index=False).encode())
+                    spreadsheet_safe(everything.drop_duplicates(["id", "path"], keep="last")).to_csv(
+                        index=False).encode())
     return open_index(index.folder, settings)
 
 
