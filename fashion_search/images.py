@@ -20,7 +20,9 @@ photo and the RGB result. Large JPEGs come out reduced by libjpeg while decoding
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -103,9 +105,16 @@ def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise UnusableImageError("file missing")
-    if path.stat().st_size == 0:
-        raise UnusableImageError("empty file")
-    with open(path, "rb") as handle:
+    try:  # opened without blocking, then checked: a file swapped for a FIFO or device meanwhile is refused
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise UnusableImageError(f"cannot be read ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnusableImageError("not a regular file")
+        if info.st_size == 0:
+            raise UnusableImageError("empty file")
         return decode_photo(handle, max_pixels)
 
 
