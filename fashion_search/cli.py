@@ -198,8 +198,8 @@ def _add_engine(commands) -> None:
     serve.add_argument("--max-wait-ms", type=_non_negative, default=2.0,
                        help="how long a request waits for others to share its model call (default 2)")
     serve.add_argument("--max-connections", type=_positive_int, default=500,
-                       help="open connections at most; beyond, the one waiting longest for its headers is "
-                            "closed (default 500)")
+                       help="open connections at most; beyond, the one stalled longest (waiting for headers, "
+                            "behind its body's pace, not reading its answer) is closed (default 500)")
     _runtime(serve)
     serve.set_defaults(run=_engine("serve"))
 
@@ -233,6 +233,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """The errors that are a user's mistake: one line, exit code 2, no traceback."""
     from fashion_search.data.catalog import CatalogueError, DatasetNotFoundError
     from fashion_search.images import UnusableImageError
+    from fashion_search.models.shipped import ShippedModelError
     from fashion_search.params import ConfigError
     from fashion_search.search.colour import ColourError
     from fashion_search.search.embedder import ModelError
@@ -241,7 +242,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from fashion_search.search.store import ProductIndexError
 
     return (ConfigError, DatasetNotFoundError, CatalogueError, ModelError, FilterError, UnusableImageError,
-            ProductIndexError, ColourError, RuntimeUnavailableError)
+            ProductIndexError, ColourError, RuntimeUnavailableError, ShippedModelError)
 
 
 def main(argv: list[str] | None = None) -> int:

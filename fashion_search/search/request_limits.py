@@ -1,9 +1,12 @@
-"""What the service checks before it reads a request's body: the write key, the declared size;
-then the body itself is read within a size cap and a time limit.
+"""What the service checks before it reads a request's body: that the headers it acts on come
+once, the write key, the declared size; then the body is read within a size cap and a time limit.
 
 A pure ASGI middleware, so an unauthenticated or oversized upload is refused without being
 read or spooled to disk, a lying ``Content-Length`` is answered at once, and a client that
 sends its body too slowly is cut off. Only the body that passed reaches the application.
+A request naming its key (or its body's type) twice is refused whatever the values: which of
+two would count is a guess a proxy in front may make differently. (h11 refuses two different
+``Content-Length`` values itself, and two ``Host`` or ``Transfer-Encoding`` headers.)
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import json
 from typing import Callable
 
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+ONCE_ONLY = {b"x-api-key": "X-API-Key", b"content-type": "Content-Type"}  # headers a request may send once
 Refusal = tuple[int, str]
 
 
@@ -33,7 +37,14 @@ class RequestLimits:
         self.app, self.max_body, self.refuse, self.read_timeout_s = app, max_body, refuse, read_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        names = [name.lower() for name, _ in scope["headers"]]
+        repeated = [shown for name, shown in ONCE_ONLY.items() if names.count(name) > 1]
+        if repeated:
+            return await _reply(send, 400, f"the request carries the {repeated[0]} header more than once; "
+                                           "send it once")
+        if scope["method"] not in BODY_METHODS:
             return await self.app(scope, receive, send)
         headers = {name.lower(): value for name, value in scope["headers"]}
         refusal = self.refuse(scope["method"], scope["path"], headers)

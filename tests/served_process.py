@@ -1,0 +1,67 @@
+"""The HTTP service in its own process, as ``fashion-search serve`` runs it (connection deadlines and
+ceiling included), over an index built with the pixel embedder; write key ``s3cret``.
+
+``python tests/served_process.py INDEX PORT SETTINGS_JSON`` serves; :func:`served_process` starts
+that on a free loopback port and stops it afterwards.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+
+@contextmanager
+def served_process(index: Path, **settings: float) -> Iterator[str]:
+    """Serve ``index`` in a child process with ``settings`` (``server_config``'s keywords); yield
+    its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, __file__, str(index), str(port), json.dumps(settings)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start: {child.stderr.read()[-2000:]}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # still waiting for a connection to finish: no need
+            child.kill()
+            child.wait(timeout=10)
+
+
+def main(index: str, port: str, settings: str) -> None:
+    import uvicorn
+
+    from fashion_search.search.connections import server_config
+    from fashion_search.search.engine import SearchEngine
+    from fashion_search.search.server import create_app
+    from fashion_search.search.store import open_index
+    from test_search_engine import pixel_embedder
+    from test_server import SETTINGS
+
+    engine = SearchEngine(open_index(Path(index), SETTINGS), SETTINGS, pixel_embedder())
+    app = create_app(engine, api_key="s3cret")
+    uvicorn.Server(server_config(app, "127.0.0.1", int(port), **json.loads(settings))).run()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
