@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -303,15 +304,35 @@ def parse_milvus_uri(value: Any) -> str | None:
 
 
 def parse_ray_address(value: Any) -> str | None:
-    """``index.ray_address``: null (Ray on this machine), "auto", host:port or ray://host:port."""
+    """``index.ray_address``: null (Ray on this machine), "auto", host:port or ray://host:port (an
+    IPv6 host in brackets: [::1]:6379)."""
     if value is None:
         return None
+    message = f"'index.ray_address' must be null, auto, host:6379, [::1]:6379 or ray://host:10001, got {value!r}"
     if not isinstance(value, str) or not value.strip() or any(not c.isprintable() or c.isspace() for c in value.strip()):
-        raise ConfigError(f"'index.ray_address' must be null, auto, host:6379 or ray://host:10001, got {value!r}")
+        raise ConfigError(message)
     value = value.strip()
     if "://" in value and not value.startswith("ray://"):
         raise ConfigError(f"'index.ray_address' must start with ray:// when it names a scheme, got {value!r}")
+    if value != "auto":
+        try:
+            ray_host_port(value)
+        except ValueError:
+            raise ConfigError(message) from None
     return value
+
+
+def ray_host_port(address: str) -> tuple[str, int]:
+    """The host (IPv6 without its brackets) and port of a Ray address host:port, [v6]:port or
+    ray://host:port; ValueError unless it is one."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = str(ipaddress.IPv6Address(host[1:-1]))
+    elif not host or any(c in host for c in ":[]/@"):
+        raise ValueError(f"not a Ray address: {address!r}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a Ray address port: {address!r}")
+    return host, int(port)
 
 
 def parse_params(raw: Any) -> Params:

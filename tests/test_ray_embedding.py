@@ -4,11 +4,16 @@ Lite; without ``--ray`` Ray is never imported."""
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import json
 import logging
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -134,6 +139,11 @@ def test_ray_missing_says_how_to_install_it(monkeypatch):
 @pytest.mark.parametrize("block, message", [({"executor": "spark"}, "index.executor"),
                                             ({"ray_address": "http://head:8265"}, "ray://"),
                                             ({"ray_address": "head host:6379"}, "index.ray_address"),
+                                            ({"ray_address": "head-host"}, "index.ray_address"),
+                                            ({"ray_address": "head:port"}, "index.ray_address"),
+                                            ({"ray_address": "head:70000"}, "index.ray_address"),
+                                            ({"ray_address": "::1:6379"}, "index.ray_address"),
+                                            ({"ray_address": "[head]:6379"}, "index.ray_address"),
                                             ({"ray_actors": -1}, "index.ray_actors")])
 def test_bad_ray_settings_are_refused(block, message):
     with pytest.raises(ConfigError, match=message):
@@ -143,3 +153,137 @@ def test_bad_ray_settings_are_refused(block, message):
 def test_ray_settings_are_read():
     settings = parse_index({"executor": "ray", "ray_address": "ray://head:10001", "ray_actors": 4})
     assert (settings.executor, settings.ray_address, settings.ray_actors) == ("ray", "ray://head:10001", 4)
+    for address in ("[::1]:6379", "ray://[::1]:10001", "auto", "127.0.0.1:6379"):
+        assert parse_index({"ray_address": address}).ray_address == address
+
+
+REFUSED = ("import sys\nfrom fashion_search.cli import main\ncode = main(sys.argv[1:])\n"
+           "print('imported:', *[name for name in ('ray', 'tensorflow') if name in sys.modules])\nsys.exit(code)\n")
+
+
+@pytest.fixture
+def answering(request):
+    """An address on this machine where ``request.param`` answers: http (an HTTP server, IPv4 or
+    IPv6), silent (a port that accepts and says nothing) or nothing (a closed port)."""
+    kind, family = request.param
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    if kind == "http":
+        server_class = type("Server", (http.server.ThreadingHTTPServer,), {"address_family": family})
+        server = server_class((host, 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port, close = server.server_address[1], server.shutdown
+    else:
+        listener = socket.socket(family)
+        listener.bind((host, 0))
+        port = listener.getsockname()[1]
+        if kind == "silent":
+            listener.listen()   # the kernel accepts; nobody answers
+        else:
+            listener.close()    # nothing listens at this port any more
+        close = listener.close
+    yield f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}", kind
+    close()
+
+
+@pytest.mark.parametrize("answering", [("http", socket.AF_INET), ("http", socket.AF_INET6), ("silent", socket.AF_INET),
+                                       ("nothing", socket.AF_INET), ("nothing", socket.AF_INET6)], indirect=True,
+                         ids=["http", "http-ipv6", "silent", "nothing", "nothing-ipv6"])
+def test_an_address_where_no_ray_cluster_answers_is_refused_before_the_model_loads(answering, photo_folder, tmp_path):
+    """In its own process: one line, exit 2, within seconds, before the model or Ray is imported."""
+    address, kind = answering
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", REFUSED, "index", str(photo_folder), "--index",
+                           str(tmp_path / "index"), *TINY, "--ray", address], capture_output=True, text=True, timeout=90)
+    seconds = time.perf_counter() - started
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    expected = {"http": f"something answers at {address}, but not as a Ray cluster",
+                "silent": f"something at {address} accepted the connection but did not answer as a Ray cluster",
+                "nothing": f"no Ray cluster answers at {address} (Connection refused)"}[kind]
+    assert expected in lines[0] and done.stdout.strip() == "imported:", (lines[0], done.stdout)
+    assert seconds < 45 and not (tmp_path / "index").exists()
+
+
+def _ray_processes(cli, seen: dict) -> None:
+    """Note every process under ``cli`` (pid: creation time, command line)."""
+    import psutil
+
+    for child in cli.children(recursive=True):
+        try:
+            seen[child.pid] = (child.create_time(), " ".join(child.cmdline()))
+        except psutil.Error:
+            pass
+
+
+def _alive(seen: dict) -> list[str]:
+    import psutil
+
+    alive = []
+    for pid, (created, command) in seen.items():
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(command[:60])
+        except psutil.Error:
+            pass
+    return alive
+
+
+def test_a_killed_index_leaves_no_ray_process_behind(photo_folder, tmp_path):
+    """In its own process: SIGKILL `index --ray` once Ray's agents and workers run; every process
+    of the Ray it started is gone within seconds (the agents used to live a minute more)."""
+    psutil = pytest.importorskip("psutil")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(1000):   # enough to still be embedding when killed
+        shutil.copy(photo_folder / "images" / f"{100 + i % 24}.jpg", photos / f"{i}.jpg")
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        cli = subprocess.Popen([sys.executable, "-m", "fashion_search.cli", "index", str(photos), "--index",
+                                str(tmp_path / "index"), *TINY, "--ray"], stdout=subprocess.DEVNULL, stderr=stderr)
+    seen: dict = {}
+    try:
+        deadline = time.monotonic() + 240
+        while not all(any(title in command for _, command in seen.values())
+                      for title in ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "ray::IDLE")):
+            assert cli.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()[-2000:]
+            _ray_processes(psutil.Process(cli.pid), seen)
+            time.sleep(0.2)
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        deadline = time.monotonic() + 10
+        while _alive(seen) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert not _alive(seen), f"alive 10 s after the kill: {_alive(seen)}"
+    finally:
+        cli.kill()
+        for pid, (created, _) in seen.items():   # only the processes this test started
+            try:
+                if psutil.Process(pid).create_time() == created:
+                    psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+
+
+def test_the_reaper_kills_the_programs_of_its_owners_ray_session_only(tmp_path):
+    """A Python process holding a log of owner 4242's session open is reaped; a ``tail -f`` of
+    that log, and a Python process in another owner's session, are spared."""
+    from fashion_search.search.ray_reaper import reap, session_processes
+
+    logs = [tmp_path / f"session_2026-12-06_21-00-00_123456_{owner}" / "logs" / "worker.out" for owner in (4242, 14242)]
+    hold = "import sys, time\nhandle = open(sys.argv[1])\nprint('ready', flush=True)\ntime.sleep(120)\n"
+    started = []
+    try:
+        for log in logs:
+            log.parent.mkdir(parents=True)
+            log.write_text("")
+            started.append(subprocess.Popen([sys.executable, "-c", hold, str(log)], stdout=subprocess.PIPE, text=True))
+            assert started[-1].stdout.readline() == "ready\n"
+        started.append(subprocess.Popen(["tail", "-f", str(logs[0])], stdout=subprocess.DEVNULL))
+        time.sleep(0.3)   # tail has opened the log
+        assert session_processes(4242) == [started[0].pid]
+        assert reap(4242) == 1 and started[0].wait(timeout=5) == -signal.SIGKILL
+        assert started[1].poll() is None and started[2].poll() is None and session_processes(4242) == []
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()

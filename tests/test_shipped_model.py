@@ -114,7 +114,8 @@ from pathlib import Path
 from fashion_search.models import shipped
 folder = Path(sys.argv[1])  # the shipped files are read from here instead of the package
 shipped.SHIPPED_DIR = folder
-shipped.WEIGHTS_FILE, shipped.PROVENANCE_FILE = folder / shipped.WEIGHTS_FILE.name, folder / shipped.PROVENANCE_FILE.name
+shipped.WEIGHTS_FILE = folder / shipped.WEIGHTS_FILE.name
+shipped.PROVENANCE_FILE = folder / shipped.PROVENANCE_FILE.name
 from fashion_search.cli import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -73,6 +73,10 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
     """Embed every photo of ``catalog`` and write a new index to ``folder``. An interrupted run
     resumes from the chunks already embedded."""
     folder = Path(folder)
+    if settings.executor == "ray":
+        from fashion_search.search.ray_embedding import check_address  # no Ray imported yet
+
+        check_address(settings.ray_address)  # a wrong address refused in seconds, before the model loads
     if overwrite:
         release_index(folder, settings)  # the index's own files; anything else in the folder stays
     check_can_create(folder, settings)  # before hours of embedding, not after

@@ -6,6 +6,10 @@ one-process path does); a pool of actors, each holding the model on ONNX Runtime
 framed photos; this process gathers the rows and saves them in the same resumable chunks as
 :func:`~fashion_search.search.embedder.embed_catalog`. So both paths give the same vectors and
 the same skipped list, and a killed job resumes under either. Ray is imported here only.
+
+A cluster address is tried before the model loads (:func:`check_address`: something must answer,
+and speak gRPC); a Ray started here ends with this process, even a killed one
+(:mod:`~fashion_search.search.ray_reaper`).
 """
 from __future__ import annotations
 
@@ -14,21 +18,30 @@ import logging
 import math
 import os
 import socket
+import subprocess
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from fashion_search.io import chunk_bounds, chunk_path, load_chunks, save_chunk
 from fashion_search.params import IndexParams
+from fashion_search.params_file import ray_host_port
 from fashion_search.progress import progress_bar
 from fashion_search.search.colour import DESCRIPTOR_DIM
 from fashion_search.search.embedder import (REMEMBERED_KEYS, Embedded, Embedder, chunk_arrays, frame_photos, joined,
                                             load_embedder, onnx_embedder)
+from fashion_search.search.ray_reaper import start_reaper, stop_reaper
 from fashion_search.search.runtime import RuntimeUnavailableError, identity_key, onnx_model_call, remembered_model
 
 RAY_REQUIREMENT = "ray[data]==2.60.0"
 MAX_BLOCKS = 20_000   # blocks the photo list is cut into, at most
 CONNECT_TIMEOUT_S = 5.0
+# what a gRPC client (Ray's) says first: HTTP/2's preface and an empty SETTINGS frame
+GRPC_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS_FRAME = 4   # a gRPC server's first frame
 
 
 class RayUnavailableError(RuntimeUnavailableError):
@@ -39,7 +52,7 @@ def embed_catalog_on_ray(embedder: Embedder, images: np.ndarray, work_dir: Path,
                          description: str = "embedding") -> Embedded:
     """Embed a catalogue (photo paths or pixel arrays) on Ray into chunks of ``settings.chunk_size``
     saved in ``work_dir``; chunks already there are reused, the others computed on the cluster."""
-    ray, started = connect(settings.ray_address)
+    ray, end = connect(settings.ray_address)
     try:
         pending = [(start, stop) for start, stop in chunk_bounds(len(images), settings.chunk_size)
                    if not chunk_path(work_dir, start, stop).is_file()]
@@ -52,45 +65,76 @@ def embed_catalog_on_ray(embedder: Embedder, images: np.ndarray, work_dir: Path,
                     bar.update(len(batch["row"]))
                 gatherer.check_done()
     finally:
-        if started:
-            ray.shutdown()
+        if end:
+            end()
     return joined(load_chunks(work_dir, len(images), settings.chunk_size), embedder.identity["dim"])
 
 
-def connect(address: str | None):
+def connect(address: str | None) -> tuple[ModuleType, Callable[[], None] | None]:
     """Ray, connected to the cluster at ``address`` (None: a Ray started here, for this job), and
-    whether this call started it (then the caller shuts it down)."""
+    what ends this connection (None: Ray was connected already): a Ray started here is shut down,
+    and a reaper kills what it leaves, even if this process is killed."""
     try:
         import ray
     except ImportError:
         raise RayUnavailableError(f"Ray is not installed; pip install '{RAY_REQUIREMENT}' "
                                   "(the version requirements.txt pins)") from None
     if ray.is_initialized():
-        return ray, False
-    if address and address != "auto":
-        reachable(address)
+        return ray, None
+    check_address(address)
     # Ray Data's actors always trip a C++ notice about restarts (ray-project/ray#53727): keep it off the terminal
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    reaper = start_reaper() if address is None else None
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, ValueError, RuntimeError) as err:
+        if reaper:
+            stop_reaper(reaper)
         where = f"at {address}" if address else "on this machine"
         raise RayUnavailableError(f"cannot start or reach a Ray cluster {where} ({str(err).splitlines()[0]})") from None
-    return ray, True
+    return ray, partial(ended, ray, reaper)
 
 
-def reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Refuse at once a cluster address (host:port or ray://host:port) nothing answers at (Ray
-    itself retries for minutes)."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+def ended(ray: ModuleType, reaper: subprocess.Popen | None) -> None:
+    """Shut Ray down, then let the reaper (if Ray was started here) kill what it left."""
     try:
-        socket.create_connection((host or "localhost", int(port)), timeout=timeout_s).close()
-    except ValueError:
-        raise RayUnavailableError(f"'{address}' is not a Ray address: give auto, head-host:6379 or "
-                                  "ray://head-host:10001") from None
+        ray.shutdown()
+    finally:
+        if reaper:
+            stop_reaper(reaper)
+
+
+def check_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse in seconds a cluster address (host:port, [v6]:port or ray://host:port) where nothing
+    answers, or something that does not speak gRPC as Ray does (Ray itself retries for minutes, or
+    hangs); no address or "auto" is left to Ray. Imports no Ray."""
+    if not address or address == "auto":
+        return
+    host, port = ray_host_port(address)
+    try:
+        connection = socket.create_connection((host, port), timeout=timeout_s)
     except OSError as err:
         raise RayUnavailableError(f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
                                   "`ray start --head`, or leave the address out to start Ray on this machine") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        connection.close()
+        return   # gRPC over TLS says nothing in the clear
+    with connection:
+        answer = b""
+        try:
+            connection.sendall(GRPC_HELLO)
+            while len(answer) < 9 and (more := connection.recv(9 - len(answer))):
+                answer += more
+        except TimeoutError:
+            raise RayUnavailableError(f"something at {address} accepted the connection but did not answer as a Ray "
+                                      f"cluster does (gRPC) within {timeout_s:g} s; check the address and "
+                                      "port") from None
+        except OSError:
+            pass   # reset: judged by what it said, if anything
+    if len(answer) < 9 or answer[3] != SETTINGS_FRAME:
+        said = answer.decode("ascii", "replace").split("\r")[0].strip() or "nothing"
+        raise RayUnavailableError(f"something answers at {address}, but not as a Ray cluster (it said {said!r}, not "
+                                  "gRPC); give the head node's address, head-host:6379, or ray://head-host:10001")
 
 
 def embedded_rows(ray, embedder: Embedder, images: np.ndarray, pending: list[tuple[int, int]], settings: IndexParams):
