@@ -47,7 +47,12 @@ def release_index(folder: Path, settings: IndexParams) -> None:
 
 
 def work_folder(folder: Path, settings: IndexParams) -> Path:
-    """The index's folder of resumable embedding work (``work/``), made and recorded if missing."""
+    """The index's folder of resumable embedding work (``work/``), made if missing. Embedding
+    starts without waiting for another process's change: the lock is taken only once, when the
+    name must be recorded (an index made before ledgers)."""
+    ledger = read_ledger(folder)
+    if ledger is not None and WORK_DIR in ledger.names:
+        return owned_subfolder(folder, WORK_DIR, ledger)  # recorded: nothing to write but the folder
     with locked(folder, settings.lock_wait_s):
         return owned_subfolder(folder, WORK_DIR, index_ledger(folder, _manifest_if_any(folder)))
 

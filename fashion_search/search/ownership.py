@@ -136,7 +136,7 @@ def claim_folder(folder: Path) -> None:
             raise ProductIndexError(f"{folder} is not empty and holds no index ({shown}); fashion-search writes an "
                                     "index only into a new or empty folder: give another --index")
     folder.mkdir(parents=True, exist_ok=True)
-    write_ledger(folder, Ledger())
+    write_ledger(folder, Ledger({WORK_DIR}))  # the resumable embedding's folder, made when a job starts
 
 
 def remove_owned(folder: Path, names: set[str]) -> tuple[set[str], int]:

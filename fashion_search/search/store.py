@@ -192,8 +192,9 @@ def write_manifest(folder: Path, manifest: dict) -> None:
 def remove_debris(folder: Path, manifest: dict, products: pd.DataFrame, ledger: Ledger, generation: int) -> int:
     """After a commit: delete the engine's files no generation uses, forget the names gone, and
     record the generation committed. Returns the bytes freed."""
-    gone, freed = remove_owned(folder, set(debris(folder, ledger, in_use(manifest, products))))
-    missing = {name for name in ledger.names if not os.path.lexists(folder / name)}
+    needed = in_use(manifest, products)
+    gone, freed = remove_owned(folder, set(debris(folder, ledger, needed)))
+    missing = {name for name in ledger.names - needed if not os.path.lexists(folder / name)}
     write_ledger(folder, Ledger(ledger.names - gone - missing, generation))
     return freed
 
