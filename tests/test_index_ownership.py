@@ -166,3 +166,61 @@ def test_two_milvus_lite_writers_take_turns(photo_folder, tmp_path):
         holder.kill()
     assert done.returncode == 0, done.stderr[-2000:]
     assert "removed 1 products" in done.stdout
+
+
+def test_overwrite_keeps_what_the_ledger_does_not_name_even_under_the_engines_folder_names(index, photo_folder):
+    """A user's uploads/ photo and milvus.db folder in a faiss index folder: not the engine's."""
+    users = {"uploads/mine.jpg": "photo", "milvus.db/notes.txt": "mine"}
+    plant(index, users)
+    done = cli("index", str(photo_folder), "--index", str(index), *TINY, "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert untouched(index, users)
+
+
+def test_names_outside_the_folder_are_never_deleted(index, tmp_path):
+    """A forged ledger naming ../victim.txt, and a manifest whose previous files name the folder itself."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    ledger = json.loads((index / "owned-files.json").read_text())
+    (index / "owned-files.json").write_text(json.dumps({**ledger, "names": [*ledger["names"], "../victim.txt", "."]}))
+    assert cli("remove", "100", "--index", str(index)).returncode == 0
+    assert victim.read_text() == "keep me" and (index / "manifest.json").is_file()
+    manifest = json.loads((index / "manifest.json").read_text())
+    (index / "manifest.json").write_text(json.dumps({**manifest, "previous_files": {"p": "."}}))
+    one_line_refusal(cli("info", "--index", str(index)), "previous_files")
+    assert cli("index", str(tmp_path), "--index", str(index), *TINY, "--overwrite").returncode == 2  # no photos
+    assert victim.read_text() == "keep me" and (index / "owned-files.json").is_file()
+
+
+def test_a_damaged_ledger_is_said_and_overwrite_repairs_it(index, photo_folder):
+    (index / "owned-files.json").write_text('{"names": [')
+    one_line_refusal(cli("query", "--like", "100", "--index", str(index)), "owned-files.json")
+    done = cli("index", str(photo_folder), "--index", str(index), *TINY, "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert cli("query", "--like", "100", "--index", str(index)).returncode == 0
+
+
+def test_a_failed_overwrite_leaves_the_index_it_would_replace(index, photo_folder):
+    """A mistyped model is refused before anything of the index is deleted."""
+    done = cli("index", str(photo_folder), "--index", str(index), "--model", "no-such-model", "--overwrite")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert cli("query", "--like", "100", "--index", str(index)).returncode == 0
+
+
+def test_a_linked_lock_file_is_one_line(index, tmp_path):
+    (tmp_path / "elsewhere").write_text("mine")
+    (index / ".lock").unlink()
+    (index / ".lock").symlink_to(tmp_path / "elsewhere")
+    one_line_refusal(cli("remove", "100", "--index", str(index)), ".lock is a symbolic link")
+    assert (tmp_path / "elsewhere").read_text() == "mine"
+
+
+def test_an_upload_path_given_from_inside_the_index_folder_counts_as_live():
+    import pandas as pd
+
+    from fashion_search.search.index_folder import in_use
+
+    products = pd.DataFrame({"path": ["uploads/a.1234abcd.png", "/x/idx/uploads/b.5678abcd.png", "/x/photos/c.jpg"],
+                             "deleted": [False, False, False]})
+    assert {"uploads/a.1234abcd.png", "uploads/b.5678abcd.png"} <= in_use({}, products)
+    assert "c.jpg" not in in_use({}, products)

@@ -105,3 +105,15 @@ def test_a_range_reads_plain_decimal_numbers_only():
     assert "range" not in options["size"] and "range" not in options["limit"]
     nfc = parse_filter(f"usage={unicodedata.normalize('NFC', CAFE_NFD)}", products)
     assert filter_mask(products, [nfc]).all()
+
+
+def test_numbers_the_index_writes_read_back_as_numbers(photo_folder, tmp_path):
+    """A float the table writes (0.00001 would be 1e-05 in pandas' CSV) is still a number when read back."""
+    photos = tmp_path / "photos"
+    shutil.copytree(photo_folder / "images", photos)
+    (photos / "labels.csv").write_text("id,weight\n100,0.00001\n101,2.5\n102,12\n")
+    index = str(tmp_path / "index")
+    assert cli("index", str(photos), "--index", index, *TINY).returncode == 0
+    done = cli("query", "--like", "102", "--index", index, "--json", "--filter", "weight=0..3")
+    assert done.returncode == 0, done.stderr
+    assert {r["id"] for r in json.loads(done.stdout)["results"]} == {"100", "101"}

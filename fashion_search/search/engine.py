@@ -77,11 +77,12 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
         from fashion_search.search.ray_embedding import check_address  # no Ray imported yet
 
         check_address(settings.ray_address)  # a wrong address refused in seconds, before the model loads
-    if overwrite:
-        release_index(folder, settings)  # the index's own files; anything else in the folder stays
-    check_can_create(folder, settings)  # before hours of embedding, not after
+    check_can_create(folder, settings, replacing=overwrite)  # before hours of embedding, not after
     embedder = embedder or load_embedder(settings)
     done = embed_into_items(embedder, catalog, work_folder(folder, settings), settings, description)
+    if overwrite:  # only now: the index it replaces serves until the new one is ready to write
+        release_index(folder, settings)  # the index's own files; anything else in the folder stays
+        check_can_create(folder, settings)
     index = create_index(folder, embedder.identity, settings, done.items, done.vectors, done.colours, done.skipped)
     drop_work(done.chunks)
     return index

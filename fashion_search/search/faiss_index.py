@@ -27,6 +27,7 @@ import numpy as np
 
 from fashion_search.exact import exact_search
 from fashion_search.params import IndexParams
+from fashion_search.search.ownership import temp_name
 
 _IVF_POINTS_PER_LIST = 39  # faiss warns below this many training points per inverted list
 
@@ -191,7 +192,7 @@ def save_faiss_index(index: faiss.Index, path: str | Path) -> None:
     """Write a faiss index atomically, through its sibling ``.<name>.tmp`` (a symbolic link there
     is replaced, not followed); a failed write (faiss raises RuntimeError) is an OSError."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(temp_name(path.name))
     try:
         if tmp.is_symlink():
             tmp.unlink()

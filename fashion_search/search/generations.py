@@ -40,8 +40,12 @@ def locked(folder: Path, wait_s: float = 0.0) -> Iterator[None]:
     deadline = time.monotonic() + wait_s
     try:
         fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ProductIndexError(f"no index in {folder}") from None
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise ProductIndexError(f"{folder / LOCK_FILE} is a symbolic link; the engine follows none: remove it") from None
     with os.fdopen(fd, "rb") as handle:
         while True:
             try:

@@ -8,15 +8,18 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 
 from fashion_search.params import IndexParams
 from fashion_search.search.generations import MANIFEST_FILE, UPLOADS_DIR, ProductIndexError, generation_files, locked
 from fashion_search.search.integrity import damaged
 from fashion_search.search.milvus_index import LITE_FILE
-from fashion_search.search.ownership import (WORK_DIR, Ledger, claim, claim_folder, owned_subfolder, read_ledger,
-                                             remove_owned, temp_name, write_ledger, write_owned)
+from fashion_search.search.ownership import (WORK_DIR, Ledger, claim, claim_folder, debris, owned_subfolder,
+                                             read_ledger, remove_owned, temp_name, valid_name, write_ledger,
+                                             write_owned)
 
 SKIPPED_FILE = "skipped.csv"
 FORMAT_VERSION = 2  # 1: no seal, no ledger (read, and upgraded by the next change)
@@ -31,18 +34,21 @@ def refuse_existing(folder: Path) -> None:
 
 
 def release_index(folder: Path, settings: IndexParams) -> None:
-    """``index --overwrite``: delete the files of the index in ``folder`` (every file its ledger or
-    manifest names, but not the embedding work in progress); other files stay. A folder that is
-    not an index (and not empty) is refused."""
+    """``index --overwrite``: delete the files of the index in ``folder``, those its ledger records
+    (or, without a readable ledger, the plain file names its manifest gives), but not the
+    embedding work in progress; other files stay. A folder that is not an index (and not empty)
+    is refused."""
     claim_folder(folder)
     with locked(folder, settings.lock_wait_s):
         try:
-            manifest = read_manifest(folder) if (folder / MANIFEST_FILE).is_file() else {}
+            ledger = read_ledger(folder)
         except ProductIndexError:
-            manifest = {}  # a damaged manifest: the ledger still says what is ours
-        ledger = index_ledger(folder, manifest)
-        names = (ledger.names | in_use(manifest) | {MANIFEST_FILE}) - {WORK_DIR}
-        gone, _ = remove_owned(folder, names | {temp_name(name) for name in names})
+            ledger = None  # damaged: the manifest says what is ours, as for an index from before ledgers
+        if ledger is None:
+            ledger = index_ledger(folder, _manifest_if_any(folder), ignore_ledger=True)
+        write_ledger(folder, Ledger(ledger.names, 0))  # first: a new index starts again at generation 1
+        names = (ledger.names | {MANIFEST_FILE}) - {WORK_DIR}
+        gone = remove_owned(folder, names | {temp_name(name) for name in names})
         write_ledger(folder, Ledger(ledger.names - gone, 0))
 
 
@@ -50,11 +56,15 @@ def work_folder(folder: Path, settings: IndexParams) -> Path:
     """The index's folder of resumable embedding work (``work/``), made if missing. Embedding
     starts without waiting for another process's change: the lock is taken only once, when the
     name must be recorded (an index made before ledgers)."""
-    ledger = read_ledger(folder)
+    try:
+        ledger = read_ledger(folder)
+    except ProductIndexError:
+        ledger = None  # damaged (an --overwrite mends it): rebuilt from the manifest below
     if ledger is not None and WORK_DIR in ledger.names:
         return owned_subfolder(folder, WORK_DIR, ledger)  # recorded: nothing to write but the folder
     with locked(folder, settings.lock_wait_s):
-        return owned_subfolder(folder, WORK_DIR, index_ledger(folder, _manifest_if_any(folder)))
+        return owned_subfolder(folder, WORK_DIR, index_ledger(folder, _manifest_if_any(folder), ignore_ledger=True)
+                               if ledger is None else ledger)
 
 
 def drop_work(chunks: Path) -> None:
@@ -71,7 +81,11 @@ def drop_work(chunks: Path) -> None:
 
 
 def _manifest_if_any(folder: Path) -> dict:
-    return read_manifest(folder) if (folder / MANIFEST_FILE).is_file() else {}
+    """The manifest, or {} when there is none or it cannot be read."""
+    try:
+        return read_manifest(folder) if (folder / MANIFEST_FILE).is_file() else {}
+    except ProductIndexError:
+        return {}
 
 
 def save_upload(folder: Path, name: str, data: bytes, settings: IndexParams) -> Path:
@@ -81,31 +95,45 @@ def save_upload(folder: Path, name: str, data: bytes, settings: IndexParams) -> 
         owned_subfolder(folder, UPLOADS_DIR, ledger)
         claim(folder, [f"{UPLOADS_DIR}/{name}"], ledger)
         write_owned(folder, f"{UPLOADS_DIR}/{name}", data)
-    return folder / UPLOADS_DIR / name
+    return (folder / UPLOADS_DIR / name).resolve()  # the same path whatever the working folder
 
 
 def in_use(manifest: dict, products: pd.DataFrame | None = None) -> set[str]:
     """The names of the folder a generation needs: its files and the previous generation's, the
     skipped list, the work and uploads folders, the Milvus Lite database, live uploads."""
-    names = set(manifest.get("files", {}).values()) | set(manifest.get("previous_files", {}).values())
-    names |= {SKIPPED_FILE, WORK_DIR, UPLOADS_DIR, LITE_FILE}
+    names = set(manifest_names(manifest)) | {SKIPPED_FILE, WORK_DIR, UPLOADS_DIR, LITE_FILE}
     if products is not None and len(products):
         paths = products["path"].astype(str)[~products["deleted"].to_numpy(bool)]
-        names |= {f"{UPLOADS_DIR}/{Path(p).name}" for p in map(str, paths) if f"/{UPLOADS_DIR}/" in p}
+        names |= {f"{UPLOADS_DIR}/{Path(p).name}" for p in map(str, paths) if Path(p).parent.name == UPLOADS_DIR}
     return names
 
 
-def index_ledger(folder: Path, manifest: dict, products: pd.DataFrame | None = None) -> Ledger:
+def manifest_names(manifest: dict) -> list[str]:
+    """The plain file names a manifest gives for this generation and the previous one (anything
+    else in a damaged or forged manifest is ignored)."""
+    groups = [manifest.get(key) for key in ("files", "previous_files")]
+    return [n for g in groups if isinstance(g, dict) for n in g.values() if isinstance(n, str) and valid_name(n)]
+
+
+def index_ledger(folder: Path, manifest: dict, products: pd.DataFrame | None = None,
+                 ignore_ledger: bool = False) -> Ledger:
     """The folder's ledger; for an index written before ledgers (format 1), the files its manifest
-    names and the uploads its products show, which are the engine's."""
-    ledger = read_ledger(folder)
+    names, its skipped list, its own Milvus Lite database and the uploads its products show,
+    which are the engine's."""
+    ledger = None if ignore_ledger else read_ledger(folder)
     if ledger is not None:
         return ledger
-    names = {n for n in in_use(manifest, products) if (folder / n).exists()}
-    return Ledger(names, manifest.get("generation", 0))
+    names = set(manifest_names(manifest)) | {SKIPPED_FILE}
+    if manifest.get("backend") == "milvus" and Path(str(manifest.get("milvus", {}).get("uri"))).name == LITE_FILE:
+        names.add(LITE_FILE)
+    if products is not None:
+        names |= in_use({}, products) - {SKIPPED_FILE, WORK_DIR, UPLOADS_DIR, LITE_FILE}
+    generation = manifest.get("generation", 0)
+    return Ledger({n for n in names if os.path.lexists(folder / n)}, generation if isinstance(generation, int) else 0)
 
 
-def free_generation(folder: Path, manifest: dict, names_of=lambda g: generation_files(g, "", "").values()) -> int:
+def free_generation(folder: Path, manifest: dict,
+                    names_of: Callable[[int], Iterable[str]] = lambda g: generation_files(g, "", "").values()) -> int:
     """The next generation whose file names no file of the user's takes (such a file is skipped over,
     never overwritten)."""
     ledger = index_ledger(folder, manifest)
@@ -124,7 +152,8 @@ def compaction_files(generation: int) -> list[str]:
 def read_manifest(folder: Path) -> dict:
     """The current manifest, checked for this version's format (a damaged one is said so)."""
     if not (folder / MANIFEST_FILE).is_file():
-        raise ProductIndexError(f"no index in {folder}; build one with 'fashion-search index <catalogue> --index {folder}'")
+        raise ProductIndexError(f"no index in {folder}; build one with 'fashion-search index <catalogue> "
+                                f"--index {folder}'")
     if (folder / MANIFEST_FILE).is_symlink():
         raise damaged(folder, f"{MANIFEST_FILE} is a symbolic link (the engine writes none, and follows none)")
     try:
@@ -155,8 +184,30 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
 def check_not_rolled_back(folder: Path, manifest: dict) -> None:
     """Refuse a current manifest older than the last generation the ledger saw committed (an older
     copy put back); a change that switched both meanwhile is told apart by reading the manifest again."""
+    generation = manifest.get("generation")
+    if not isinstance(generation, int):
+        return  # the manifest's own checks say what is wrong with it
     ledger = read_ledger(folder)
-    if ledger is not None and ledger.generation > manifest.get("generation", 0) and \
-            ledger.generation > read_manifest(folder).get("generation", 0):
+    again = read_manifest(folder).get("generation") if ledger is not None and ledger.generation > generation else None
+    if isinstance(again, int) and ledger.generation > again:
         raise damaged(folder, f"{MANIFEST_FILE} is generation {manifest['generation']}, but generation "
                               f"{ledger.generation} was committed: an older manifest was put back")
+
+
+def positional(value: float) -> str:
+    """A float as a plain decimal (``0.00001``, not ``1e-05``), which reads back as a number."""
+    return np.format_float_positional(value, trim="-")
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Switch the index to the generation ``manifest`` names (one atomic rename)."""
+    write_owned(folder, MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def remove_debris(folder: Path, manifest: dict, products: pd.DataFrame, ledger: Ledger, generation: int) -> None:
+    """After a commit: delete the engine's files no generation uses, forget the names gone, and
+    record the generation committed."""
+    needed = in_use(manifest, products)
+    gone = remove_owned(folder, set(debris(folder, ledger, needed)))
+    missing = {name for name in ledger.names - needed if not os.path.lexists(folder / name)}
+    write_ledger(folder, Ledger(ledger.names - gone - missing, generation))

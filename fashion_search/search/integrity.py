@@ -82,6 +82,9 @@ def check_manifest(folder: Path, manifest: object, row_widths: dict[str, int]) -
         ("metric", manifest.get("metric") in METRICS), ("model", isinstance(model, dict)),
         ("files", isinstance(files, dict) and all(isinstance(n, str) for n in files.values())),
     ]
+    previous = manifest.get("previous_files", {})
+    problems.append(("previous_files", isinstance(previous, dict) and all(
+        isinstance(n, str) and Path(n).name == n and n not in ("", ".", "..") for n in previous.values())))
     wrong = [name for name, fine in problems if not fine]
     if wrong:
         raise damaged(folder, f"manifest.json: {', '.join(wrong)} missing or out of range")

@@ -34,8 +34,8 @@ from fashion_search.search.embedder import IDENTITY_KEYS
 from fashion_search.search.faiss_index import to_distance
 from fashion_search.search.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter, range_numbers
 from fashion_search.search.generations import IndexBusyError, ProductIndexError
+from fashion_search.search.ownership import LITE_DIR as LITE_FILE
 
-LITE_FILE = "milvus.db"
 INSERT_BATCH = 2_000
 NOTHING = "row < 0"  # an expression no row passes
 IDENTITY_PROPERTY = "fashion_search.model"  # the collection property naming the model of its vectors
@@ -52,7 +52,8 @@ def default_uri(folder: Path) -> str:
 
 def recorded_uri(folder: Path, uri: str) -> str:
     """What the manifest records of ``uri``: the folder's own Lite database by name (a copy uses its own)."""
-    return LITE_FILE if not is_server(uri) and Path(uri).resolve() == Path(folder).resolve() / LITE_FILE else uri
+    own = not is_server(uri) and Path(uri).resolve() == Path(folder).resolve() / LITE_FILE
+    return LITE_FILE if own else uri if is_server(uri) else str(Path(uri).resolve())
 
 
 def resolved_uri(folder: Path, recorded: str) -> str:
@@ -80,8 +81,7 @@ def connect(uri: str, wait_s: float = 0.0):
 
     if not is_server(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        # Milvus Lite logs tracebacks of its own: for a call it does not implement and pymilvus does
-        # without (AllocTimestamp), and for a folder another process holds; the error reaches us
+        # Milvus Lite logs tracebacks of its own (AllocTimestamp, a held folder); the error reaches us
         for name in ("grpc._server", "milvus_lite"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     deadline = time.monotonic() + wait_s

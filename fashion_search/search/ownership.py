@@ -26,7 +26,9 @@ from fashion_search.search.generations import LOCK_FILE, MANIFEST_FILE, UPLOADS_
 
 LEDGER_FILE = "owned-files.json"
 WORK_DIR = "work"
+LITE_DIR = "milvus.db"  # Milvus Lite's database: a folder whose content is Milvus's own
 BOOKKEEPING = (MANIFEST_FILE, LOCK_FILE, LEDGER_FILE)
+WHOLE_FOLDERS = (WORK_DIR, LITE_DIR)  # owned folders deleted with their content; others only when empty
 
 
 @dataclass
@@ -35,6 +37,13 @@ class Ledger:
 
     names: set[str] = field(default_factory=set)
     generation: int = 0
+
+
+def valid_name(name: str) -> bool:
+    """A name the engine may own: a plain file name in the folder, or one in ``uploads/``."""
+    parts = name.split("/")
+    plain = all(p not in ("", ".", "..") and "\\" not in p and "\0" not in p for p in parts)
+    return plain and (len(parts) == 1 or (len(parts) == 2 and parts[0] == UPLOADS_DIR))
 
 
 def temp_name(name: str) -> str:
@@ -67,7 +76,7 @@ def read_ledger(folder: Path) -> Ledger | None:
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise ProductIndexError(f"the index in {folder} is damaged ({LEDGER_FILE}: {str(err)[:120]}); rebuild it "
                                 "with 'fashion-search index --overwrite' (files it does not name are kept)") from None
-    return Ledger(set(names), generation)
+    return Ledger({n for n in names if valid_name(n)}, generation)  # a forged name outside the folder: ignored
 
 
 def write_ledger(folder: Path, ledger: Ledger) -> None:
@@ -98,6 +107,7 @@ def claim(folder: Path, names: list[str], ledger: Ledger | None = None) -> Ledge
     """Record ``names`` as the engine's before creating them (call under the change lock). A name
     already taken by a file the engine did not write is refused: it is the user's."""
     ledger = ledger or read_ledger(folder) or Ledger()
+    assert all(valid_name(n) for n in names), names
     new = [n for n in names if n not in ledger.names]
     foreign = [n for n in new if os.path.lexists(folder / n)]
     if foreign:
@@ -130,39 +140,46 @@ def claim_folder(folder: Path) -> None:
     if folder.is_dir() and is_index_folder(folder):
         return
     if folder.is_dir():
-        others = sorted(p.name for p in folder.iterdir())
+        others = sorted(p.name for p in folder.iterdir() if p.name != temp_name(LEDGER_FILE))
         if others:
             shown = ", ".join(others[:3]) + (" …" if len(others) > 3 else "")
             raise ProductIndexError(f"{folder} is not empty and holds no index ({shown}); fashion-search writes an "
                                     "index only into a new or empty folder: give another --index")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ProductIndexError(f"{folder} cannot be made: a file stands where one of its folders would be") from None
     write_ledger(folder, Ledger({WORK_DIR}))  # the resumable embedding's folder, made when a job starts
 
 
-def remove_owned(folder: Path, names: set[str]) -> tuple[set[str], int]:
-    """Delete the given owned names that are still plain files or folders (a folder only when the
-    engine made it: the ledger names it). Symbolic links, at the name or on the way to it, are left
-    alone. Returns the names gone (deleted or already missing) and the bytes freed."""
-    gone, freed = set(), 0
+def remove_owned(folder: Path, names: set[str]) -> set[str]:
+    """Delete the given owned names that are still plain files or folders: a folder only when
+    empty, except Milvus Lite's database and ``work/`` (whose content is the engine's), which go
+    whole. Symbolic links, at the name or on the way to it, and names outside the folder are left
+    alone. Returns the names gone (deleted or already missing)."""
+    gone = set()
     for name in sorted(names, key=lambda n: -n.count("/")):  # a folder's files before the folder
         path = folder / name
-        if not all(is_plain(p) for p in _parents(folder, name)):
-            continue  # reached through a link, or its folder has gone
+        if not valid_name(name) or not all(is_plain(p) for p in _parents(folder, name)):
+            continue
         try:
-            info = os.lstat(path)
+            mode = os.lstat(path).st_mode
         except FileNotFoundError:
             gone.add(name)
             continue
-        if stat.S_ISREG(info.st_mode):
-            path.unlink()
-        elif stat.S_ISDIR(info.st_mode):
-            freed += _folder_bytes(path)
-            shutil.rmtree(path)  # rmtree never follows a link inside
-        else:
-            continue
-        freed += info.st_size if stat.S_ISREG(info.st_mode) else 0
+        try:
+            if stat.S_ISREG(mode):
+                path.unlink()
+            elif stat.S_ISDIR(mode) and name in WHOLE_FOLDERS:
+                shutil.rmtree(path)  # rmtree never follows a link inside
+            elif stat.S_ISDIR(mode):
+                path.rmdir()
+            else:
+                continue
+        except OSError:
+            continue  # a folder a user put files in: it stays
         gone.add(name)
-    return gone, freed
+    return gone
 
 
 def debris(folder: Path, ledger: Ledger, in_use: set[str]) -> list[str]:
@@ -186,10 +203,6 @@ def debris(folder: Path, ledger: Ledger, in_use: set[str]) -> list[str]:
 def _parents(folder: Path, name: str) -> list[Path]:
     parts = name.split("/")[:-1]
     return [folder.joinpath(*parts[:i + 1]) for i in range(len(parts))]
-
-
-def _folder_bytes(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def owned_subfolder(folder: Path, name: str, ledger: Ledger) -> Path:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +45,13 @@ from fashion_search.search.generations import (MANIFEST_FILE, IndexBusyError, Pr
 from fashion_search.search.integrity import (DamagedIndexError, check_checksums, check_finite, check_manifest,
                                              check_rows_read, damaged, extend_segments, sealed, verify_files)
 from fashion_search.search.index_folder import (FORMAT_VERSION, SKIPPED_FILE, check_not_rolled_back,
-                                                compaction_files, free_generation, in_use, index_ledger,
-                                                read_manifest, refuse_existing)
-from fashion_search.search.ownership import Ledger, claim, claim_folder, debris, remove_owned, write_ledger, write_owned
+                                                compaction_files, free_generation, in_use, index_ledger, positional,
+                                                read_manifest, refuse_existing, remove_debris, write_manifest)
+from fashion_search.search.ownership import Ledger, claim, claim_folder, debris, read_ledger, write_ledger, write_owned
 
 OPEN_ATTEMPTS = 5
 
-__all__ = ["DamagedIndexError", "IndexBusyError", "ProductIndex", "ProductIndexError", "add_products",
+__all__ = ["MANIFEST_FILE", "DamagedIndexError", "IndexBusyError", "ProductIndex", "ProductIndexError", "add_products",
            "check_can_create", "compact", "create_index", "open_index", "record_skipped", "refuse_existing",
            "remove_products", "verify_index"]
 
@@ -115,11 +113,12 @@ class ProductIndex:
                 "filters": filter_keys(self.products)}
 
 
-def check_can_create(folder: Path, settings: IndexParams) -> None:
-    """Before hours of embedding: take the folder (new, empty, or an unfinished build), refuse an
-    existing index, and reach Milvus when it is the backend."""
+def check_can_create(folder: Path, settings: IndexParams, replacing: bool = False) -> None:
+    """Before hours of embedding: take the folder (new, empty, an unfinished build, or with
+    ``replacing`` an index), refuse an existing index otherwise, and reach Milvus when it is the backend."""
     claim_folder(folder)
-    refuse_existing(folder)
+    if not replacing:
+        refuse_existing(folder)
     if settings.backend == "milvus":
         if not settings.uri:
             with locked(folder, settings.lock_wait_s):
@@ -171,7 +170,7 @@ def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, s
             files["faiss"] = old_files["faiss"]
     ledger = claim(folder, [files["products"], SKIPPED_FILE, *([files["faiss"]] if faiss_index is not None else [])],
                    index_ledger(folder, manifest, products))
-    write_owned(folder, files["products"], products.to_csv(index=False).encode())
+    write_owned(folder, files["products"], products.to_csv(index=False, float_format=positional).encode())
     if faiss_index is not None:
         save_faiss_index(faiss_index, folder / files["faiss"])
     write_owned(folder, SKIPPED_FILE, spreadsheet_safe(skipped).to_csv(index=False).encode())
@@ -182,21 +181,6 @@ def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, s
     write_manifest(folder, manifest)
     remove_debris(folder, manifest, products, ledger, generation)
     return manifest
-
-
-def write_manifest(folder: Path, manifest: dict) -> None:
-    """Switch the index to the generation ``manifest`` names (one atomic rename)."""
-    write_owned(folder, MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-
-
-def remove_debris(folder: Path, manifest: dict, products: pd.DataFrame, ledger: Ledger, generation: int) -> int:
-    """After a commit: delete the engine's files no generation uses, forget the names gone, and
-    record the generation committed. Returns the bytes freed."""
-    needed = in_use(manifest, products)
-    gone, freed = remove_owned(folder, set(debris(folder, ledger, needed)))
-    missing = {name for name in ledger.names - needed if not os.path.lexists(folder / name)}
-    write_ledger(folder, Ledger(ledger.names - gone - missing, generation))
-    return freed
 
 
 def create_index(folder: str | Path, identity: dict, settings: IndexParams, items: pd.DataFrame,
@@ -211,6 +195,8 @@ def create_index(folder: str | Path, identity: dict, settings: IndexParams, item
         dim = vectors.shape[1]
         choice = choose_index(len(items), dim, settings)
         files = generation_files(1, "vectors.f32", "colours.f32")
+        ledger = read_ledger(folder) or Ledger()
+        write_ledger(folder, Ledger(ledger.names, 0))  # a new index: generations count again from 1
         claim(folder, [files["vectors"], files["colours"]])
         append_rows(folder / files["vectors"], 0, dim * 4, vectors)
         append_rows(folder / files["colours"], 0, DESCRIPTOR_DIM * 4, colours)
