@@ -50,6 +50,7 @@ from fashion_search.search.index_folder import (FORMAT_VERSION, SKIPPED_FILE, ch
 from fashion_search.search.ownership import Ledger, claim, claim_folder, debris, read_ledger, write_ledger, write_owned
 
 OPEN_ATTEMPTS = 5
+CHECKED: set[tuple[str, str]] = set()  # (folder, seal) of the generations this process checked or wrote
 
 __all__ = ["MANIFEST_FILE", "DamagedIndexError", "IndexBusyError", "ProductIndex", "ProductIndexError", "add_products",
            "check_can_create", "compact", "create_index", "open_index", "record_skipped", "refuse_existing",
@@ -179,6 +180,7 @@ def _commit(folder: Path, manifest: dict, products: pd.DataFrame, faiss_index, s
                        "checksums": _checksums(folder, manifest, files, len(products)),
                        "previous_files": old_files, "updated": _now()})
     write_manifest(folder, manifest)
+    CHECKED.add((str(folder.resolve()), manifest["seal"]))  # this process wrote it and hashed what it wrote
     remove_debris(folder, manifest, products, ledger, generation)
     return manifest
 
@@ -229,11 +231,14 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
     if in_memory:
         check_finite(folder, files["vectors"], vectors)
     check_finite(folder, files["colours"], colours)
-    check_checksums(folder, manifest, row_widths(manifest), whole_files_only=True)
-    for role, array in (("vectors", vectors), ("colours", colours)):
-        if isinstance(array, np.memmap):
-            continue  # IVF-PQ's vectors stay on disk: 'verify' reads them
-        check_rows_read(folder, manifest, role, array)
+    seen = (str(folder.resolve()), manifest.get("seal"))
+    if seen not in CHECKED:  # each sealed generation once a process: its checksums cover every byte read
+        check_checksums(folder, manifest, row_widths(manifest), whole_files_only=True)
+        for role, array in (("vectors", vectors), ("colours", colours)):
+            if not isinstance(array, np.memmap):  # IVF-PQ's vectors stay on disk: 'verify' reads them
+                check_rows_read(folder, manifest, role, array)
+        if seen[1] and not isinstance(vectors, np.memmap):
+            CHECKED.add(seen)
     products = stored_types(pd.read_csv(folder / files["products"], dtype=str, keep_default_na=False, na_values=[""]),
                             ("id", "path", "colours", "product_id"))
     products["colours"] = products["colours"].fillna("")
