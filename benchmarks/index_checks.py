@@ -1,11 +1,12 @@
 """What the integrity checks cost: opening an index with and without the checks of every open,
-and ``verify``, on flat indexes of random 1280-d vectors.
+``verify``, and adding one product (a change checks only generations it did not write), on flat
+indexes of random 1280-d vectors.
 
     python benchmarks/index_checks.py [--rows 3000,35000] [--repeats 5]
 
 For each size: a flat index is built from random unit vectors (no model), then opened with the
-checks and with them switched off, alternated, ``--repeats`` times each (median seconds), and
-verified ``--repeats`` times. Writes ``benchmarks/results/index_checks.{json,md}``.
+checks and with them switched off, alternated, ``--repeats`` times each (median seconds),
+verified ``--repeats`` times, then given ``--repeats`` one-product adds (median). Writes ``benchmarks/results/index_checks.{json,md}``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from fashion_search.io import write_results
 from fashion_search.params import IndexParams
 from fashion_search.search import store
 from fashion_search.search.colour import DESCRIPTOR_DIM
-from fashion_search.search.store import create_index, open_index, verify_index
+from fashion_search.search.store import add_products, create_index, open_index, verify_index
 
 ROOT = Path(__file__).resolve().parent
 DIM = 1280
@@ -65,7 +66,22 @@ def measure(folder: Path, repeats: int) -> dict:
         verified.append(seconds(lambda: verify_index(folder)))
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return {"open_checked_s": statistics.median(checked), "open_unchecked_s": statistics.median(unchecked),
-            "verify_s": statistics.median(verified), "index_mib": size / 2**20}
+            "verify_s": statistics.median(verified), "index_mib": size / 2**20, "add_s": add_seconds(folder, repeats)}
+
+
+def add_seconds(folder: Path, repeats: int) -> float:
+    """Median seconds of adding one random product, as a service adds one upload."""
+    rng = np.random.default_rng(1)
+    index, times = open_index(folder, IndexParams()), []
+    for i in range(repeats):
+        vector = rng.normal(size=(1, DIM)).astype(np.float32)
+        items = pd.DataFrame({"id": [f"new{i}"], "path": "", "articleType": "Tshirts"})
+        started = time.perf_counter()
+        index, _ = add_products(index, items, vector / np.linalg.norm(vector),
+                                rng.random((1, DESCRIPTOR_DIM)).astype(np.float32),
+                                pd.DataFrame(columns=["id", "path", "reason"]))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def main() -> int:
@@ -81,12 +97,12 @@ def main() -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     table = [f"| {r['rows']:,} | {r['index_mib']:,.0f} | {r['open_unchecked_s'] * 1e3:,.0f} | "
              f"{r['open_checked_s'] * 1e3:,.0f} | {r['open_checked_s'] / r['open_unchecked_s']:.2f} | "
-             f"{r['verify_s'] * 1e3:,.0f} |" for r in results]
+             f"{r['verify_s'] * 1e3:,.0f} | {r['add_s'] * 1e3:,.0f} |" for r in results]
     markdown = "\n".join(["# What the integrity checks cost", "",
                           f"{machine}; flat indexes of random 1280-d vectors; median of {args.repeats} alternated "
                           "runs.", "",
                           "| rows | index (MiB) | open without checks (ms) | open with checks (ms) | ratio | "
-                          "verify (ms) |", "|---|---|---|---|---|---|", *table, ""])
+                          "verify (ms) | add one product (ms) |", "|---|---|---|---|---|---|---|", *table, ""])
     write_results(args.out, {"machine": machine, "repeats": args.repeats, "results": results}, markdown)
     print(markdown)
     return 0
