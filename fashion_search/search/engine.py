@@ -28,8 +28,9 @@ from fashion_search.search.embedding_jobs import Added, embed_into_items
 from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.integrity import damaged
 from fashion_search.search.index_folder import drop_work, release_index, work_folder
-from fashion_search.search.store import (ProductIndex, ProductIndexError, add_products, check_can_create, compact,
-                                         create_index, open_index, read_manifest, record_skipped, remove_products)
+from fashion_search.search.product_index import ProductIndex
+from fashion_search.search.store import (ProductIndexError, add_products, check_can_create, compact, create_index,
+                                         open_index, read_manifest, record_skipped, remove_products)
 
 PROJECT_COLUMNS = (*RESERVED_COLUMNS, "id")  # set by the project, not metadata
 DEFAULT_COLOUR_WEIGHT = 0.5  # a photo with a preferred colour, when no weight is given

@@ -22,9 +22,7 @@ that the order of writes that keeps readers safe can be read in one place.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +33,6 @@ from fashion_search.data.metadata import stored_types
 from fashion_search.io import file_sha256
 from fashion_search.params import IndexParams
 from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
-from fashion_search.search.filters import filter_keys
 from fashion_search.search.faiss_index import (VectorIndex, add_in_chunks, build_faiss_index, choose_index,
                                                load_faiss_index, save_faiss_index)
 from fashion_search.search.milvus_index import (LITE_FILE, MilvusVectors, connect, create_collection, default_uri,
@@ -44,10 +41,11 @@ from fashion_search.search.generations import (MANIFEST_FILE, IndexBusyError, Pr
                                                append_rows, generation_files, locked, read_rows)
 from fashion_search.search.integrity import (DamagedIndexError, check_checksums, check_finite, check_manifest,
                                              check_rows_read, damaged, extend_segments, sealed, verify_files)
+from fashion_search.search.product_index import ProductIndex
 from fashion_search.search.index_folder import (FORMAT_VERSION, SKIPPED_FILE, check_not_rolled_back,
-                                                compaction_files, free_generation, in_use, index_ledger, positional,
+                                                compaction_files, free_generation, index_ledger, positional,
                                                 read_manifest, refuse_existing, remove_debris, write_manifest)
-from fashion_search.search.ownership import Ledger, claim, claim_folder, debris, read_ledger, write_ledger, write_owned
+from fashion_search.search.ownership import Ledger, claim, claim_folder, read_ledger, write_ledger, write_owned
 
 OPEN_ATTEMPTS = 5
 CHECKED: set[tuple[str, str]] = set()  # (folder, seal) of the generations this process checked or wrote
@@ -59,59 +57,6 @@ __all__ = ["MANIFEST_FILE", "DamagedIndexError", "IndexBusyError", "ProductIndex
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-@dataclass
-class ProductIndex:
-    """An opened product index: its manifest, product table, colours and vector index."""
-
-    folder: Path
-    manifest: dict
-    products: pd.DataFrame
-    colours: np.ndarray
-    vectors: VectorIndex
-    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "path", "reason"]))
-
-    @property
-    def identity(self) -> dict:
-        return self.manifest["model"]
-
-    @functools.cached_property
-    def columns(self) -> dict[str, np.ndarray]:
-        """Each product column as a numpy array, made once: a search's result rows are taken from
-        these (a pandas row selection costs milliseconds a query)."""
-        return {name: self.products[name].to_numpy(object) for name in self.products.columns}
-
-    @property
-    def live(self) -> np.ndarray:
-        """Rows not removed."""
-        return ~self.products["deleted"].to_numpy(bool)
-
-    def rows_of(self, product: str) -> np.ndarray:
-        """Live rows of a product: those whose ``id`` or ``product_id`` is ``product``, and the
-        other photos of the same ``product_id`` (a Farfetch product's cut-out and model photos)."""
-        match = self.products["id"].to_numpy(str) == product
-        if "product_id" in self.products.columns:
-            product_ids = self.products["product_id"].astype(str).to_numpy()
-            match |= np.isin(product_ids, [product, *product_ids[match]])
-        return np.flatnonzero(match & self.live)
-
-    def info(self) -> dict:
-        """What a user wants to know about the index, as plain data."""
-        live = int(self.live.sum())
-        m = self.manifest
-        leftovers = [self.folder / name for name in
-                     debris(self.folder, index_ledger(self.folder, m, self.products), in_use(m, self.products))]
-        return {"folder": str(self.folder), "products": live, "removed_rows": len(self.products) - live,
-                "skipped_photos": len(self.skipped), "kind": m["kind"], "factory": m["factory"],
-                "chosen_because": m["choice_reason"], "metric": m["metric"], "dimension": m["dim"],
-                "model": self.identity, "created": m["created"], "updated": m["updated"],
-                "generation": m["generation"], "backend": m.get("backend", "faiss"), "milvus": m.get("milvus"),
-                "debris_files": len(leftovers),
-                "debris_bytes": sum(p.lstat().st_size for p in leftovers if p.exists()),
-                "checksummed": sorted(m.get("checksums", {})),
-                "columns": [c for c in self.products.columns if c not in ("deleted",)],
-                "filters": filter_keys(self.products)}
 
 
 def check_can_create(folder: Path, settings: IndexParams, replacing: bool = False) -> None:
