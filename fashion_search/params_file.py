@@ -5,14 +5,13 @@ values, columns the catalogue must have) and write the resolved parameters back.
 names the offending key (``finetune.frozen_epochs``) and what is allowed, so a typo is caught
 in a second rather than after an hour of training.
 
-Longer than most modules (one parser per block of ``params.yaml``), kept whole so that every
-block is checked by the same helpers and every message reads alike.
+The checks of single values are in :mod:`.params_values`, the ``index`` block in
+:mod:`.params_index`.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -20,112 +19,23 @@ import yaml
 
 from fashion_search.io import write_text_atomic
 from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
-from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, INDEX_BACKENDS, INDEX_EXECUTORS,
-                                   INDEX_METRICS, INDEX_TYPES, MODEL_RUNTIMES, PRECISIONS, RECIPES, BackboneParams,
-                                   ConfigError, DataParams, EvaluateParams, FeaturesParams, FinetuneParams, IndexParams,
-                                   Params, PerClass, SplitFractions, VisualiseParams)
-
-
-# ----------------------------------------------------------------------------- parsing
-def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"unknown key '{_join(where, unknown[0])}'; allowed keys here: {', '.join(sorted(allowed))}"
-        )
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _mapping(value: Any, key: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"'{key}' must be a mapping of keys to values, got {type(value).__name__}")
-    return value
-
-
-def _int(value: Any, key: str, minimum: int | None = None, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"'{key}' must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"'{key}' must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(value: Any, key: str, low: float, high: float) -> float:
-    """A number in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"'{key}' must be a number, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"'{key}' must be between {low} and {high}, got {value}")
-    return float(value)
-
-
-def _bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
-    return value
-
-
-def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ConfigError(f"'{key}' must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-# Allowed ranges of the scalar fields that are not simply "a positive integer".
-_RANGES: dict[str, tuple[float, float]] = {
-    "finetune.frozen_epochs": (0, 10_000),
-    "finetune.unfrozen_epochs": (0, 10_000),
-    "finetune.type_hidden": (0, 65_536),
-    "finetune.learning_rate": (1e-9, 1.0),
-    "finetune.unfrozen_learning_rate": (1e-9, 1.0),
-    "finetune.unfreeze_fraction": (0.0, 1.0),
-    "finetune.dropout": (0.0, 0.95),
-    "finetune.margin": (0.0, 1.0),
-    "finetune.scale": (1.0, 128.0),
-    "index.memory_budget_gb": (0.01, 1e6),
-    "index.flat_max_items": (0, 1e12),
-    "index.exact_filter_rows": (0, 1e12),
-    "index.lock_wait_s": (0.0, 3600.0),
-    "index.ray_actors": (0, 100_000),
-}
-
-
-def _simple_block(cls: type, raw: Any, where: str) -> Any:
-    """Build a dataclass of scalar fields, type-checked against its defaults."""
-    raw = _mapping(raw, where)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    _check_keys(raw, fields, where)
-    defaults = cls()
-    values = {}
-    for name, value in raw.items():
-        key, default = _join(where, name), getattr(defaults, name)
-        low, high = _RANGES.get(key, (1, float("inf")))
-        if isinstance(default, bool):
-            values[name] = _bool(value, key)
-        elif isinstance(default, int):
-            values[name] = _int(value, key, minimum=int(low))
-        else:
-            values[name] = _float(value, key, low, high)
-    return cls(**values)
+from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, PRECISIONS, RECIPES, BackboneParams,
+                                   ConfigError, DataParams, EvaluateParams, FeaturesParams, FinetuneParams, Params,
+                                   PerClass, SplitFractions, VisualiseParams)
+from fashion_search.params_index import parse_index
+from fashion_search.params_values import check_keys, choice, integer, mapping, number, simple_block
 
 
 def _parse_per_class(raw: Any) -> PerClass:
-    raw = _mapping(raw, "data.per_class")
-    _check_keys(raw, {"train", "validation", "test"}, "data.per_class")
-    return PerClass(**{k: _int(v, f"data.per_class.{k}", 1, allow_none=True) for k, v in raw.items()})
+    raw = mapping(raw, "data.per_class")
+    check_keys(raw, {"train", "validation", "test"}, "data.per_class")
+    return PerClass(**{k: integer(v, f"data.per_class.{k}", 1, allow_none=True) for k, v in raw.items()})
 
 
 def _parse_split(raw: Any) -> SplitFractions:
-    raw = _mapping(raw, "data.split")
-    _check_keys(raw, {"validation", "test"}, "data.split")
-    split = SplitFractions(**{k: _float(v, f"data.split.{k}", 0.0, 0.9) for k, v in raw.items()})
+    raw = mapping(raw, "data.split")
+    check_keys(raw, {"validation", "test"}, "data.split")
+    split = SplitFractions(**{k: number(v, f"data.split.{k}", 0.0, 0.9) for k, v in raw.items()})
     if split.test == 0 or split.validation + split.test >= 1:
         raise ConfigError("'data.split' must give test a share above 0 and leave some items for training "
                           f"(validation + test < 1); got validation {split.validation}, test {split.test}")
@@ -139,9 +49,9 @@ def _column_name(value: Any, key: str) -> str:
 
 
 def _parse_data(raw: Any) -> DataParams:
-    raw = _mapping(raw, "data")
-    _check_keys(raw, {"source", "path", "label_column", "per_class", "split", "evaluation_path"}, "data")
-    source = _choice(raw.get("source", "fashion_mnist"), "data.source", DATA_SOURCES)
+    raw = mapping(raw, "data")
+    check_keys(raw, {"source", "path", "label_column", "per_class", "split", "evaluation_path"}, "data")
+    source = choice(raw.get("source", "fashion_mnist"), "data.source", DATA_SOURCES)
     label_column = _column_name(raw.get("label_column", DEFAULT_LABEL_COLUMN[source]), "data.label_column")
     if source == "fashion_mnist" and label_column != "category":
         raise ConfigError(f"'data.label_column' must be category for fashion_mnist, got {label_column!r}")
@@ -171,14 +81,14 @@ def _folder(path: Any, key: str) -> str | None:
 def _parse_backbone(raw: Any, key: str) -> BackboneParams:
     if isinstance(raw, str):
         raw = {"name": raw}
-    raw = _mapping(raw, key)
-    _check_keys(raw, {"name", "weights", "image_size", "weights_path"}, key)
+    raw = mapping(raw, key)
+    check_keys(raw, {"name", "weights", "image_size", "weights_path"}, key)
     if "name" not in raw:
         raise ConfigError(f"'{key}.name' is required; one of {', '.join(BACKBONES)}")
-    name = _choice(raw["name"], f"{key}.name", tuple(BACKBONES))
+    name = choice(raw["name"], f"{key}.name", tuple(BACKBONES))
     spec = BACKBONES[name]
-    weights = _choice(raw.get("weights", "imagenet"), f"{key}.weights", WEIGHT_CHOICES)
-    size = _int(raw.get("image_size"), f"{key}.image_size", allow_none=True)
+    weights = choice(raw.get("weights", "imagenet"), f"{key}.weights", WEIGHT_CHOICES)
+    size = integer(raw.get("image_size"), f"{key}.image_size", allow_none=True)
     if size is not None:
         if size < spec.min_size:
             raise ConfigError(f"'{key}.image_size' must be at least {spec.min_size} for {name}, got {size}")
@@ -213,15 +123,15 @@ def _string_list(value: Any, key: str, example: str) -> list:
 
 
 def _parse_finetune(raw: Any) -> FinetuneParams:
-    raw = _mapping(raw, "finetune")
+    raw = mapping(raw, "finetune")
     special = {"recipes", "task_columns", "precision", "devices"}
-    params = _simple_block(FinetuneParams, {k: v for k, v in raw.items() if k not in special}, "finetune")
-    precision = _choice(raw.get("precision", "auto"), "finetune.precision", PRECISIONS)
+    params = simple_block(FinetuneParams, {k: v for k, v in raw.items() if k not in special}, "finetune")
+    precision = choice(raw.get("precision", "auto"), "finetune.precision", PRECISIONS)
     devices = raw.get("devices", "auto")
     if isinstance(devices, bool) or not (devices in ("auto", "cpu") or (isinstance(devices, int) and devices >= 1)):
         raise ConfigError(f"'finetune.devices' must be auto, cpu or a number of GPUs (1 or more), got {devices!r}")
     recipes = _string_list(raw.get("recipes", ["softmax"]), "finetune.recipes", "[frozen, softmax]")
-    recipes = tuple(_choice(r, "finetune.recipes", RECIPES) for r in recipes)
+    recipes = tuple(choice(r, "finetune.recipes", RECIPES) for r in recipes)
     if len(set(recipes)) != len(recipes):
         raise ConfigError(f"'finetune.recipes' lists a recipe twice: {list(recipes)}")
     columns = raw.get("task_columns") or []
@@ -249,110 +159,39 @@ def _parse_relevance(value: Any, label_column: str) -> tuple[str, ...]:
 
 
 def _parse_evaluate(raw: Any, label_column: str) -> EvaluateParams:
-    raw = _mapping(raw, "evaluate")
-    _check_keys(raw, {"relevance", "ks", "distances", "query_batch_size"}, "evaluate")
+    raw = mapping(raw, "evaluate")
+    check_keys(raw, {"relevance", "ks", "distances", "query_batch_size"}, "evaluate")
     ks = raw.get("ks", [1, 5, 10])
     if not isinstance(ks, list) or not ks:
         raise ConfigError(f"'evaluate.ks' must be a non-empty list of integers, got {ks!r}")
-    ks = tuple(sorted({_int(k, "evaluate.ks", minimum=1) for k in ks}))
+    ks = tuple(sorted({integer(k, "evaluate.ks", minimum=1) for k in ks}))
     distances = raw.get("distances", list(DISTANCES))
     if not isinstance(distances, list) or not distances:
         raise ConfigError(f"'evaluate.distances' must be a non-empty list, got {distances!r}")
-    distances = tuple(_choice(d, "evaluate.distances", DISTANCES) for d in distances)
-    batch = _int(raw.get("query_batch_size", 1024), "evaluate.query_batch_size", minimum=1)
+    distances = tuple(choice(d, "evaluate.distances", DISTANCES) for d in distances)
+    batch = integer(raw.get("query_batch_size", 1024), "evaluate.query_batch_size", minimum=1)
     return EvaluateParams(relevance=_parse_relevance(raw.get("relevance"), label_column), ks=ks,
                           distances=distances, query_batch_size=batch)
 
 
-def parse_index(raw: Any) -> IndexParams:
-    """Validate the ``index`` block (the search engine's settings)."""
-    raw = dict(_mapping(raw, "index"))
-    strings = {"model": None, "weights": WEIGHT_CHOICES, "type": INDEX_TYPES, "metric": INDEX_METRICS,
-               "backend": INDEX_BACKENDS, "runtime": MODEL_RUNTIMES,
-               "executor": INDEX_EXECUTORS}
-    values: dict[str, Any] = {}
-    for name, choices in strings.items():
-        if name in raw:
-            value = raw.pop(name)
-            if choices:
-                values[name] = _choice(value, f"index.{name}", choices)
-            elif not isinstance(value, str) or not value:
-                raise ConfigError(f"'index.{name}' must be fashion_lite0 (the shipped model), a backbone name or a "
-                                  f"model folder, got {value!r}")
-            else:
-                values[name] = value
-    if "image_size" in raw:
-        values["image_size"] = _int(raw.pop("image_size"), "index.image_size", minimum=32, allow_none=True)
-    if "uri" in raw:
-        values["uri"] = parse_milvus_uri(raw.pop("uri"))
-    if "ray_address" in raw:
-        values["ray_address"] = parse_ray_address(raw.pop("ray_address"))
-    return dataclasses.replace(_simple_block(IndexParams, raw, "index"), **values)
-
-
-def parse_milvus_uri(value: Any) -> str | None:
-    """``index.uri``: null, a Milvus server's address (http(s)://host:port) or a local path (Milvus Lite)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or any(not c.isprintable() for c in value):
-        raise ConfigError(f"'index.uri' must be a Milvus address such as http://localhost:19530 or a local path "
-                          f"such as outputs/milvus.db, got {value!r}")
-    value = value.strip()
-    if "://" in value and not value.startswith(("http://", "https://", "tcp://")):
-        raise ConfigError(f"'index.uri' must start with http://, https:// or tcp:// (or be a local path), got {value!r}")
-    return value
-
-
-def parse_ray_address(value: Any) -> str | None:
-    """``index.ray_address``: null (Ray on this machine), "auto", host:port or ray://host:port (an
-    IPv6 host in brackets: [::1]:6379)."""
-    if value is None:
-        return None
-    message = f"'index.ray_address' must be null, auto, host:6379, [::1]:6379 or ray://host:10001, got {value!r}"
-    if not isinstance(value, str) or not value.strip() or any(not c.isprintable() or c.isspace() for c in value.strip()):
-        raise ConfigError(message)
-    value = value.strip()
-    if "://" in value and not value.startswith("ray://"):
-        raise ConfigError(f"'index.ray_address' must start with ray:// when it names a scheme, got {value!r}")
-    if value != "auto":
-        try:
-            ray_host_port(value)
-        except ValueError:
-            raise ConfigError(message) from None
-    return value
-
-
-def ray_host_port(address: str) -> tuple[str, int]:
-    """The host (IPv6 without its brackets) and port of a Ray address host:port, [v6]:port or
-    ray://host:port; ValueError unless it is one."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = str(ipaddress.IPv6Address(host[1:-1]))
-    elif not host or any(c in host for c in ":[]/@"):
-        raise ValueError(f"not a Ray address: {address!r}")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a Ray address port: {address!r}")
-    return host, int(port)
-
-
 def parse_params(raw: Any) -> Params:
     """Validate a nested dict (as read from YAML) into :class:`Params`."""
-    raw = _mapping(raw, "params.yaml")
+    raw = mapping(raw, "params.yaml")
     allowed = {f.name for f in dataclasses.fields(Params)}
-    _check_keys(raw, allowed, "")
+    check_keys(raw, allowed, "")
     run = raw.get("run", "default")
     if not isinstance(run, str) or not run or not run.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"'run' must be a name of letters, digits, '-' and '_', got {run!r}")
     data = _parse_data(raw.get("data"))
     params = Params(
         run=run,
-        seed=_int(raw.get("seed", 42), "seed", minimum=0),
+        seed=integer(raw.get("seed", 42), "seed", minimum=0),
         data=data,
         backbones=_parse_backbones(raw.get("backbones")),
         finetune=_parse_finetune(raw.get("finetune")),
-        features=_simple_block(FeaturesParams, raw.get("features"), "features"),
+        features=simple_block(FeaturesParams, raw.get("features"), "features"),
         evaluate=_parse_evaluate(raw.get("evaluate"), data.label_column),
-        visualise=_simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
+        visualise=simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
         index=parse_index(raw.get("index")),
     )
     if "shipped" in params.finetune.recipes and any(
@@ -416,7 +255,7 @@ def read_yaml(path: str | Path) -> dict:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"'{path}' is not valid YAML: {err}") from err
-    return _mapping(raw, str(path))
+    return mapping(raw, str(path))
 
 
 def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:

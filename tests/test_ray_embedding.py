@@ -22,7 +22,7 @@ from PIL import Image
 from fashion_search.data.photo_folder import list_photo_folder
 from fashion_search.io import chunk_path
 from fashion_search.params import ConfigError, IndexParams
-from fashion_search.params_file import parse_index
+from fashion_search.params_index import parse_index
 from fashion_search.search import ray_embedding
 from fashion_search.search.embedder import load_embedder
 from fashion_search.search.embedding_jobs import embed_into_items

@@ -21,7 +21,8 @@ from fashion_search.data import detect_source, list_catalogue, source_name
 from fashion_search.data.catalog import Catalog
 from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
-from fashion_search.params_file import parse_index, parse_milvus_uri, parse_ray_address, read_yaml
+from fashion_search.params_file import read_yaml
+from fashion_search.params_index import parse_index, parse_milvus_uri, parse_ray_address
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
 from fashion_search.search.filters import no_match_hints
 from fashion_search.search.runtime import RUNTIME_NAMES

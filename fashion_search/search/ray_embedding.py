@@ -28,7 +28,7 @@ import numpy as np
 
 from fashion_search.io import chunk_bounds, chunk_path, load_chunks, save_chunk
 from fashion_search.params import IndexParams
-from fashion_search.params_file import ray_host_port
+from fashion_search.params_index import ray_host_port
 from fashion_search.progress import progress_bar
 from fashion_search.search.colour import DESCRIPTOR_DIM
 from fashion_search.search.embedder import (REMEMBERED_KEYS, Embedded, Embedder, chunk_arrays, frame_photos, joined,
