@@ -5,8 +5,10 @@ The engine writes an index only into a folder that is new, empty, or already one
 ``owned-files.json`` (:func:`claim`, under the change lock), so a crash leaves nothing it cannot
 recognise as its own; it deletes only recorded names (:func:`remove_owned`), never through a
 symbolic link, never a folder it did not make. A user's file in the folder, whatever its name, is
-never touched. The ledger also remembers the last generation committed, so a ``manifest.json``
-put back from an older copy is recognised (:func:`check_not_rolled_back`).
+never touched, with one exception: the temporary sibling ``.<name>.tmp`` of a file the engine
+owns is the engine's too (it writes there before the rename, and removes one a crash left). The
+ledger also remembers the last generation committed, so a ``manifest.json`` put back from an
+older copy is recognised (:func:`.index_folder.check_not_rolled_back`).
 
 An index written before the ledger existed (format 1) owns the files its manifest names; its next
 change writes the ledger.
