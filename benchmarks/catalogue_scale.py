@@ -34,7 +34,7 @@ from fashion_search.io import write_results
 from fashion_search.models.shipped import cpu_name
 from fashion_search.params import IndexParams
 from fashion_search.search.engine import SearchEngine
-from fashion_search.search.store import compact, open_index
+from fashion_search.search.index.store import compact, open_index
 
 ROOT = Path(__file__).resolve().parent
 PROJECT = ROOT.parent

@@ -23,8 +23,8 @@ import pandas as pd
 
 from fashion_search.images import read_photo
 from fashion_search.io import write_results
-from fashion_search.search import colour
-from fashion_search.search.colour import PALETTE_HEX, colour_descriptors, colour_names
+from fashion_search import colour
+from fashion_search.colour import PALETTE_HEX, colour_descriptors, colour_names
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_PHOTOS = ROOT.parent.parent / "shared" / "data" / "fashion-products-dev"

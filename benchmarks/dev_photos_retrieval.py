@@ -20,7 +20,7 @@ from fashion_search.data import list_catalogue  # first: the package quiets Tens
 from fashion_search.data.catalog import drop_unusable, with_labels
 from fashion_search.io import write_json, write_text_atomic
 from fashion_search.models.backbones import build_feature_extractor
-from fashion_search.models.registry import get_spec
+from fashion_search.backbone_specs import get_spec
 from fashion_search.pipeline.evaluate import evaluate_store
 from fashion_search.pipeline.features import FeatureStore, extract_features
 

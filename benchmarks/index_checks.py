@@ -25,9 +25,9 @@ import pandas as pd
 
 from fashion_search.io import write_results
 from fashion_search.params import IndexParams
-from fashion_search.search import store
-from fashion_search.search.colour import DESCRIPTOR_DIM
-from fashion_search.search.store import add_products, create_index, open_index, verify_index
+from fashion_search.search.index import store
+from fashion_search.colour import DESCRIPTOR_DIM
+from fashion_search.search.index.store import add_products, create_index, open_index, verify_index
 
 ROOT = Path(__file__).resolve().parent
 DIM = 1280

@@ -36,7 +36,7 @@ import numpy as np
 
 from fashion_search.params import IndexParams
 from fashion_search.io import write_results
-from fashion_search.search.faiss_index import VectorIndex, build_faiss_index, choose_index
+from fashion_search.search.index.faiss_index import VectorIndex, build_faiss_index, choose_index
 from realistic_vectors import fit, index_vectors
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -45,9 +45,9 @@ from fashion_search import images
 from fashion_search.images import MAX_PIXELS, fit_to_square, read_photo
 from fashion_search.io import write_results
 from fashion_search.params import IndexParams
-from fashion_search.search import embedder as embedder_module
-from fashion_search.search.colour import DESCRIPTOR_DIM
-from fashion_search.search.embedder import PREPARE_WORKERS, embed_photos, load_embedder, prepare_batch
+from fashion_search.search.embedding import embedder as embedder_module
+from fashion_search.colour import DESCRIPTOR_DIM
+from fashion_search.search.embedding.embedder import PREPARE_WORKERS, embed_photos, load_embedder, prepare_batch
 from throughput import DEFAULT_PHOTOS, ROOT, interleaved_rates
 
 BATCH = 32

@@ -26,7 +26,7 @@ import numpy as np
 from fashion_search.images import fit_to_square, read_photo
 from fashion_search.io import write_results
 from fashion_search.params import IndexParams
-from fashion_search.search.embedder import load_embedder
+from fashion_search.search.embedding.embedder import load_embedder
 from throughput import DEFAULT_PHOTOS, ROOT
 
 PHOTOS_PER_RUN = 64

@@ -37,8 +37,8 @@ from fashion_search.data.photo_folder import list_photo_folder
 from fashion_search.io import write_results
 from fashion_search.models.shipped import cpu_name
 from fashion_search.params import IndexParams
-from fashion_search.search.embedder import load_embedder
-from fashion_search.search.embedding_jobs import embed_into_items
+from fashion_search.search.embedding.embedder import load_embedder
+from fashion_search.search.embedding.embedding_jobs import embed_into_items
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

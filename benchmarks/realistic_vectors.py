@@ -40,7 +40,7 @@ LOCAL_COMPONENTS = 16  # directions each cluster spreads along (the rest of its 
 def index_vectors(folder: str | Path) -> np.ndarray:
     """The live vectors of an index folder (read straight from its files)."""
     from fashion_search.params import IndexParams
-    from fashion_search.search.store import open_index
+    from fashion_search.search.index.store import open_index
 
     index = open_index(folder, IndexParams(), in_memory=True)
     return np.asarray(index.vectors.vectors, np.float32)[index.live]

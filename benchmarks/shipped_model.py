@@ -38,7 +38,7 @@ from fashion_search.models.shipped import SHIPPED_NAME
 from fashion_search.params import IndexParams
 from fashion_search.pipeline.report import markdown_table
 from fashion_search.progress import progress_bar
-from fashion_search.search.embedder import embed_photos, load_embedder
+from fashion_search.search.embedding.embedder import embed_photos, load_embedder
 
 ROOT = Path(__file__).resolve().parent
 PROJECT = ROOT.parent

@@ -27,7 +27,7 @@ from fashion_search.data import list_catalogue
 from fashion_search.data.catalog import drop_unusable
 from fashion_search.io import write_json, write_text_atomic
 from fashion_search.models.backbones import build_feature_extractor
-from fashion_search.models.registry import BACKBONES, get_spec
+from fashion_search.backbone_specs import BACKBONES, get_spec
 from fashion_search.pipeline.input_pipeline import make_dataset
 
 ROOT = Path(__file__).resolve().parent

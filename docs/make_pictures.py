@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from fashion_search.params import IndexParams
 from fashion_search.search.engine import SearchEngine
-from fashion_search.search.server import create_app
+from fashion_search.search.serving.server import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ("map_per_model_0.png", "queries_efficientnet_lite0-cosface.png", "learning_curves.png")

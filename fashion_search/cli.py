@@ -13,7 +13,7 @@ import argparse
 import difflib
 import sys
 
-from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
+from fashion_search.backbone_specs import BACKBONES, WEIGHT_CHOICES
 from fashion_search.params import INDEX_BACKENDS, INDEX_TYPES, MODEL_RUNTIMES
 
 DEFAULT_INDEX = "outputs/index"
@@ -235,11 +235,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from fashion_search.images import UnusableImageError
     from fashion_search.models.shipped import ShippedModelError
     from fashion_search.params import ConfigError
-    from fashion_search.search.colour import ColourError
-    from fashion_search.search.embedder import ModelError
-    from fashion_search.search.filters import FilterError
-    from fashion_search.search.runtime import RuntimeUnavailableError
-    from fashion_search.search.store import ProductIndexError
+    from fashion_search.colour import ColourError
+    from fashion_search.search.embedding.embedder import ModelError
+    from fashion_search.search.index.filters import FilterError
+    from fashion_search.search.embedding.runtime import RuntimeUnavailableError
+    from fashion_search.search.index.store import ProductIndexError
 
     return (ConfigError, DatasetNotFoundError, CatalogueError, ModelError, FilterError, UnusableImageError,
             ProductIndexError, ColourError, RuntimeUnavailableError, ShippedModelError)
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fashion-search: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        from fashion_search.search.generations import is_disk_error
+        from fashion_search.search.index.generations import is_disk_error
 
         if not is_disk_error(err):
             raise

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fashion_search.models.registry import BACKBONES
+from fashion_search.backbone_specs import BACKBONES
 
 DATA_SOURCES = ("fashion_mnist", "photo_folder", "farfetch")
 DISTANCES = ("euclidean", "cosine")

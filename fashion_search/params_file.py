@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from fashion_search.io import write_text_atomic
-from fashion_search.models.registry import BACKBONES, WEIGHT_CHOICES
+from fashion_search.backbone_specs import BACKBONES, WEIGHT_CHOICES
 from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, PRECISIONS, RECIPES, BackboneParams,
                                    ConfigError, DataParams, EvaluateParams, FeaturesParams, FinetuneParams, Params,
                                    PerClass, SplitFractions, VisualiseParams)

@@ -6,7 +6,7 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-from fashion_search.models.registry import WEIGHT_CHOICES
+from fashion_search.backbone_specs import WEIGHT_CHOICES
 from fashion_search.params import (INDEX_BACKENDS, INDEX_EXECUTORS, INDEX_METRICS, INDEX_TYPES, MODEL_RUNTIMES,
                                    ConfigError, IndexParams)
 from fashion_search.params_values import choice, integer, mapping, simple_block

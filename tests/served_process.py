@@ -51,10 +51,10 @@ def served_process(index: Path, **settings: float) -> Iterator[str]:
 def main(index: str, port: str, settings: str) -> None:
     import uvicorn
 
-    from fashion_search.search.connections import server_config
+    from fashion_search.search.serving.connections import server_config
     from fashion_search.search.engine import SearchEngine
-    from fashion_search.search.server import create_app
-    from fashion_search.search.store import open_index
+    from fashion_search.search.serving.server import create_app
+    from fashion_search.search.index.store import open_index
     from test_search_engine import pixel_embedder
     from test_server import SETTINGS
 

@@ -15,7 +15,7 @@ import pytest
 
 from fashion_search.cli import main
 from fashion_search.params import IndexParams
-from fashion_search.search.store import open_index
+from fashion_search.search.index.store import open_index
 
 TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
 SERVER = os.environ.get("FASHION_SEARCH_TEST_MILVUS_URI")
@@ -28,7 +28,7 @@ def backend_options(request, tmp_path):
     backend = request.param
     yield ["--backend", "milvus", "--uri", SERVER] if backend == "milvus server" else ["--backend", backend]
     if backend == "milvus server":
-        from fashion_search.search.milvus_index import collection_name, connect
+        from fashion_search.search.index.milvus_index import collection_name, connect
 
         client = connect(SERVER)
         prefix = collection_name(tmp_path / "index", 0).rsplit("_", 1)[0]
@@ -126,7 +126,7 @@ def test_a_collection_keeping_colour_names_as_a_bare_list_is_still_filtered_by_c
     """Collections written before colour names moved into a JSON object (Milvus 2.3 refuses a bare list)."""
     from pymilvus import DataType
 
-    from fashion_search.search.milvus_index import IDENTITY_PROPERTY, connect
+    from fashion_search.search.index.milvus_index import IDENTITY_PROPERTY, connect
 
     folder = tmp_path / "index"
     assert run(capsys, "index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus")[0] == 0
@@ -166,7 +166,7 @@ def test_the_http_service_serves_a_milvus_index(photo_folder, tmp_path):
     import httpx
 
     from fashion_search.search.engine import SearchEngine, build_index
-    from fashion_search.search.server import create_app
+    from fashion_search.search.serving.server import create_app
     from fashion_search.data.photo_folder import list_photo_folder
     from test_search_engine import pixel_embedder
     from test_server import KEY, SETTINGS, serve
@@ -219,7 +219,7 @@ def test_a_hostile_filter_value_stays_a_value_in_milvus(milvus_engine, value):
 
 
 def test_milvus_failing_a_search_is_a_retryable_error(milvus_engine):
-    from fashion_search.search.milvus_index import MilvusUnavailableError
+    from fashion_search.search.index.milvus_index import MilvusUnavailableError
 
     milvus_engine.index.vectors.client.close()
     with pytest.raises(MilvusUnavailableError, match="Milvus did not answer the search"):
@@ -236,7 +236,7 @@ def test_a_milvus_lite_index_open_in_another_process_is_said_in_words(photo_fold
     built = subprocess.run([*cli, "index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus"],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fashion_search.search.milvus_index "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fashion_search.search.index.milvus_index "
                                f"import connect\nconnect({str(folder / 'milvus.db')!r})\nprint('open', flush=True)\n"
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

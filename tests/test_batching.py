@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from fashion_search.search.batching import BatcherClosedError, ModelBatcher, prefetched
+from fashion_search.search.embedding.batching import BatcherClosedError, ModelBatcher, prefetched
 
 
 class SlowDoubler:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_search.search.colour import (ColourError, colour_descriptor, colour_names, descriptor_distance,
+from fashion_search.colour import (ColourError, colour_descriptor, colour_names, descriptor_distance,
                                           srgb_to_lab, swatch_distance, swatch_lab)
 
 
@@ -42,7 +42,7 @@ def test_swatch_and_descriptor_distances_order_by_colour():
 
 
 def test_colour_histograms_are_unit_vectors_that_match_like_colours():
-    from fashion_search.search.colour_grid import HISTOGRAM_DIM, colour_histogram
+    from fashion_search.colour_grid import HISTOGRAM_DIM, colour_histogram
 
     red, dark_red, blue = (colour_histogram(garment(c)) for c in [(200, 30, 30), (180, 25, 35), (30, 50, 180)])
     assert red.shape == (HISTOGRAM_DIM,) and np.linalg.norm(red) == pytest.approx(1.0, abs=1e-5)
@@ -50,7 +50,7 @@ def test_colour_histograms_are_unit_vectors_that_match_like_colours():
 
 
 def test_the_colour_grid_places_each_colour_where_it_is_worn():
-    from fashion_search.search.colour_grid import HISTOGRAM_DIM, HISTOGRAM_GRID, colour_grid, colour_grids
+    from fashion_search.colour_grid import HISTOGRAM_DIM, HISTOGRAM_GRID, colour_grid, colour_grids
 
     outfit = np.full((70, 70, 3), 255, np.uint8)
     outfit[5:35, 10:60] = (200, 30, 30)    # a red top
@@ -65,7 +65,7 @@ def test_the_colour_grid_places_each_colour_where_it_is_worn():
 
 
 def test_skin_is_left_out_of_the_histogram_unless_it_is_most_of_the_garment():
-    from fashion_search.search.colour_grid import colour_histogram, skin_like
+    from fashion_search.colour_grid import colour_histogram, skin_like
 
     skin = (224, 172, 140)
     assert skin_like(srgb_to_lab(np.array([skin], np.float64))).all()
@@ -90,8 +90,8 @@ def _odd_batch() -> list[np.ndarray]:
 
 
 def test_a_batch_describes_each_photo_as_it_is_described_alone():
-    from fashion_search.search.colour import colour_descriptors
-    from fashion_search.search.colour_grid import colour_grid, colour_grids
+    from fashion_search.colour import colour_descriptors
+    from fashion_search.colour_grid import colour_grid, colour_grids
 
     photos = _odd_batch()
     together = colour_descriptors(photos)
@@ -107,7 +107,7 @@ def test_a_batch_describes_each_photo_as_it_is_described_alone():
 
 
 def test_histogram_shares_are_the_gaussian_of_each_pixels_distance_to_the_grid():
-    from fashion_search.search.colour_grid import _HISTOGRAM_SIGMA, HISTOGRAM_GRID, _soft_shares
+    from fashion_search.colour_grid import _HISTOGRAM_SIGMA, HISTOGRAM_GRID, _soft_shares
 
     points = np.array([[50.0, 10.0, -20.0], [95.0, -70.0, 75.0], [5.0, 0.0, 0.0], [63.2, 41.7, 12.9]])
     gaps = ((points[:, None] - HISTOGRAM_GRID[None]) ** 2).sum(axis=2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fashion_search.params import IndexParams
-from fashion_search.search.embedder import ModelError, check_identity, load_embedder
+from fashion_search.search.embedding.embedder import ModelError, check_identity, load_embedder
 
 
 @pytest.fixture(scope="module")

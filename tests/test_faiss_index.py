@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fashion_search.params import IndexParams
-from fashion_search.search.faiss_index import VectorIndex, build_faiss_index, choose_index
+from fashion_search.search.index.faiss_index import VectorIndex, build_faiss_index, choose_index
 
 
 def true_distances(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:

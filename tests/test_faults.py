@@ -21,12 +21,12 @@ from PIL import Image
 
 from fashion_search.cli import main
 from fashion_search.data.photo_folder import list_photo_folder, list_photos
-from fashion_search.search import store
-from fashion_search.search.embedding_jobs import embed_into_items
+from fashion_search.search.index import store
+from fashion_search.search.embedding.embedding_jobs import embed_into_items
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.generations import UPLOAD_GRACE_S, locked
-from fashion_search.search.ownership import claim
-from fashion_search.search.store import open_index
+from fashion_search.search.index.generations import UPLOAD_GRACE_S, locked
+from fashion_search.search.index.ownership import claim
+from fashion_search.search.index.store import open_index
 from test_search_engine import SETTINGS, pixel_embedder  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
@@ -81,7 +81,7 @@ KILLER = textwrap.dedent('''
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from fashion_search.data.photo_folder import list_photos
-    from fashion_search.search import store
+    from fashion_search.search.index import store
     from fashion_search.search.engine import SearchEngine
     from test_search_engine import SETTINGS, pixel_embedder
 
@@ -128,7 +128,7 @@ APPROXIMATE_STEPS = [(kind, step, nth) for kind in ("hnsw", "ivfpq")
 def approximate_index(request, photo_folder, tmp_path) -> Path:
     """An index of the photo folder's photos plus 300 random products, as an HNSW or IVF-PQ index
     (IVF-PQ needs 256 vectors to train its codes)."""
-    from fashion_search.search.store import create_index
+    from fashion_search.search.index.store import create_index
 
     settings = dataclasses.replace(SETTINGS, type=request.param)
     folder = tmp_path / "index"
@@ -169,7 +169,7 @@ MILVUS_CHECKER = textwrap.dedent('''
     sys.path.insert(0, {tests!r})
     from fashion_search.data.photo_folder import list_photos
     from fashion_search.search.engine import SearchEngine
-    from fashion_search.search.store import open_index
+    from fashion_search.search.index.store import open_index
     from test_search_engine import SETTINGS, pixel_embedder
     engine = SearchEngine(open_index({folder!r}, SETTINGS), SETTINGS, pixel_embedder())
     generation, rows = engine.index.manifest["generation"], len(engine.index.products)
@@ -222,7 +222,7 @@ def test_a_kill_at_a_write_step_of_the_milvus_lite_backend_leaves_a_whole_index(
 CHANGER = textwrap.dedent('''
     import sys
     sys.path.insert(0, {tests!r})
-    from fashion_search.search import store
+    from fashion_search.search.index import store
     from test_search_engine import SETTINGS
     for round in range({rounds}):
         index = store.open_index({folder!r}, SETTINGS)
@@ -269,7 +269,7 @@ def test_two_writers_both_land(index_folder, tmp_path):
         from fashion_search.data.photo_folder import list_photos
         from fashion_search.params import IndexParams
         from fashion_search.search.engine import SearchEngine
-        from fashion_search.search.store import open_index
+        from fashion_search.search.index.store import open_index
         from test_search_engine import pixel_embedder
         settings = IndexParams(chunk_size=8, batch_size=4, lock_wait_s=60)
         engine = SearchEngine(open_index({folder!r}, settings), settings, pixel_embedder())
@@ -412,7 +412,7 @@ ADD_COMMAND = textwrap.dedent('''
     from fashion_search.cli import main
     from fashion_search.search import commands
     from fashion_search.search.engine import SearchEngine
-    from fashion_search.search.store import open_index
+    from fashion_search.search.index.store import open_index
     from test_search_engine import pixel_embedder
     commands.SearchEngine.open = lambda folder, settings, model=None: SearchEngine(
         open_index(folder, settings), settings, pixel_embedder())

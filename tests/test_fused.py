@@ -11,8 +11,8 @@ from fashion_search.params import BackboneParams, DataParams, FinetuneParams, In
 from fashion_search.pipeline.finetune import COLOUR_WEIGHTS_FILE, HISTORY_FILE, prepare_embedding_model
 from fashion_search.models.callbacks import gallery_map
 from fashion_search.pipeline.fused_training import COLOUR_WEIGHTS, colour_column_of
-from fashion_search.search.colour import ColourError
-from fashion_search.search.colour_grid import HISTOGRAM_DIM
+from fashion_search.colour import ColourError
+from fashion_search.colour_grid import HISTOGRAM_DIM
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.data.photo_folder import list_photo_folder
 
@@ -147,7 +147,7 @@ def test_without_a_colour_column_the_garment_histogram_is_the_colour_part(photo_
 def test_a_fused_model_of_the_earlier_histogram_design_is_refused_with_a_remedy(tmp_path):
     import keras
 
-    from fashion_search.search.embedder import ModelError, load_embedder
+    from fashion_search.search.embedding.embedder import ModelError, load_embedder
 
     image, histogram = keras.Input((32, 32, 3)), keras.Input((HISTOGRAM_DIM,))
     pooled = keras.layers.GlobalAveragePooling2D()(image)

@@ -18,8 +18,8 @@ from PIL import EpsImagePlugin, Image
 from fashion_search.data.metadata import MAX_COLUMNS, MAX_NAME_CHARS, MAX_NEW_COLUMNS, MAX_VALUE_CHARS
 from fashion_search.data.photo_folder import list_photo_folder
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.server import create_app
-from fashion_search.search.store import open_index
+from fashion_search.search.serving.server import create_app
+from fashion_search.search.index.store import open_index
 from test_search_engine import pixel_embedder  # noqa: E402
 from test_server import KEY, SETTINGS, serve  # noqa: E402
 
@@ -190,7 +190,7 @@ def test_over_the_ceiling_the_longest_waiting_connection_makes_room(served):
 def test_a_full_disk_answers_507_and_the_next_add_lands(served, monkeypatch):
     import errno
 
-    from fashion_search.search import store
+    from fashion_search.search.index import store
 
     client, folder, _ = served
     before = (folder / "manifest.json").read_text()
@@ -208,7 +208,7 @@ def test_a_full_disk_answers_507_and_the_next_add_lands(served, monkeypatch):
 
 
 def test_uploads_no_product_shows_go_once_their_grace_period_is_over(served, monkeypatch):
-    from fashion_search.search import generations
+    from fashion_search.search.index import generations
 
     client, folder, _ = served
     for _ in range(3):  # the same id three times: two uploads no product shows any more

@@ -14,9 +14,9 @@ import pytest
 
 from fashion_search.data.photo_folder import list_photo_folder, list_photos
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.integrity import extend_segments, sealed
-from fashion_search.search.server import create_app
-from fashion_search.search.store import DamagedIndexError, open_index, verify_index
+from fashion_search.search.index.integrity import extend_segments, sealed
+from fashion_search.search.serving.server import create_app
+from fashion_search.search.index.store import DamagedIndexError, open_index, verify_index
 from test_search_engine import SETTINGS, pixel_embedder  # noqa: E402
 from test_server import serve  # noqa: E402
 

@@ -156,7 +156,7 @@ def test_two_milvus_lite_writers_take_turns(photo_folder, tmp_path):
     (index.lock_wait_s, 10 s), then lands."""
     folder = tmp_path / "index"
     assert cli("index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus").returncode == 0
-    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom fashion_search.search.milvus_index "
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom fashion_search.search.index.milvus_index "
                                f"import connect\nc = connect({str(folder / 'milvus.db')!r})\nprint('open', flush=True)"
                                "\ntime.sleep(3)\nc.close()"], stdout=subprocess.PIPE, text=True)
     try:
@@ -218,7 +218,7 @@ def test_a_linked_lock_file_is_one_line(index, tmp_path):
 def test_an_upload_path_given_from_inside_the_index_folder_counts_as_live():
     import pandas as pd
 
-    from fashion_search.search.index_folder import in_use
+    from fashion_search.search.index.index_folder import in_use
 
     products = pd.DataFrame({"path": ["uploads/a.1234abcd.png", "/x/idx/uploads/b.5678abcd.png", "/x/photos/c.jpg"],
                              "deleted": [False, False, False]})

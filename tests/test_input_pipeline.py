@@ -4,7 +4,7 @@ import tensorflow as tf
 from PIL import Image
 
 from fashion_search.images import as_rgb, fit_to_square, read_photo
-from fashion_search.models.registry import get_spec
+from fashion_search.backbone_specs import get_spec
 from fashion_search.pipeline.input_pipeline import make_dataset, to_model_input
 
 

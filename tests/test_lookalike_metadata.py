@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from fashion_search.data.metadata import MetadataError, metadata_from_json
-from fashion_search.search.filters import FilterError, filter_mask, filter_options, parse_filter
+from fashion_search.search.index.filters import FilterError, filter_mask, filter_options, parse_filter
 
 TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
 CAFE_NFC, CAFE_NFD = "caf\u00e9", "cafe\u0301"

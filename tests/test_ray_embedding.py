@@ -23,9 +23,9 @@ from fashion_search.data.photo_folder import list_photo_folder
 from fashion_search.io import chunk_path
 from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_index import parse_index
-from fashion_search.search import ray_embedding
-from fashion_search.search.embedder import load_embedder
-from fashion_search.search.embedding_jobs import embed_into_items
+from fashion_search.search.embedding import ray_embedding
+from fashion_search.search.embedding.embedder import load_embedder
+from fashion_search.search.embedding.embedding_jobs import embed_into_items
 from fashion_search.search.engine import SearchEngine, build_index
 
 TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
@@ -267,7 +267,7 @@ def test_a_killed_index_leaves_no_ray_process_behind(photo_folder, tmp_path):
 def test_the_reaper_kills_the_programs_of_its_owners_ray_session_only(tmp_path):
     """A Python process holding a log of owner 4242's session open is reaped; a ``tail -f`` of
     that log, and a Python process in another owner's session, are spared."""
-    from fashion_search.search.ray_reaper import reap, session_processes
+    from fashion_search.search.embedding.ray_reaper import reap, session_processes
 
     logs = [tmp_path / f"session_2026-12-06_21-00-00_123456_{owner}" / "logs" / "worker.out" for owner in (4242, 14242)]
     hold = "import sys, time\nhandle = open(sys.argv[1])\nprint('ready', flush=True)\ntime.sleep(120)\n"

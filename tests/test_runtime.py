@@ -10,8 +10,8 @@ import pytest
 
 from fashion_search.cli import main
 from fashion_search.params import IndexParams
-from fashion_search.search import runtime
-from fashion_search.search.embedder import load_embedder
+from fashion_search.search.embedding import runtime
+from fashion_search.search.embedding.embedder import load_embedder
 
 
 def _save_model(folder, seed: int = 0):
@@ -164,7 +164,7 @@ def test_the_service_converts_the_model_at_start_and_says_which_runtime_runs_it(
 
     from fashion_search.data.photo_folder import list_photo_folder
     from fashion_search.search.engine import SearchEngine, build_index
-    from fashion_search.search.server import create_app
+    from fashion_search.search.serving.server import create_app
 
     (tmp_path / "photos" / "images").mkdir(parents=True)
     for i, pixels in enumerate(PHOTOS):

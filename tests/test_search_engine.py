@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from fashion_search.params import IndexParams
-from fashion_search.search.embedder import Embedder, ModelError, check_identity, embed_catalog
-from fashion_search.search.store import MANIFEST_FILE, ProductIndexError, open_index
-from fashion_search.search.colour import ColourError
+from fashion_search.search.embedding.embedder import Embedder, ModelError, check_identity, embed_catalog
+from fashion_search.search.index.store import MANIFEST_FILE, ProductIndexError, open_index
+from fashion_search.colour import ColourError
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.data.photo_folder import list_photo_folder
 
@@ -149,7 +149,7 @@ def test_indexing_resumes_from_the_chunks_already_embedded(photo_folder, tmp_pat
 
 
 def test_an_interrupted_change_leaves_the_previous_index_whole(engine, photo_folder, tmp_path, monkeypatch):
-    import fashion_search.search.store as product_index
+    import fashion_search.search.index.store as product_index
 
     folder = engine.index.folder
     before = (folder / MANIFEST_FILE).read_text()
@@ -196,7 +196,7 @@ def test_a_farfetch_catalogue_filters_by_category_and_price_and_excludes_the_who
 
 
 def test_a_second_process_changing_the_index_is_refused(engine):
-    from fashion_search.search.store import locked
+    from fashion_search.search.index.store import locked
 
     with locked(engine.index.folder):
         with pytest.raises(ProductIndexError, match="another process is changing the index"):

@@ -14,10 +14,10 @@ import uvicorn
 from PIL import Image
 
 from fashion_search.params import IndexParams
-from fashion_search.search.store import open_index
+from fashion_search.search.index.store import open_index
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.connections import server_config
-from fashion_search.search.server import create_app
+from fashion_search.search.serving.connections import server_config
+from fashion_search.search.serving.server import create_app
 from fashion_search.data.photo_folder import list_photo_folder
 from test_search_engine import PixelModel, pixel_embedder  # noqa: E402
 

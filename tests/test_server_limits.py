@@ -15,10 +15,10 @@ from PIL import Image
 
 from fashion_search.data.photo_folder import list_photo_folder
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.filters import MAX_FILTERS, MAX_VALUES
-from fashion_search.search.generations import locked
-from fashion_search.search.server import create_app
-from fashion_search.search.store import open_index
+from fashion_search.search.index.filters import MAX_FILTERS, MAX_VALUES
+from fashion_search.search.index.generations import locked
+from fashion_search.search.serving.server import create_app
+from fashion_search.search.index.store import open_index
 from test_search_engine import pixel_embedder  # noqa: E402
 from test_server import KEY, SETTINGS, serve  # noqa: E402
 
@@ -153,7 +153,7 @@ def test_a_busy_index_answers_503_then_the_retry_indexes_the_new_photo(limited, 
 def test_the_service_sees_another_process_changes(limited):
     client, folder, _ = limited
     assert client.get("/items/105").status_code == 200
-    from fashion_search.search.store import remove_products
+    from fashion_search.search.index.store import remove_products
 
     remove_products(open_index(folder, LIMITS), ["105"])  # as `fashion-search remove` would
     assert client.get("/items/105").status_code == 404

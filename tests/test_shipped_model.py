@@ -70,7 +70,7 @@ def test_the_validation_figures_are_reproduced_from_the_shipped_files(record):
     from fashion_search.data import evaluation_split, list_catalogue
     from fashion_search.data.catalog import relevance_codes
     from fashion_search.models.callbacks import gallery_map
-    from fashion_search.search.embedder import embed_photos, load_embedder
+    from fashion_search.search.embedding.embedder import embed_photos, load_embedder
 
     items = list_catalogue("photo_folder", DEV_PHOTOS).items
     halves = evaluation_split(items[record["label_column"]].to_numpy(), 0.5, record["data"]["seed"])

@@ -11,9 +11,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from fashion_search.search.store import open_index
+from fashion_search.search.index.store import open_index
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.server import create_app
+from fashion_search.search.serving.server import create_app
 from fashion_search.data.photo_folder import list_photo_folder
 from test_search_engine import PixelModel, pixel_embedder  # noqa: E402
 from test_server import SETTINGS, serve  # noqa: E402

@@ -10,7 +10,7 @@ from skimage import data
 from fashion_search.models.backbones import build_architecture, build_feature_extractor, build_full_model
 from fashion_search.models.convert import packaged_state_dict
 from fashion_search.models.pth_reader import MAGIC_NUMBER, PROTOCOL_VERSION, UnsafePickleError, read_state_dict
-from fashion_search.models.registry import get_spec
+from fashion_search.backbone_specs import get_spec
 from fashion_search.models.weights import WeightsUnavailableError, resolve_weights
 
 ESPRESSO, CUP, COFFEE_MUG = 967, 968, 504           # ImageNet class indices

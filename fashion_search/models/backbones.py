@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from fashion_search.models.registry import BackboneSpec, get_spec
+from fashion_search.backbone_specs import BackboneSpec, get_spec
 from fashion_search.models.weights import WeightsSource, resolve_weights
 
 

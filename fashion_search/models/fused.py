@@ -6,7 +6,7 @@ On top of a frozen ImageNet backbone sit two small heads:
   L2-normalised embedding, trained with CosFace on the label column (articleType), which pulls
   each type together on the sphere;
 - the **colour head**: the garment's colours read where the garment is. The photo's colour grid
-  (:func:`~fashion_search.search.colour_grid.colour_grid`: colour shares per region) is weighed by a
+  (:func:`~fashion_search.colour_grid.colour_grid`: colour shares per region) is weighed by a
   small scorer on the backbone's feature map (:class:`AttendedColours`), so the trousers under a
   T-shirt or a model's hair count less; then dense → L2-normalised embedding, trained with CosFace
   on the colour column (baseColour). Without a colour column, the colour part is the whole
@@ -26,7 +26,7 @@ from keras import ops
 
 from fashion_search.models.recipes import CosFaceLoss, CosineClassifier
 from fashion_search.params import FinetuneParams
-from fashion_search.search.colour_grid import HISTOGRAM_DIM
+from fashion_search.colour_grid import HISTOGRAM_DIM
 
 COLOUR_DIM = 64          # size of the learned colour embedding
 COLOUR_HIDDEN = 256      # width of the colour head's hidden layer
@@ -52,7 +52,7 @@ def grid_cells(extractor: keras.Model) -> int:
 class AttendedColours(keras.layers.Layer):
     """The garment's colour histogram, read where the garment is: a learnt score per cell of the
     feature map weighs that cell's colour shares (softmax over cells); the weighted shares are
-    renormalised and square-rooted like :func:`~fashion_search.search.colour_grid.colour_histogram`."""
+    renormalised and square-rooted like :func:`~fashion_search.colour_grid.colour_histogram`."""
 
     def __init__(self, hidden: int = SCORER_HIDDEN, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fashion_search.io import file_sha256
-from fashion_search.models.registry import BackboneSpec
+from fashion_search.backbone_specs import BackboneSpec
 
 
 class WeightsUnavailableError(RuntimeError):

@@ -16,8 +16,8 @@ from fashion_search.io import resumable_chunks
 from fashion_search.models.fused import colour_cells_of, takes_colour
 from fashion_search.pipeline.input_pipeline import make_dataset
 from fashion_search.progress import progress_bar
-from fashion_search.search.colour_grid import HISTOGRAM_DIM, colour_grids
-from fashion_search.search.embedder import load_item
+from fashion_search.colour_grid import HISTOGRAM_DIM, colour_grids
+from fashion_search.search.embedding.embedder import load_item
 
 
 def catalogue_colour_grids(images: np.ndarray, size: int, cells: int,

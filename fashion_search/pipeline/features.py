@@ -16,7 +16,7 @@ import numpy as np
 from fashion_search.data.catalog import Catalog
 from fashion_search.io import read_json, save_npy, work_key, write_json
 from fashion_search.layout import RunLayout, variants
-from fashion_search.models.registry import get_spec
+from fashion_search.backbone_specs import get_spec
 from fashion_search.params import Params
 from fashion_search.pipeline.finetune import load_embedding_model
 from fashion_search.pipeline.extraction import extract_features

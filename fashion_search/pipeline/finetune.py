@@ -30,7 +30,7 @@ from fashion_search.models.backbones import build_feature_extractor
 from fashion_search.models.callbacks import (BEST_WEIGHTS, EpochProgress, ResumableCheckpoint, RetrievalValidation,
                                              TrainingState, trim_history)
 from fashion_search.models.recipes import build_recipe, training_columns
-from fashion_search.models.registry import get_spec
+from fashion_search.backbone_specs import get_spec
 from fashion_search.models.weights import WeightsUnavailableError
 from fashion_search.params import BACKBONE_RECIPES, BackboneParams, FinetuneParams, Params
 from fashion_search.pipeline.devices import TrainingDevices, choose_devices, float32_copy, training_on

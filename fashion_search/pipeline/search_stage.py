@@ -15,9 +15,9 @@ from fashion_search.figures import save_figure
 from fashion_search.layout import RunLayout, variants
 from fashion_search.models import saved
 from fashion_search.params import IndexParams, Params
-from fashion_search.search.embedder import Embedder, ModelError, check_identity, load_embedder
+from fashion_search.search.embedding.embedder import Embedder, ModelError, check_identity, load_embedder
 from fashion_search.search.engine import SearchEngine, build_index
-from fashion_search.search.store import ProductIndexError, open_index
+from fashion_search.search.index.store import ProductIndexError, open_index
 from fashion_search.search.widget import item_images, search_grid
 
 
@@ -42,7 +42,7 @@ def build_run_indexes(params: Params, layout: RunLayout, test: Catalog) -> dict[
         if not saved.is_usable(model):
             continue
         # TensorFlow, as in the features the run evaluated: a test split is too small to repay
-        # a conversion to ONNX Runtime (fashion_search.search.runtime)
+        # a conversion to ONNX Runtime (fashion_search.search.embedding.runtime)
         settings = dataclasses.replace(params.index, model=str(model), type="auto", runtime="tensorflow")
         embedder = load_embedder(settings)
         engines[variant.name] = _index_of(layout.index(variant), settings, test, embedder) or SearchEngine(

@@ -24,9 +24,9 @@ from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import read_yaml
 from fashion_search.params_index import parse_index, parse_milvus_uri, parse_ray_address
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
-from fashion_search.search.filters import no_match_hints
-from fashion_search.search.runtime import RUNTIME_NAMES
-from fashion_search.search.store import open_index, verify_index
+from fashion_search.search.index.filters import no_match_hints
+from fashion_search.search.embedding.runtime import RUNTIME_NAMES
+from fashion_search.search.index.store import open_index, verify_index
 
 SHOWN_COLUMNS = ("category", "articleType", "gender", "brand", "price", "baseColour", "product_id")
 
@@ -188,8 +188,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from fashion_search.search.connections import server_config
-    from fashion_search.search.server import API_KEY_ENV, create_app
+    from fashion_search.search.serving.connections import server_config
+    from fashion_search.search.serving.server import API_KEY_ENV, create_app
 
     engine = SearchEngine.open(args.index, _settings(args))
     runtime = engine.embedder.ready()  # load the model now, not on the first request

@@ -21,15 +21,15 @@ from fashion_search.data.catalog import Catalog
 from fashion_search.data.metadata import RESERVED_COLUMNS, check_new_columns
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.params import IndexParams
-from fashion_search.search.batching import ModelBatcher
-from fashion_search.search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
-from fashion_search.search.embedder import Embedder, check_identity, load_embedder, remembered_embedder
-from fashion_search.search.embedding_jobs import Added, embed_into_items
-from fashion_search.search.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
-from fashion_search.search.integrity import damaged
-from fashion_search.search.index_folder import drop_work, release_index, work_folder
-from fashion_search.search.product_index import ProductIndex
-from fashion_search.search.store import (ProductIndexError, add_products, check_can_create, compact, create_index,
+from fashion_search.search.embedding.batching import ModelBatcher
+from fashion_search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
+from fashion_search.search.embedding.embedder import Embedder, check_identity, load_embedder, remembered_embedder
+from fashion_search.search.embedding.embedding_jobs import Added, embed_into_items
+from fashion_search.search.index.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
+from fashion_search.search.index.integrity import damaged
+from fashion_search.search.index.index_folder import drop_work, release_index, work_folder
+from fashion_search.search.index.product_index import ProductIndex
+from fashion_search.search.index.store import (ProductIndexError, add_products, check_can_create, compact, create_index,
                                          open_index, read_manifest, record_skipped, remove_products)
 
 PROJECT_COLUMNS = (*RESERVED_COLUMNS, "id")  # set by the project, not metadata
@@ -75,7 +75,7 @@ def build_index(catalog: Catalog, folder: str | Path, settings: IndexParams, ove
     resumes from the chunks already embedded."""
     folder = Path(folder)
     if settings.executor == "ray":
-        from fashion_search.search.ray_embedding import check_address  # no Ray imported yet
+        from fashion_search.search.embedding.ray_embedding import check_address  # no Ray imported yet
 
         check_address(settings.ray_address)  # a wrong address refused in seconds, before the model loads
     check_can_create(folder, settings, replacing=overwrite)  # before hours of embedding, not after

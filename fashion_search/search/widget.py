@@ -17,7 +17,7 @@ from fashion_search.data.catalog import Catalog
 from fashion_search.figures import frame_tile, show_image
 from fashion_search.images import decode_photo
 from fashion_search.search.engine import Query, SearchEngine
-from fashion_search.search.filters import no_match_hints
+from fashion_search.search.index.filters import no_match_hints
 
 
 def item_images(catalog: Catalog, ids: list[str]) -> list[np.ndarray | str]:

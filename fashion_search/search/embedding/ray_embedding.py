@@ -1,15 +1,15 @@
 """Embedding a catalogue on a Ray cluster (``index --ray``, ``index.executor: ray``).
 
 The photos still to embed become a Ray Dataset of rows. Ray tasks decode, frame and
-colour-describe them in parallel (:func:`~fashion_search.search.embedder.frame_photos`, as the
+colour-describe them in parallel (:func:`~fashion_search.search.embedding.embedder.frame_photos`, as the
 one-process path does); a pool of actors, each holding the model on ONNX Runtime, embeds the
 framed photos; this process gathers the rows and saves them in the same resumable chunks as
-:func:`~fashion_search.search.embedder.embed_catalog`. So both paths give the same vectors and
+:func:`~fashion_search.search.embedding.embedder.embed_catalog`. So both paths give the same vectors and
 the same skipped list, and a killed job resumes under either. Ray is imported here only.
 
 A cluster address is tried before the model loads (:func:`check_address`: something must answer,
 and speak gRPC); a Ray started here ends with this process, even a killed one
-(:mod:`~fashion_search.search.ray_reaper`).
+(:mod:`~fashion_search.search.embedding.ray_reaper`).
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from fashion_search.io import chunk_bounds, chunk_path, load_chunks, save_chunk
 from fashion_search.params import IndexParams
 from fashion_search.params_index import ray_host_port
 from fashion_search.progress import progress_bar
-from fashion_search.search.colour import DESCRIPTOR_DIM
-from fashion_search.search.embedder import (REMEMBERED_KEYS, Embedded, Embedder, chunk_arrays, frame_photos, joined,
+from fashion_search.colour import DESCRIPTOR_DIM
+from fashion_search.search.embedding.embedder import (REMEMBERED_KEYS, Embedded, Embedder, chunk_arrays, frame_photos, joined,
                                             load_embedder, onnx_embedder)
-from fashion_search.search.ray_reaper import start_reaper, stop_reaper
-from fashion_search.search.runtime import RuntimeUnavailableError, identity_key, onnx_model_call, remembered_model
+from fashion_search.search.embedding.ray_reaper import start_reaper, stop_reaper
+from fashion_search.search.embedding.runtime import RuntimeUnavailableError, identity_key, onnx_model_call, remembered_model
 
 RAY_REQUIREMENT = "ray[data]==2.60.0"
 MAX_BLOCKS = 20_000   # blocks the photo list is cut into, at most

@@ -32,20 +32,20 @@ from fashion_search.data.catalog import spreadsheet_safe
 from fashion_search.data.metadata import stored_types
 from fashion_search.io import file_sha256
 from fashion_search.params import IndexParams
-from fashion_search.search.colour import DESCRIPTOR_DIM, colour_names
-from fashion_search.search.faiss_index import (VectorIndex, add_in_chunks, build_faiss_index, choose_index,
+from fashion_search.colour import DESCRIPTOR_DIM, colour_names
+from fashion_search.search.index.faiss_index import (VectorIndex, add_in_chunks, build_faiss_index, choose_index,
                                                load_faiss_index, save_faiss_index)
-from fashion_search.search.milvus_index import (LITE_FILE, MilvusVectors, connect, create_collection, default_uri,
+from fashion_search.search.index.milvus_index import (LITE_FILE, MilvusVectors, connect, create_collection, default_uri,
                                                 open_collection)
-from fashion_search.search.generations import (MANIFEST_FILE, IndexBusyError, ProductIndexError,
+from fashion_search.search.index.generations import (MANIFEST_FILE, IndexBusyError, ProductIndexError,
                                                append_rows, generation_files, locked, read_rows)
-from fashion_search.search.integrity import (DamagedIndexError, check_checksums, check_finite, check_manifest,
+from fashion_search.search.index.integrity import (DamagedIndexError, check_checksums, check_finite, check_manifest,
                                              check_rows_read, damaged, extend_segments, sealed, verify_files)
-from fashion_search.search.product_index import ProductIndex
-from fashion_search.search.index_folder import (FORMAT_VERSION, SKIPPED_FILE, check_not_rolled_back,
+from fashion_search.search.index.product_index import ProductIndex
+from fashion_search.search.index.index_folder import (FORMAT_VERSION, SKIPPED_FILE, check_not_rolled_back,
                                                 compaction_files, free_generation, index_ledger, positional,
                                                 read_manifest, refuse_existing, remove_debris, write_manifest)
-from fashion_search.search.ownership import Ledger, claim, claim_folder, read_ledger, write_ledger, write_owned
+from fashion_search.search.index.ownership import Ledger, claim, claim_folder, read_ledger, write_ledger, write_owned
 
 OPEN_ATTEMPTS = 5
 CHECKED: set[tuple[str, str]] = set()  # (folder, seal) of the generations this process checked or wrote

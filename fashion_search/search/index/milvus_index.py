@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from fashion_search.params import IndexParams
-from fashion_search.search.embedder import IDENTITY_KEYS
-from fashion_search.search.faiss_index import to_distance
-from fashion_search.search.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter, range_numbers
-from fashion_search.search.generations import IndexBusyError, ProductIndexError
-from fashion_search.search.ownership import LITE_DIR as LITE_FILE
+from fashion_search.search.embedding.embedder import IDENTITY_KEYS
+from fashion_search.search.index.faiss_index import to_distance
+from fashion_search.search.index.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter, range_numbers
+from fashion_search.search.index.generations import IndexBusyError, ProductIndexError
+from fashion_search.search.index.ownership import LITE_DIR as LITE_FILE
 
 INSERT_BATCH = 2_000
 NOTHING = "row < 0"  # an expression no row passes

@@ -7,7 +7,7 @@ A descriptor holds the ``K`` dominant colours of the garment (background removed
 
 Descriptors are computed a batch of photos at a time (:func:`colour_descriptors`): indexing
 describes every photo, and per-photo numpy calls would cost more than the arithmetic. The
-colour grids a fused model takes are in :mod:`fashion_search.search.colour_grid`.
+colour grids a fused model takes are in :mod:`fashion_search.colour_grid`.
 """
 from __future__ import annotations
 

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fashion_search.search import generations
-from fashion_search.search.generations import LOCK_FILE, MANIFEST_FILE, UPLOADS_DIR, ProductIndexError
+from fashion_search.search.index import generations
+from fashion_search.search.index.generations import LOCK_FILE, MANIFEST_FILE, UPLOADS_DIR, ProductIndexError
 
 LEDGER_FILE = "owned-files.json"
 WORK_DIR = "work"

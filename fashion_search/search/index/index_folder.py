@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from fashion_search.params import IndexParams
-from fashion_search.search.generations import MANIFEST_FILE, UPLOADS_DIR, ProductIndexError, generation_files, locked
-from fashion_search.search.integrity import damaged
-from fashion_search.search.milvus_index import LITE_FILE
-from fashion_search.search.ownership import (WORK_DIR, Ledger, claim, claim_folder, debris, owned_subfolder,
+from fashion_search.search.index.generations import MANIFEST_FILE, UPLOADS_DIR, ProductIndexError, generation_files, locked
+from fashion_search.search.index.integrity import damaged
+from fashion_search.search.index.milvus_index import LITE_FILE
+from fashion_search.search.index.ownership import (WORK_DIR, Ledger, claim, claim_folder, debris, owned_subfolder,
                                              read_ledger, remove_owned, temp_name, valid_name, write_ledger,
                                              write_owned)
 

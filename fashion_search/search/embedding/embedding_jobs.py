@@ -12,7 +12,7 @@ import pandas as pd
 from fashion_search.data.catalog import Catalog, drop_unsafe_ids, spreadsheet_safe
 from fashion_search.io import work_key
 from fashion_search.params import IndexParams
-from fashion_search.search.embedder import Embedder, embed_catalog
+from fashion_search.search.embedding.embedder import Embedder, embed_catalog
 
 
 @dataclass
@@ -47,7 +47,7 @@ def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, setti
     ids = catalog.items["id"].astype(str).tolist()
     chunks = work_dir / work_key(embedder.identity, ids, images=catalog.images)
     if settings.executor == "ray":
-        from fashion_search.search.ray_embedding import embed_catalog_on_ray  # Ray only when asked for
+        from fashion_search.search.embedding.ray_embedding import embed_catalog_on_ray  # Ray only when asked for
 
         done = embed_catalog_on_ray(embedder, catalog.images, chunks, settings, description)
     else:

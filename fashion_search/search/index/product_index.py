@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.search.faiss_index import VectorIndex
-from fashion_search.search.filters import filter_keys
-from fashion_search.search.index_folder import in_use, index_ledger
-from fashion_search.search.ownership import debris
+from fashion_search.search.index.faiss_index import VectorIndex
+from fashion_search.search.index.filters import filter_keys
+from fashion_search.search.index.index_folder import in_use, index_ledger
+from fashion_search.search.index.ownership import debris
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fashion_search.search.colour import ANALYSIS_SIZE, analysis_lab, backgrounds
+from fashion_search.colour import ANALYSIS_SIZE, analysis_lab, backgrounds
 
 # CIELAB grid of the histogram: L 10..90, a and b -60..60, step 20 (the bins of 245 colours).
 _GRID_L = np.arange(10.0, 100.0, 20.0)

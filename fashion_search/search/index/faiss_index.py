@@ -27,7 +27,7 @@ import numpy as np
 
 from fashion_search.exact import exact_search
 from fashion_search.params import IndexParams
-from fashion_search.search.ownership import temp_name
+from fashion_search.search.index.ownership import temp_name
 
 _IVF_POINTS_PER_LIST = 39  # faiss warns below this many training points per inverted list
 

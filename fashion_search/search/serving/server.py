@@ -7,7 +7,7 @@ body is read (:mod:`.request_limits`). The model loads once at start.
 
 Requests run side by side: uploads are decoded and colour-described two at a time (within a
 pixel budget well below the indexing cap, their format sniffed from the content), the model
-embeds the photos of concurrent searches and adds in one call (:mod:`.batching`), and each
+embeds the photos of concurrent searches and adds in one call (:mod:`fashion_search.search.embedding.batching`), and each
 search runs on a snapshot of the index taken when it starts, after picking up any generation
 another process wrote. Writes are serialised, persisted by the index's atomic generations and
 survive a restart; several server processes may serve one index folder. A busy index answers
@@ -34,15 +34,15 @@ from PIL import Image
 from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, is_safe_id
 from fashion_search.data.metadata import metadata_from_json
 from fashion_search.images import PHOTO_SUFFIXES
-from fashion_search.search.colour import ColourError
+from fashion_search.colour import ColourError
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine, colour_weight_for
-from fashion_search.search.filters import FilterError, filter_options, no_match_hints
-from fashion_search.search.offline_docs import add_offline_docs
-from fashion_search.search.generations import IndexBusyError, is_disk_error
-from fashion_search.search.request_limits import RequestLimits
-from fashion_search.search.service import Service
-from fashion_search.search.index_folder import save_upload
-from fashion_search.search.store import DamagedIndexError, ProductIndexError
+from fashion_search.search.index.filters import FilterError, filter_options, no_match_hints
+from fashion_search.search.serving.offline_docs import add_offline_docs
+from fashion_search.search.index.generations import IndexBusyError, is_disk_error
+from fashion_search.search.serving.request_limits import RequestLimits
+from fashion_search.search.serving.service import Service
+from fashion_search.search.index.index_folder import save_upload
+from fashion_search.search.index.store import DamagedIndexError, ProductIndexError
 
 API_KEY_ENV = "FASHION_SEARCH_API_KEY"
 MAX_UPLOAD_BYTES = 10 * 2**20

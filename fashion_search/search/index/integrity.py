@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from fashion_search.io import file_sha256
-from fashion_search.search.generations import ProductIndexError, read_rows
+from fashion_search.search.index.generations import ProductIndexError, read_rows
 
 KINDS = ("flat", "hnsw", "ivfpq", "milvus")
 METRICS = ("l2", "inner_product")

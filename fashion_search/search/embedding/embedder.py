@@ -21,13 +21,13 @@ from fashion_search.images import MAX_PIXELS, UnusableImageError, as_rgb, fit_to
 from fashion_search.io import file_sha256, resumable_chunks
 from fashion_search.models import saved, shipped
 from fashion_search.models.shipped import SHIPPED_NAME
-from fashion_search.models.registry import BACKBONES, get_spec
+from fashion_search.backbone_specs import BACKBONES, get_spec
 from fashion_search.params import IndexParams
 from fashion_search.progress import Counter, progress_bar
-from fashion_search.search.batching import ModelBatcher, prefetched
-from fashion_search.search.colour import DESCRIPTOR_DIM, colour_descriptors
-from fashion_search.search.colour_grid import colour_grids
-from fashion_search.search.runtime import identity_key, model_call, remembered_call
+from fashion_search.search.embedding.batching import ModelBatcher, prefetched
+from fashion_search.colour import DESCRIPTOR_DIM, colour_descriptors
+from fashion_search.colour_grid import colour_grids
+from fashion_search.search.embedding.runtime import identity_key, model_call, remembered_call
 
 RANDOM_WEIGHTS_SEED = 0
 PROBE_PHOTOS = 2  # random photos a model conversion is checked on

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_search.data.text_forms import PLAIN_LIMIT, PLAIN_NUMBER, fold, normal
-from fashion_search.search.colour import PALETTE_HEX
+from fashion_search.colour import PALETTE_HEX
 
 COLOUR_KEY = "colour"
 MAX_FILTERS = 20
