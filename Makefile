@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PARAMS ?= params.yaml
 ARGS   ?=
 
-.PHONY: run test lab bench bench-index index data browser setup clean shipped-model
+.PHONY: run test lab bench bench-index bench-shopper index data browser backgrounds localiser setup clean shipped-model
 
 ## run: set up everything, then run the notebook pipeline on params.yaml (ARGS="--force" etc.)
 run: setup data
@@ -15,6 +15,14 @@ run: setup data
 shipped-model: setup
 	$(VENV)/bin/fashion-search run --params configs/fashion-products-small.yaml --only 01,02
 	$(PY) -m fashion_search.models.shipped outputs/fashion-products-small/models/efficientnet_lite0/fused
+
+## localiser: retrain the shipped garment localiser (its head) on made shopper photos; ~7 minutes on 2 cores
+localiser: setup backgrounds
+	$(PY) -m fashion_search.models.localiser_training --small ../shared/data/fashion-products-small --dev $(PHOTOS)
+
+## bench-shopper: search from shopper-like photos of the dev test half: whole photo, localiser, true mask (~10 minutes)
+bench-shopper: setup backgrounds
+	$(PY) benchmarks/shopper_photos.py --photos $(PHOTOS)
 
 ## test: the test suite (unit tests, one tiny end-to-end papermill run, the web page in headless Chromium)
 test: setup browser
@@ -64,6 +72,14 @@ data:
 		(apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null; \
 	else echo "note: /usr/share/datasets/fashion-mnist is missing and apt-get needs root;" \
 		"run 'sudo apt-get install dataset-fashion-mnist', or the pipeline downloads it with keras"; fi
+
+## backgrounds: the photos products are pasted on to train and measure the localiser (three Debian packages)
+BACKGROUND_PACKAGES = mate-backgrounds gnome-backgrounds plasma-workspace-wallpapers
+backgrounds:
+	@if [ -d /usr/share/backgrounds/mate ] && [ -d /usr/share/backgrounds/gnome ] && [ -d /usr/share/wallpapers ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq $(BACKGROUND_PACKAGES) || (apt-get update -qq && apt-get install -y -qq $(BACKGROUND_PACKAGES))) >/dev/null; \
+	else echo "note: the localiser's backgrounds need: sudo apt-get install $(BACKGROUND_PACKAGES)"; fi
 
 ## browser: Debian's chromium and chromium-driver, which the web page's test drives
 browser:

@@ -154,6 +154,10 @@ def _add_engine(commands) -> None:
     query.add_argument("--top-k", type=int, default=10, help="how many results (default 10)")
     query.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                        help="category=shoes, brand=a,b, price=50..200, colour=red; repeat to combine")
+    query.add_argument("--garment", type=int, metavar="N", help="search garment N of those found in the photo "
+                       "(1, the main one, is the default; the output lists them)")
+    query.add_argument("--box", metavar="X0,Y0,X1,Y1", help="search this box of the photo (in its pixels) instead")
+    query.add_argument("--whole-photo", action="store_true", help="search the whole photo: no garment localiser")
     query.add_argument("--json", action="store_true", help="results as JSON")
     query.add_argument("--contact-sheet", metavar="PNG", help="also draw the results into this PNG")
     query.add_argument("--model", help="refuse unless the index was built with this model")
@@ -239,10 +243,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from fashion_search.search.embedding.embedder import ModelError
     from fashion_search.search.index.filters import FilterError
     from fashion_search.search.embedding.runtime import RuntimeUnavailableError
+    from fashion_search.search.embedding.garments import GarmentError
     from fashion_search.search.index.store import ProductIndexError
 
     return (ConfigError, DatasetNotFoundError, CatalogueError, ModelError, FilterError, UnusableImageError,
-            ProductIndexError, ColourError, RuntimeUnavailableError, ShippedModelError)
+            ProductIndexError, ColourError, RuntimeUnavailableError, ShippedModelError, GarmentError)
 
 
 def main(argv: list[str] | None = None) -> int:

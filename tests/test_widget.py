@@ -28,7 +28,7 @@ def test_the_panel_searches_an_item_or_an_upload_and_draws_the_grid(photo_folder
     assert "unknown filter key 'size'" in panel_search(engines, catalog, "pixels", (), "108", 4, "size=M")
     broken = ({"name": "q.jpg", "content": memoryview(b"not a photo")},)
     assert panel_search(engines, catalog, "pixels", broken, "108", 4, "").startswith("error: not a readable image")
-    assert len(search_widget(engines, catalog).children) == 5
+    assert len(search_widget(engines, catalog).children) == 6  # upload and item, model and k, filters, garment, button, output
 
 
 def test_example_grids_draw_and_save_one_figure_per_model(photo_folder, tmp_path):
@@ -51,7 +51,7 @@ def test_every_search_of_the_panel_shows_a_drawn_grid_or_says_why(photo_folder, 
     catalog = with_labels(list_photo_folder(photo_folder), "articleType")
     index = build_index(catalog, tmp_path / "index", SETTINGS, embedder=pixel_embedder())
     panel = search_widget({"pixels": SearchEngine(index, SETTINGS, pixel_embedder())}, catalog)
-    item, filters, button, output = panel.children[0].children[1], *panel.children[2:]
+    item, filters, _, button, output = panel.children[0].children[1], *panel.children[2:]
     shown = []
     for chosen, terms in (("100", ""), ("104", "gender=Men"), ("108", ""), ("112", "articleType=Shoes"),
                           ("116", "")):

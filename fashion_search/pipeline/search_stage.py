@@ -2,14 +2,17 @@
 
 :func:`build_run_indexes` indexes the test items with each model the notebooks prepared
 (frozen and fine-tuned alike); :func:`example_grids` draws "more like" one fixed item with
-each model. The interactive panel is :func:`fashion_search.search.widget.search_widget`.
+each model; :func:`shopper_photos` searches shopper-like photos of the test items with and
+without the garment localiser. The interactive panel is :func:`fashion_search.search.widget.search_widget`.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import pandas as pd
 
+from fashion_search.data.backgrounds import BackgroundsMissingError, load_backgrounds
 from fashion_search.data.catalog import Catalog
 from fashion_search.figures import save_figure
 from fashion_search.layout import RunLayout, variants
@@ -18,7 +21,11 @@ from fashion_search.params import IndexParams, Params
 from fashion_search.search.embedding.embedder import Embedder, ModelError, check_identity, load_embedder
 from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.index.store import ProductIndexError, open_index
+from fashion_search.pipeline import shopper_queries
+from fashion_search.pipeline.shopper_figure import example_figure
 from fashion_search.search.widget import item_images, search_grid
+
+SHOPPER_COLUMNS = ("subCategory", "articleType", "baseColour")  # what made shopper photos need of a catalogue
 
 
 def _index_of(folder: Path, settings: IndexParams, catalog: Catalog, embedder: Embedder) -> SearchEngine | None:
@@ -63,3 +70,31 @@ def example_grids(engines: dict[str, SearchEngine], catalog: Catalog, example: s
         figure.suptitle(f"{name}: more like {example}", fontsize=9)
         grids[name] = save_figure(figure, figures / f"search_{name}.png")
     return grids
+
+
+def shopper_photos(engines: dict[str, SearchEngine], catalog: Catalog, figures: Path, products: int, seed: int
+                   ) -> tuple[pd.DataFrame, str, Path] | str:
+    """``products`` test items made into shopper-like photos (benchmark backgrounds), searched by
+    every model whole and through the garment localiser, the shipped model (else the last) also with
+    each product's true mask and on two-garment photos: the table, a line on two-garment photos and an example figure (``shopper_photos.png``);
+    or why it cannot run (a catalogue without photo files or those columns, backgrounds not installed)."""
+    missing = [c for c in SHOPPER_COLUMNS if c not in catalog.items.columns]
+    if missing or not all(isinstance(image, str) for image in catalog.images[:1]):
+        return (f"shopper photos need a catalogue of photo files with {', '.join(SHOPPER_COLUMNS)} "
+                "(as configs/fashion-products-dev.yaml has); this run's catalogue has not")
+    try:
+        backgrounds = load_backgrounds("benchmark")
+    except BackgroundsMissingError as err:
+        return str(err)
+    items = catalog.items.assign(id=catalog.items["id"].astype(str), path=list(catalog.images)).set_index(
+        "id", drop=False)
+    main = next((name for name in engines if "shipped" in name), list(engines)[-1])  # the engine's default model
+    names = [name for name in engines if name != main] + [main]
+    chosen = {name: (engines[name], shopper_queries.METHODS if name == main else ("whole photo", "localiser"))
+              for name in names}
+    table, pairs, queries = shopper_queries.shopper_evaluation(
+        chosen, items, items.sample(min(products, len(items)), random_state=seed), backgrounds, seed, products // 2)
+    line = (f"Two-garment photos ({len(pairs) // 2}, every condition at once, {main}): each garment found "
+            f"(box IoU ≥ 0.5) {pairs['found'].mean():.3f}; the picked garment's product in the top 10 "
+            f"{pairs['picked_product_top10'].mean():.3f}.")
+    return table, line, example_figure(engines[main], queries, figures / "shopper_photos.png")

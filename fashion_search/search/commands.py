@@ -23,6 +23,7 @@ from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import read_yaml
 from fashion_search.params_index import parse_index, parse_milvus_uri, parse_ray_address
+from fashion_search.search.embedding.garments import parse_box
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
 from fashion_search.search.index.filters import no_match_hints
 from fashion_search.search.embedding.runtime import RUNTIME_NAMES
@@ -90,13 +91,38 @@ def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
     print(results[columns].to_string(index=False))
 
 
+def garments_json(query) -> dict:
+    """The garments found in a query photo and the one searched, for ``--json`` (nothing for other queries)."""
+    if query.garment is None:
+        return {}
+    searched = next((i for i, g in enumerate(query.garments, 1) if g is query.garment), None)
+    return {"garments": [g.describe() for g in query.garments], "garment": searched,
+            "searched": query.garment.describe()}
+
+
+def _print_garments(query) -> None:
+    """Which garment of the photo is searched, and how to pick another."""
+    if query.garment is None or query.garment.group == "whole photo" and len(query.garments) <= 1:
+        return
+    if query.garment.group == "drawn box":
+        print(f"searching the box {list(query.garment.box)} of the photo")
+        return
+    number = next(i for i, g in enumerate(query.garments, 1) if g is query.garment)
+    listed = ", ".join(f"{i} {g.group} at {list(g.box)}" for i, g in enumerate(query.garments, 1))
+    print(f"found {len(query.garments)} garment{'s' if len(query.garments) > 1 else ''} in the photo ({listed}); "
+          f"searching {number}" + ("; pick another with --garment N" if len(query.garments) > 1 else ""))
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     given = [x for x in (args.photo, args.like) if x]
     if len(given) > 1 or not (given or args.colour):
         raise ConfigError("give one of: a photo, --like PRODUCT_ID, or --colour COLOUR")
+    if not args.photo and (args.garment is not None or args.box or args.whole_photo):
+        raise ConfigError("--garment, --box and --whole-photo choose what of a query photo to search; give a photo")
+    box = parse_box(args.box) if args.box else None
     engine = SearchEngine.open(args.index, _settings(args), model=args.model)
     if args.photo:
-        query = engine.photo_query(args.photo)
+        query = engine.photo_query(args.photo, args.garment, box, localise=not args.whole_photo)
     elif args.like:
         query = engine.product_query(args.like)
     else:
@@ -107,9 +133,10 @@ def cmd_query(args: argparse.Namespace) -> int:
                             match_colour=args.match_colour)
     if args.json:
         print(json.dumps({"query": query.label, "index": str(args.index), "filters": args.filter,
-                          "colour_weight": weight, "results": json.loads(results.to_json(orient="records"))},
-                         indent=2))
+                          "colour_weight": weight, **garments_json(query),
+                          "results": json.loads(results.to_json(orient="records"))}, indent=2))
     else:
+        _print_garments(query)
         _print_results(results, query.label, engine.index.info())
     if results.empty:
         for hint in no_match_hints(args.filter, engine.index.products, engine.index.live):

@@ -7,11 +7,14 @@ Results are a table, best first: ``rank``, ``id``, ``distance`` (smaller is clos
 product's metadata and colour names, and its photo's ``path``. With a colour weight w, the
 order blends visual distance with colour distance (each scaled to 0..1 over the candidates):
 (1 − w)·visual + w·colour. A preferred colour without a weight gets :data:`DEFAULT_COLOUR_WEIGHT`.
+A query photo is first looked through for garments (:meth:`SearchEngine.locate`).
+
+Longer than 300 lines: every kind of query is made and run here, in one class.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ from fashion_search.search.embedding.batching import ModelBatcher
 from fashion_search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
 from fashion_search.search.embedding.embedder import Embedder, check_identity, load_embedder, remembered_embedder
 from fashion_search.search.embedding.embedding_jobs import Added, embed_into_items
+from fashion_search.search.embedding.garments import (Garment, GarmentFinder, drawn_box, garment_pixels, pick,
+                                                     whole_photo)
 from fashion_search.search.index.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.index.integrity import damaged
 from fashion_search.search.index.index_folder import drop_work, release_index, work_folder
@@ -54,6 +59,8 @@ class Query:
     swatch: np.ndarray | None = None    # a CIELAB colour to match
     exclude: np.ndarray | None = None   # rows of the product itself ("more like this")
     path: str | None = None             # the query photo, for contact sheets
+    garments: list[Garment] = field(default_factory=list)  # what the localiser found in the photo, best first
+    garment: Garment | None = None      # the one searched
 
 
 @dataclass
@@ -94,6 +101,7 @@ class SearchEngine:
 
     def __init__(self, index: ProductIndex, settings: IndexParams, embedder: Embedder | None = None):
         self.index, self.settings, self._embedder = index, settings, embedder
+        self._garment_finder: GarmentFinder | None = None
         if embedder is not None:
             check_identity(index.identity, embedder.identity, str(index.folder))
 
@@ -128,17 +136,36 @@ class SearchEngine:
         return embedder.batcher
 
     # ------------------------------------------------------------------ queries
-    def photo_query(self, path: str | Path) -> Query:
-        """A query photo (raises UnusableImageError when it cannot be read)."""
+    def photo_query(self, path: str | Path, garment: int | None = None, box: tuple | None = None,
+                    localise: bool = True) -> Query:
+        """A query photo (raises UnusableImageError when it cannot be read); see :meth:`pixels_query`."""
         try:
             pixels = read_photo(path)
         except UnusableImageError as err:
             raise UnusableImageError(f"cannot read the query photo {path}: {err}") from None
-        return self.pixels_query(pixels, f"photo {path}", str(path))
+        return self.pixels_query(pixels, f"photo {path}", str(path), garment, box, localise)
 
-    def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None) -> Query:
-        """A query from decoded RGB pixels (an uploaded photo)."""
-        return self.framed_query(self.frame(pixels), label, path)
+    @property
+    def garment_finder(self) -> GarmentFinder:
+        """The garment localiser, loaded on first use."""
+        if self._garment_finder is None:
+            self._garment_finder = GarmentFinder(self.settings.runtime)
+        return self._garment_finder
+
+    def locate(self, pixels: np.ndarray, garment: int | None = None, box: tuple | None = None,
+               localise: bool = True) -> tuple[list[Garment], Garment, np.ndarray]:
+        """The garments the localiser finds in a photo (none when ``localise`` is off or a ``box``
+        is given), the one to search (number ``garment``, 1 the main one; or the ``box`` a person
+        drew; or the whole photo), and its pixels cut out and whitened around it."""
+        found = self.garment_finder.find(pixels) if localise and box is None else []
+        chosen = drawn_box(pixels, box) if box is not None else pick(found, garment) if found else whole_photo(pixels)
+        return found, chosen, pixels if chosen.group == "whole photo" else garment_pixels(pixels, chosen)
+
+    def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None, garment: int | None = None,
+                     box: tuple | None = None, localise: bool = True) -> Query:
+        """A query from decoded RGB pixels: the garment :meth:`locate` chooses, framed like a catalogue photo."""
+        found, chosen, searched = self.locate(pixels, garment, box, localise)
+        return replace(self.framed_query(self.frame(searched), label, path), garments=found, garment=chosen)
 
     def frame(self, pixels: np.ndarray, colours: bool = True) -> Framed:
         """What a query needs of a photo, small: the model's square and, with ``colours``, the

@@ -35,6 +35,7 @@ from fashion_search.data.catalog import SAFE_ID_RULE, Catalog, CatalogueError, i
 from fashion_search.data.metadata import metadata_from_json
 from fashion_search.images import PHOTO_SUFFIXES
 from fashion_search.colour import ColourError
+from fashion_search.search.embedding.garments import GarmentError, parse_box
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine, colour_weight_for
 from fashion_search.search.index.filters import FilterError, filter_options, no_match_hints
 from fashion_search.search.serving.offline_docs import add_offline_docs
@@ -198,17 +199,35 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                    default=None, ge=0.0, le=1.0,
                    description=f"0..1; default {DEFAULT_COLOUR_WEIGHT} with a colour, else 0"),
                match_colour: float | None = Form(default=None, ge=0.0, le=MAX_MATCH_COLOUR,
-                                                 description=MATCH_COLOUR_HELP)) -> dict:
+                                                 description=MATCH_COLOUR_HELP),
+               garment: int | None = Form(default=None, ge=1, description="which garment found in the photo to "
+                                          "search: 1 (the main one, the default), 2, ..."),
+               box: str | None = Form(default=None, description="x0,y0,x1,y1: search this box of the photo instead"),
+               localise: bool = Form(default=True, description="false: search the whole photo")) -> dict:
         if request.query_params:  # a form's fields are in its body; the address's would go unread
             raise HTTPException(400, f"send {', '.join(sorted(request.query_params))} as form fields with the photo, "
                                      "not in the address")
         by_own_colours = colour is None and colour_weight_for(colour_weight, colour) > 0
-        framed = service.read_upload(photo, lambda pixels: service.engine.frame(pixels, colours=by_own_colours))
+        try:
+            drawn = parse_box(box) if box else None
+        except GarmentError as err:
+            raise HTTPException(400, str(err)) from None
+
+        def located(pixels: np.ndarray) -> tuple:
+            try:
+                found, chosen, searched = service.engine.locate(pixels, garment, drawn, localise)
+            except GarmentError as err:
+                raise HTTPException(400, str(err)) from None
+            return found, chosen, pixels.shape[:2], service.engine.frame(searched, colours=by_own_colours)
+
+        found, chosen, (height, width), framed = service.read_upload(photo, located)
         service.count("search")
         engine = service.current()
         query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
         results = engine.search(query, checked_k(k), filter, colour_weight, colour, match_colour)
-        return _answer(results, engine, filter)
+        number = next((i for i, g in enumerate(found, 1) if g is chosen), None)
+        return {**_answer(results, engine, filter), "photo": {"width": width, "height": height},
+                "garments": [g.describe() for g in found], "garment": number, "searched": chosen.describe()}
 
     @app.get("/filters", summary="The filter keys of this index, with their common values or number ranges")
     def filters() -> dict:

@@ -47,6 +47,7 @@ class Service:
                  max_batch: int, max_wait_s: float):
         map_large_blocks()
         self.runtime = engine.embedder.ready()  # converted or traced now, not on the first request
+        engine.garment_finder.ready()  # and so is the garment localiser
         self.batcher = engine.batch_model_calls(max_batch, max_wait_s)
         self.engine, self.api_key = engine, api_key
         self.max_upload_bytes = max_upload_bytes

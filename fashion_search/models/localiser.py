@@ -1,0 +1,162 @@
+"""The garment localiser's network: which pixels of a photo belong to which group of garment.
+
+A small head on the frozen EfficientNet-Lite0 (ImageNet weights) reads its feature maps at
+strides 4, 8, 16 and 32 (like a feature pyramid: the coarse maps say *what*, the fine ones *where*)
+and gives, for each cell of a 56 × 56 grid over the 224-pixel square, the probability of
+background and of each garment group (:data:`fashion_search.data.cutouts.GROUPS`). The head
+alone is trained and shipped (``shipped/garment_localiser.npz``); the backbone's weights are
+the ones every Lite0 model here uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashion_search.data.cutouts import GROUPS
+
+SIZE = 224
+BACKBONE = "efficientnet_lite0"
+# Where the backbone's stride-4, -8, -16 and -32 maps are: the inputs of the blocks that shrink them next.
+FEATURE_LAYERS = ("blocks_2_0_conv_pw_conv2d", "blocks_3_0_conv_pw_conv2d", "blocks_5_0_conv_pw_conv2d",
+                  "blocks_6_0_conv_pwl_bn")
+HEAD_WIDTH = 64
+FINE_WIDTH = 32  # channels at stride 4
+CELLS = SIZE // 4  # the grid the head answers on
+CLASSES = len(GROUPS) + 1  # background, then each group
+SHIPPED_HEAD = Path(__file__).with_name("shipped") / "garment_localiser.npz"
+MIN_GARMENT_SHARE = 0.01  # smaller regions of a photo are not taken for products
+MASK_SIDE = 256  # garment masks are kept at most this large
+
+
+def feature_extractor(weights: str = "imagenet") -> "keras.Model":
+    """The frozen Lite0 cut at its stride-4, -8, -16 and -32 feature maps (56, 28, 14 and 7 cells at 224 px)."""
+    import keras
+
+    from fashion_search.models.backbones import build_full_model
+
+    full, _ = build_full_model(BACKBONE, weights, SIZE)
+    maps = [*(full.get_layer(name).input for name in FEATURE_LAYERS[:-1]), full.get_layer(FEATURE_LAYERS[-1]).output]
+    extractor = keras.Model(full.inputs, maps, name="localiser_features")
+    extractor.trainable = False
+    return extractor
+
+
+def build_head(map_shapes: list[tuple], seed: int = 0) -> "keras.Model":
+    """Feature maps → per-cell class logits ``(56, 56, CLASSES)``: the coarse maps upsampled and
+    added to the finer ones, one 3 × 3 convolution at each step."""
+    import keras
+    from keras import layers
+
+    init = keras.initializers.GlorotUniform(seed)
+    finest, fine, middle, coarse = (keras.Input(shape[1:]) for shape in map_shapes)
+
+    def lateral(x, name, width=HEAD_WIDTH):
+        return layers.Conv2D(width, 1, activation="relu", kernel_initializer=init, name=name)(x)
+
+    x = layers.UpSampling2D(2, interpolation="bilinear")(lateral(coarse, "lateral_32"))
+    x = layers.Conv2D(HEAD_WIDTH, 3, padding="same", activation="relu", kernel_initializer=init,
+                      name="merge_16")(layers.Add()([x, lateral(middle, "lateral_16")]))
+    x = layers.UpSampling2D(2, interpolation="bilinear")(x)
+    x = layers.Conv2D(HEAD_WIDTH, 3, padding="same", activation="relu", kernel_initializer=init,
+                      name="merge_8")(layers.Add()([x, lateral(fine, "lateral_8")]))
+    x = layers.UpSampling2D(2, interpolation="bilinear")(lateral(x, "narrow_8", FINE_WIDTH))
+    x = layers.Conv2D(FINE_WIDTH, 3, padding="same", activation="relu", kernel_initializer=init,
+                      name="merge_4")(layers.Add()([x, lateral(finest, "lateral_4", FINE_WIDTH)]))
+    logits = layers.Conv2D(CLASSES, 1, kernel_initializer=init, name="classes")(x)
+    return keras.Model([finest, fine, middle, coarse], logits, name="localiser_head")
+
+
+def build_localiser(extractor: "keras.Model", head: "keras.Model") -> "keras.Model":
+    """Preprocessed photos ``(B, 224, 224, 3)`` → class probabilities ``(B, 56, 56, CLASSES)``."""
+    import keras
+
+    probabilities = keras.layers.Softmax(name="probabilities")(head(extractor(extractor.inputs)))
+    return keras.Model(extractor.inputs, probabilities, name="garment_localiser")
+
+
+def head_arrays(head: "keras.Model") -> dict[str, np.ndarray]:
+    """The head's weights by layer, for an ``.npz`` file."""
+    return {f"{layer.name}/{i}": np.asarray(w) for layer in head.layers for i, w in enumerate(layer.get_weights())}
+
+
+def load_head_arrays(head: "keras.Model", arrays: dict[str, np.ndarray]) -> None:
+    """Set the head's weights from :func:`head_arrays`' output; refuse arrays of another head."""
+    for layer in head.layers:
+        count = len(layer.get_weights())
+        if count:
+            layer.set_weights([arrays[f"{layer.name}/{i}"] for i in range(count)])
+
+
+def save_head(head: "keras.Model", path: Path) -> None:
+    """The head's weights to ``path`` (``.npz``), written atomically."""
+    from fashion_search.io import atomic_path
+
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **head_arrays(head))
+
+
+@dataclass
+class Garment:
+    """One product found in a photo: its box ``(x0, y0, x1, y1)`` in the photo's pixels (end
+    exclusive), its group, a score (larger: more surely a product, and larger), and its mask
+    over the photo at a reduced size (same aspect)."""
+
+    box: tuple[int, int, int, int]
+    group: str
+    score: float
+    mask: np.ndarray
+
+    def describe(self) -> dict:
+        """The garment for JSON: box, group and score."""
+        return {"box": list(self.box), "group": self.group, "score": round(self.score, 3)}
+
+
+def square_frame(height: int, width: int, size: int = SIZE) -> tuple[float, int, int]:
+    """How :func:`~fashion_search.images.fit_to_square` places a photo: its scale, left and top offsets."""
+    scale = size / max(height, width)
+    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return scale, (size - fitted[0]) // 2, (size - fitted[1]) // 2
+
+
+def class_planes(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The localiser's cell probabilities ``(CELLS, CELLS, CLASSES)`` over a photo of ``height`` × ``width``
+    framed as a query is (:func:`~fashion_search.images.fit_to_square`), back on the photo at a
+    reduced size: ``(h, w, CLASSES)`` with the longer side at most :data:`MASK_SIDE`."""
+    from PIL import Image
+
+    scale, left, top = square_frame(height, width)
+    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+    shrink = min(1.0, MASK_SIDE / max(height, width))
+    side = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+    planes = []
+    for c in range(probabilities.shape[-1]):
+        square = Image.fromarray(probabilities[..., c].astype(np.float32)).resize((SIZE, SIZE), Image.BILINEAR)
+        planes.append(np.asarray(square.crop((left, top, left + fitted[0], top + fitted[1])).resize(side, Image.BILINEAR)))
+    return np.stack(planes, axis=-1)
+
+
+def garments_from(probabilities: np.ndarray, height: int, width: int, min_share: float = MIN_GARMENT_SHARE
+                  ) -> list[Garment]:
+    """The garments in a photo of ``height`` × ``width`` pixels, best first: each connected region
+    of one group where a product is likelier than background, of at least ``min_share`` of the photo."""
+    from scipy import ndimage
+
+    planes = class_planes(probabilities, height, width)
+    labels, foreground = planes.argmax(axis=-1), 1.0 - planes[..., 0]
+    to_photo = width / planes.shape[1], height / planes.shape[0]
+    found = []
+    for group in range(1, planes.shape[-1]):
+        regions, count = ndimage.label((labels == group) & (foreground > 0.5))
+        for region, (rows, cols) in enumerate(ndimage.find_objects(regions), start=1):
+            mask = regions[rows, cols] == region
+            share = mask.sum() / labels.size
+            if share >= min_share:
+                full = np.zeros(labels.shape, bool)
+                full[rows, cols] = mask
+                box = (int(cols.start * to_photo[0]), int(rows.start * to_photo[1]),
+                       min(width, int(np.ceil(cols.stop * to_photo[0]))), min(height, int(np.ceil(rows.stop * to_photo[1]))))
+                found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), full))
+    return sorted(found, key=lambda g: -g.score)

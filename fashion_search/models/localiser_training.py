@@ -1,0 +1,197 @@
+"""Training the garment localiser's head on made shopper photos: ``make localiser``.
+
+Cut-outs come from ``fashion-products-small`` and two thirds of the dev photos' validation half;
+the last third of that half, pasted on the validation backgrounds, chooses the epoch. The dev
+photos' test half and the benchmark backgrounds are never seen here. Each made photo is
+described once by the frozen backbone, so the epochs train the head alone, on cached maps.
+
+    python -m fashion_search.models.localiser_training --small ../shared/data/fashion-products-small \\
+        --dev ../shared/data/fashion-products-dev
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fashion_search.data import evaluation_split
+from fashion_search.data.backgrounds import background_crop, load_backgrounds, made_background
+from fashion_search.data.cutouts import GROUPS, Cutout, cut_out, garment_group
+from fashion_search.data.shopper_photos import Conditions, compose
+from fashion_search.images import fit_to_square, read_photo
+from fashion_search.io import file_sha256, write_json, write_text_atomic
+from fashion_search.models import localiser
+from fashion_search.progress import progress
+
+SHIPPED = localiser.SHIPPED_HEAD
+HASH_MODULE = Path(__file__).with_name("localiser_sha256.py")  # the shipped head's SHA-256, as code
+CELL = localiser.SIZE // localiser.CELLS
+
+
+def read_cutouts(root: Path, ids: list[str], sub_categories: list[str], title: str) -> list[Cutout]:
+    """The usable cut-outs of some catalogue photos (``images/<id>.jpg`` under ``root``)."""
+    found = []
+    for item_id, sub in progress(list(zip(ids, sub_categories)), title, "photo"):
+        cutout = cut_out(read_photo(root / "images" / f"{item_id}.jpg"), garment_group(sub))
+        if cutout is not None:
+            found.append(cutout)
+    return found
+
+
+def dev_thirds(dev: Path, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dev photos' validation half, split into a training two thirds and a choosing third."""
+    labels = pd.read_csv(dev / "labels.csv", dtype={"id": str})
+    halves = evaluation_split(labels["articleType"].to_numpy(), 0.5, seed)
+    validation = labels[halves == "validation"].sample(frac=1.0, random_state=seed)
+    cut = len(validation) * 2 // 3
+    return validation.iloc[:cut], validation.iloc[cut:]
+
+
+def framed_labels(groups: np.ndarray, size: int = localiser.SIZE) -> np.ndarray:
+    """A label map framed as :func:`~fashion_search.images.fit_to_square` frames its photo (padding: 0)."""
+    height, width = groups.shape
+    scale = size / max(height, width)
+    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+    page = Image.new("L", (size, size))
+    page.paste(Image.fromarray(groups.astype(np.uint8)).resize(fitted, Image.NEAREST),
+               ((size - fitted[0]) // 2, (size - fitted[1]) // 2))
+    return np.asarray(page, np.int64)
+
+
+def made_photo(rng: np.random.Generator, cutouts: list[Cutout], backgrounds: list[np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """One training photo, framed as the engine frames a query, and its per-cell class shares ``(CELLS, CELLS, C)``."""
+    size = localiser.SIZE
+    roll = rng.random()
+    if roll < 0.15:
+        background = None  # a catalogue-like photo on white: the localiser must keep the product whole
+    elif roll < 0.35:
+        background = made_background(rng, size)
+    else:
+        background = background_crop(rng, backgrounds[rng.integers(len(backgrounds))], size)
+    count = int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))
+    chosen = [cutouts[i] for i in rng.choice(len(cutouts), count, replace=False)]
+    conditions = Conditions(placed=rng.random() < 0.85, background=background is not None,
+                            cast=rng.random() < 0.6, camera=rng.random() < 0.7)
+    photo = compose(rng, chosen, background, size, conditions)
+    pixels, groups = photo.pixels, photo.group_map()
+    if rng.random() < 0.3:  # a photo of another shape, padded with white like every query
+        width = int(size * rng.uniform(0.55, 0.9))
+        left = int(rng.integers(0, size - width + 1))
+        pixels, groups = fit_to_square(pixels[:, left:left + width], size), framed_labels(groups[:, left:left + width])
+    shares = np.eye(localiser.CLASSES, dtype=np.float32)[groups].reshape(
+        localiser.CELLS, CELL, localiser.CELLS, CELL, -1).mean(axis=(1, 3))
+    return pixels, shares
+
+
+def made_set(rng: np.random.Generator, cutouts: list[Cutout], backgrounds: list[np.ndarray], count: int,
+             extractor, title: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """``count`` made photos described by the frozen backbone: its maps (float16, written in place:
+    a set of 16,000 photos holds 4.6 GB) and the targets."""
+    from fashion_search.backbone_specs import get_spec
+
+    preprocess = get_spec(localiser.BACKBONE).preprocess
+    maps = [np.zeros((count, *shape[1:]), np.float16) for shape in (tuple(o.shape) for o in extractor.outputs)]
+    targets = np.zeros((count, localiser.CELLS, localiser.CELLS, localiser.CLASSES), np.float32)
+    batch = 64
+    for start in progress(range(0, count, batch), title, "batch"):
+        made = [made_photo(rng, cutouts, backgrounds) for _ in range(min(batch, count - start))]
+        pixels = np.stack([m[0] for m in made]).astype(np.float32)
+        for store, array in zip(maps, extractor.predict_on_batch(preprocess(pixels))):
+            store[start:start + len(made)] = np.asarray(array, np.float16)
+        targets[start:start + len(made)] = np.stack([m[1] for m in made])
+    return maps, targets
+
+
+def batches(maps: list[np.ndarray], targets: np.ndarray, size: int, seed: int | None):
+    """The cached maps in float32 batches, shuffled each epoch when ``seed`` is given (the float16
+    cache is never copied whole)."""
+    import keras
+
+    class CachedMaps(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.order = np.arange(len(targets))
+            self.rng = np.random.default_rng(seed)
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return -(-len(targets) // size)
+
+        def __getitem__(self, i: int):
+            rows = np.sort(self.order[i * size:(i + 1) * size])
+            return tuple(m[rows].astype(np.float32) for m in maps), targets[rows]
+
+        def on_epoch_end(self) -> None:
+            if seed is not None:
+                self.rng.shuffle(self.order)
+
+    return CachedMaps()
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Make the photos, train the head, keep the epoch with the lowest choosing loss; its record."""
+    import keras
+
+    started = time.time()
+    rng = np.random.default_rng(args.seed)
+    small = pd.read_csv(args.small / "labels.csv", dtype={"id": str}).sample(args.small_photos, random_state=args.seed)
+    dev_train, dev_choose = dev_thirds(args.dev, args.seed)
+    training_cutouts = (read_cutouts(args.small, small["id"].tolist(), small["subCategory"].tolist(), "small cut-outs")
+                        + read_cutouts(args.dev, dev_train["id"].tolist(), dev_train["subCategory"].tolist(),
+                                       "dev cut-outs"))
+    choosing_cutouts = read_cutouts(args.dev, dev_choose["id"].tolist(), dev_choose["subCategory"].tolist(),
+                                    "choosing cut-outs")
+    extractor = localiser.feature_extractor()
+    train_maps, train_targets = made_set(rng, training_cutouts, load_backgrounds("train"), args.photos, extractor,
+                                         "training photos")
+    choose_maps, choose_targets = made_set(rng, choosing_cutouts, load_backgrounds("validation"), args.photos // 8,
+                                           extractor, "choosing photos")
+    keras.utils.set_random_seed(args.seed)
+    head = localiser.build_head([(None, *m.shape[1:]) for m in train_maps], args.seed)
+    head.compile(keras.optimizers.Adam(args.learning_rate),
+                 keras.losses.CategoricalCrossentropy(from_logits=True))
+    best = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    history = head.fit(batches(train_maps, train_targets, 64, args.seed),
+                       validation_data=batches(choose_maps, choose_targets, 64, None),
+                       epochs=args.epochs, callbacks=[best], verbose=2)
+    localiser.save_head(head, args.out)
+    losses = history.history["val_loss"]
+    return {"backbone": localiser.BACKBONE, "size": localiser.SIZE, "groups": list(GROUPS),
+            "training_photos": args.photos, "training_cutouts": len(training_cutouts),
+            "choosing_photos": args.photos // 8, "choosing_cutouts": len(choosing_cutouts),
+            "best_epoch": int(np.argmin(losses)) + 1, "choosing_loss": round(float(min(losses)), 4),
+            "epochs_run": len(losses), "seed": args.seed, "seconds": round(time.time() - started, 1),
+            "backgrounds": {"train": "mate-backgrounds, gnome-backgrounds, made",
+                            "choosing": "plasma-workspace-wallpapers (alternate half)"}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=Path, default=Path("../shared/data/fashion-products-small"))
+    parser.add_argument("--dev", type=Path, default=Path("../shared/data/fashion-products-dev"))
+    parser.add_argument("--small-photos", type=int, default=8000)
+    parser.add_argument("--photos", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=SHIPPED)
+    args = parser.parse_args(argv)
+    record = train(args) | {"head_sha256": file_sha256(args.out), "command": "make localiser"}
+    write_json(args.out.with_suffix(".json"), record)
+    if args.out.resolve() == SHIPPED.resolve():
+        docstring = ("The SHA-256 of the shipped garment localiser's head (garment_localiser.npz), written with it\n"
+                     "by ``make localiser``: the loader refuses any other file. Not to be edited by hand.")
+        sha256 = record["head_sha256"]
+        write_text_atomic(HASH_MODULE, f'"""{docstring}"""\nHEAD_SHA256 = "{sha256}"\n')
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

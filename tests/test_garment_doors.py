@@ -1,0 +1,192 @@
+"""Garments of a query photo through every door: the CLI (its own processes, the real localiser),
+the HTTP API, the web page at a phone's width and the JupyterLab panel."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from fashion_search.data.photo_folder import list_photo_folder
+from fashion_search.models.localiser import Garment
+from fashion_search.search.engine import SearchEngine, build_index
+from fashion_search.search.index.store import open_index
+from fashion_search.search.serving.server import create_app
+from fashion_search.search.widget import panel_search
+from test_search_engine import pixel_embedder  # noqa: E402
+from test_server import SETTINGS, serve  # noqa: E402
+
+PHONE_SCREENSHOT = Path(__file__).resolve().parents[1] / "outputs" / "web-page-phone.png"
+TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
+
+
+def scene(path: Path) -> Path:
+    """A shopper-like photo: a red top over blue trousers on a mottled floor, 400 × 300."""
+    rng = np.random.default_rng(3)
+    floor = (np.array([120, 100, 80]) + rng.normal(0, 25, (300, 400, 3))).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(floor)
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(150, 30), (250, 30), (290, 70), (265, 95), (245, 80), (245, 150), (155, 150), (155, 80),
+                  (135, 95), (110, 70)], fill=(200, 30, 40))
+    draw.polygon([(160, 155), (240, 155), (250, 290), (210, 290), (200, 200), (190, 290), (150, 290)],
+                 fill=(30, 40, 160))
+    image.save(path)
+    return path
+
+
+class TwoGarments:
+    """A localiser that always finds the same two garments (the top and the trousers of :func:`scene`)."""
+
+    def ready(self) -> None:
+        return None
+
+    def find(self, pixels: np.ndarray) -> list[Garment]:
+        height, width = pixels.shape[:2]
+        top, trousers = np.zeros((height, width), bool), np.zeros((height, width), bool)
+        top[30:150, 110:290], trousers[155:290, 150:250] = True, True
+        return [Garment((110, 30, 290, 150), "top", 0.9, top), Garment((150, 155, 250, 290), "bottom", 0.8, trousers)]
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fashion_search.cli", *argv], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def cli_index(photo_folder, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("garments") / "index"
+    assert cli("index", str(photo_folder), "--index", str(folder), *TINY).returncode == 0
+    return folder
+
+
+def test_the_cli_lists_the_garments_and_searches_the_one_picked(cli_index, tmp_path):
+    photo = scene(tmp_path / "scene.png")
+    first = cli("query", str(photo), "--index", str(cli_index), "--json")
+    assert first.returncode == 0, first.stderr
+    answer = json.loads(first.stdout)
+    garments, searched = answer["garments"], answer["searched"]
+    assert garments and answer["garment"] == 1 and searched == garments[0]
+    for garment in garments:
+        x0, y0, x1, y1 = garment["box"]
+        assert 0 <= x0 < x1 <= 400 and 0 <= y0 < y1 <= 300
+    again = json.loads(cli("query", str(photo), "--index", str(cli_index), "--json", "--garment", "1").stdout)
+    assert again["results"] == answer["results"]  # the main garment is the default
+    whole = json.loads(cli("query", str(photo), "--index", str(cli_index), "--json", "--whole-photo").stdout)
+    assert whole["garments"] == [] and whole["searched"]["group"] == "whole photo"
+    beyond = cli("query", str(photo), "--index", str(cli_index), "--garment", str(len(garments) + 1))
+    assert beyond.returncode == 2 and beyond.stderr.count("\n") == 1
+    assert f"the photo has {len(garments)}" in beyond.stderr
+    boxed = json.loads(cli("query", str(photo), "--index", str(cli_index), "--json", "--box", "150,155,250,290").stdout)
+    assert boxed["searched"] == {"box": [150, 155, 250, 290], "group": "drawn box", "score": 1.0}
+    plain = cli("query", str(photo), "--index", str(cli_index))
+    assert plain.returncode == 0 and ("found" in plain.stdout or "whole photo" not in plain.stdout)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--like", "100", "--garment", "2"], "give a photo"),
+    (["{photo}", "--box", "1,2,3"], "not four whole numbers"),
+    (["{photo}", "--box", "500,500,600,600"], "holds no part of the 30 x 40 photo"),
+])
+def test_garment_mistakes_give_one_line_and_exit_2(cli_index, photo_folder, argv, message):
+    argv = [a.format(photo=photo_folder / "images" / "100.jpg") for a in argv]
+    done = cli("query", *argv, "--index", str(cli_index))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+@pytest.fixture
+def two_garment_service(photo_folder, tmp_path):
+    folder = tmp_path / "index"
+    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=pixel_embedder())
+    engine = SearchEngine(open_index(folder, SETTINGS), SETTINGS, pixel_embedder())
+    engine._garment_finder = TwoGarments()
+    url, server = serve(create_app(engine))
+    yield url, engine
+    server.should_exit = True
+
+
+def test_the_api_answers_with_the_garments_and_searches_the_one_asked(two_garment_service, tmp_path):
+    import httpx
+
+    url, _ = two_garment_service
+    photo = scene(tmp_path / "scene.png").read_bytes()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        def search(**data):
+            return client.post("/search", files={"photo": ("scene.png", photo)}, data=data)
+
+        main = search().json()
+        assert main["photo"] == {"width": 400, "height": 300} and main["garment"] == 1
+        assert [g["group"] for g in main["garments"]] == ["top", "bottom"]
+        second = search(garment="2").json()
+        assert second["garment"] == 2 and second["searched"]["box"] == [150, 155, 250, 290]
+        assert [r["id"] for r in second["results"]] != [r["id"] for r in main["results"]]  # another garment's look-alikes
+        drawn = search(box="0,0,100,100").json()
+        assert drawn["searched"]["group"] == "drawn box" and drawn["garment"] is None
+        assert search(localise="false").json()["garments"] == []
+        assert search(garment="3").status_code == 400 and "the photo has 2" in search(garment="3").json()["detail"]
+        assert search(box="a,b,c,d").status_code == 400
+        assert search(garment="0").status_code == 422
+
+
+def test_the_page_draws_the_garments_and_searches_a_click_or_a_drawn_box_on_a_phone(two_garment_service, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = two_garment_service
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844,
+                                                                          "pixelRatio": 3.0, "touch": True}})
+    driver = webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
+    wait = WebDriverWait(driver, 30)
+    try:
+        driver.get(url + "/")
+        camera = driver.find_element(By.ID, "camera")
+        assert camera.get_attribute("capture") == "environment" and camera.get_attribute("accept") == "image/*"
+        driver.find_element(By.ID, "file").send_keys(str(scene(tmp_path / "scene.png")))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#query .garment")) == 2)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .card"))
+        assert "Found 2 garments; searching 1 (top)" in driver.find_element(By.ID, "garments").text
+        page_width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert page_width <= 390  # nothing wider than the phone's screen
+        cards = driver.execute_script("return [...document.querySelectorAll('#grid .card')].map(c => "
+                                      "c.getBoundingClientRect().right)")
+        assert max(cards) <= 390
+        driver.find_elements(By.CSS_SELECTOR, "#query .garment")[1].click()
+        wait.until(lambda d: "searching 2 (bottom)" in d.find_element(By.ID, "garments").text)
+        image = driver.find_element(By.CSS_SELECTOR, "#query img")
+        size = image.size
+        ActionChains(driver).move_to_element_with_offset(image, -size["width"] // 2 + 5, -size["height"] // 2 + 5) \
+            .click_and_hold().move_by_offset(size["width"] // 3, size["height"] // 3).release().perform()
+        wait.until(lambda d: "the box you drew" in d.find_element(By.ID, "garments").text)
+        labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#query .garment span")]
+        assert labels == ["1 top", "2 bottom", "your box"]  # the garments found stay to click
+        PHONE_SCREENSHOT.parent.mkdir(exist_ok=True)
+        driver.save_screenshot(str(PHONE_SCREENSHOT))
+    finally:
+        driver.quit()
+
+
+def test_the_jupyterlab_panel_draws_the_garments_and_takes_a_number_or_a_box(two_garment_service, tmp_path,
+                                                                              photo_folder):
+    _, engine = two_garment_service
+    catalog = list_photo_folder(photo_folder)
+    buffer = io.BytesIO()
+    Image.open(scene(tmp_path / "scene.png")).save(buffer, format="PNG")
+    upload = ({"name": "scene.png", "content": buffer.getvalue()},)
+    figure = panel_search({"m": engine}, catalog, "m", upload, "", 4, "", garment=2)
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert texts == ["1 top", "2 bottom"]
+    assert panel_search({"m": engine}, catalog, "m", upload, "", 4, "", garment=3).startswith("error: garment 3")
+    assert panel_search({"m": engine}, catalog, "m", upload, "", 4, "", box_text="1,2").startswith("error: the box")
+    boxed = panel_search({"m": engine}, catalog, "m", upload, "", 4, "", box_text="0,0,100,100")
+    assert [t.get_text() for t in boxed.axes[0].texts] == ["your box"]  # a drawn box: nothing to look for

@@ -1,0 +1,101 @@
+"""Garments in shopper photos: cut-outs, made photos, decoding the localiser, cutting a garment out."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fashion_search.data import backgrounds
+from fashion_search.data.cutouts import GROUPS, cut_out, garment_group, product_mask
+from fashion_search.data.shopper_photos import CONDITIONS, Conditions, compose
+from fashion_search.models.localiser import CLASSES, Garment, garments_from, square_frame
+from fashion_search.search.embedding.garments import (GarmentError, drawn_box, garment_pixels, looks_like_catalogue,
+                                                      pick, whole_photo)
+
+
+def catalogue_photo(colour=(200, 30, 40), box=(60, 80, 160, 240), size=(300, 225)) -> np.ndarray:
+    """A product (a filled rectangle) on a white page."""
+    pixels = np.full((*size, 3), 255, np.uint8)
+    x0, y0, x1, y1 = box
+    pixels[y0:y1, x0:x1] = colour
+    return pixels
+
+
+def test_a_catalogue_photo_gives_its_product_as_the_cut_out():
+    photo = catalogue_photo()
+    assert product_mask(photo)[100, 100] and not product_mask(photo)[10, 10]
+    cutout = cut_out(photo, garment_group("Topwear"))
+    assert cutout.pixels.shape == (160, 100, 3) and cutout.mask.all()
+    assert GROUPS[cutout.group] == "top" and GROUPS[garment_group("Flip Flops")] == "footwear"
+    assert GROUPS[garment_group("Something new")] == "accessory"
+
+
+def test_a_product_in_pieces_or_too_small_is_no_cut_out():
+    pieces = catalogue_photo(box=(20, 20, 60, 60))
+    pieces[200:260, 150:210] = (20, 20, 200)
+    assert cut_out(pieces, 0) is None
+    assert cut_out(catalogue_photo(box=(100, 100, 110, 110)), 0) is None
+
+
+def test_made_photos_know_each_product_s_visible_mask_and_box():
+    rng = np.random.default_rng(0)
+    red, blue = cut_out(catalogue_photo(), 0), cut_out(catalogue_photo((20, 30, 200)), 1)
+    plain = compose(rng, [red], None, 200, CONDITIONS["scaled and rotated, on white"])
+    assert len(plain.masks) == 1 and plain.masks[0].any()
+    x0, y0, x1, y1 = plain.boxes[0]
+    assert plain.masks[0][y0:y1, x0:x1].sum() == plain.masks[0].sum()
+    assert (plain.pixels[plain.masks[0]][:, 0] > 150).mean() > 0.9  # the product's own colour where its mask says
+    background = np.zeros((200, 200, 3), np.uint8)
+    both = compose(rng, [red, blue], background, 200, Conditions(placed=False, cast=False, camera=False))
+    assert not both.masks[0].any()  # the second, pasted in the same place, hides the first
+    assert set(np.unique(both.group_map())) == {0, 2}
+
+
+def test_the_localiser_s_cells_become_garments_in_the_photo_s_pixels():
+    probabilities = np.zeros((28, 28, CLASSES), np.float32)
+    probabilities[..., 0] = 1.0
+    probabilities[4:12, 8:20] = np.eye(CLASSES)[1]   # a top
+    probabilities[16:26, 8:20] = np.eye(CLASSES)[2]  # trousers below it
+    height, width = 600, 448                          # a portrait photo: white bands left and right
+    garments = garments_from(probabilities, height, width)
+    assert [g.group for g in garments] == ["top", "bottom"] or [g.group for g in garments] == ["bottom", "top"]
+    scale, left, top = square_frame(height, width)
+    for garment, rows, cols in zip(sorted(garments, key=lambda g: g.box[1]), [(4, 12), (16, 26)], [(8, 20)] * 2):
+        x0, y0, x1, y1 = garment.box
+        assert abs(y0 - (rows[0] * 8 - top) / scale) <= 16 and abs(y1 - (rows[1] * 8 - top) / scale) <= 16
+        assert abs(x0 - (cols[0] * 8 - left) / scale) <= 16 and abs(x1 - (cols[1] * 8 - left) / scale) <= 16
+    assert garments_from(np.eye(CLASSES)[np.zeros((28, 28), int)].astype(np.float32), 100, 100) == []
+
+
+def test_a_garment_is_cut_out_with_the_rest_whitened():
+    photo = np.zeros((100, 200, 3), np.uint8)
+    mask = np.zeros((50, 100), bool)
+    mask[10:30, 20:60] = True
+    garment = Garment((40, 20, 120, 60), "top", 1.0, mask)
+    crop = garment_pixels(photo, garment)
+    assert crop.shape[0] < 100 and crop.shape[1] < 200
+    assert (crop == 255).all(axis=-1).any() and (crop == 0).all(axis=-1).any()
+
+
+def test_catalogue_photos_are_searched_whole_and_shopper_photos_are_not():
+    assert looks_like_catalogue(catalogue_photo())
+    textured = np.random.default_rng(0).integers(0, 255, (300, 225, 3)).astype(np.uint8)
+    assert not looks_like_catalogue(textured)
+    assert whole_photo(textured).box == (0, 0, 225, 300)
+
+
+def test_a_drawn_box_is_clipped_and_a_box_or_number_outside_is_refused():
+    photo = catalogue_photo()
+    assert drawn_box(photo, (-10, 5, 100, 400)).box == (0, 5, 100, 300)
+    with pytest.raises(GarmentError, match="holds no part"):
+        drawn_box(photo, (300, 300, 400, 400))
+    with pytest.raises(GarmentError, match="photo has 1"):
+        pick([whole_photo(photo)], 2)
+
+
+def test_made_backgrounds_and_a_missing_background_package(monkeypatch, tmp_path):
+    rng = np.random.default_rng(1)
+    kinds = {backgrounds.made_background(rng, 64).std() > 0 for _ in range(8)}
+    assert kinds == {True}
+    monkeypatch.setitem(backgrounds.PACKAGES, "mate-backgrounds", tmp_path / "absent")
+    with pytest.raises(backgrounds.BackgroundsMissingError, match="apt-get install mate-backgrounds"):
+        backgrounds.background_paths("train")
