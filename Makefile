@@ -16,7 +16,7 @@ shipped-model: setup
 	$(VENV)/bin/fashion-search run --params configs/fashion-products-small.yaml --only 01,02
 	$(PY) -m fashion_search.models.shipped outputs/fashion-products-small/models/efficientnet_lite0/fused
 
-## localiser: retrain the shipped garment localiser (its head) on made shopper photos; ~7 minutes on 2 cores
+## localiser: retrain the shipped garment localiser (its head) on made shopper photos; ~11 minutes on 2 cores
 localiser: setup backgrounds
 	$(PY) -m fashion_search.models.localiser_training --small ../shared/data/fashion-products-small --dev $(PHOTOS)
 

@@ -163,7 +163,8 @@ def train(args: argparse.Namespace) -> dict:
     localiser.save_head(head, args.out)
     losses = history.history["val_loss"]
     return {"backbone": localiser.BACKBONE, "size": localiser.SIZE, "groups": list(GROUPS),
-            "training_photos": args.photos, "training_cutouts": len(training_cutouts),
+            "training_photos": args.photos, "small_photos": args.small_photos,
+            "training_cutouts": len(training_cutouts),
             "choosing_photos": args.photos // 8, "choosing_cutouts": len(choosing_cutouts),
             "best_epoch": int(np.argmin(losses)) + 1, "choosing_loss": round(float(min(losses)), 4),
             "epochs_run": len(losses), "seed": args.seed, "seconds": round(time.time() - started, 1),
@@ -175,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=Path, default=Path("../shared/data/fashion-products-small"))
     parser.add_argument("--dev", type=Path, default=Path("../shared/data/fashion-products-dev"))
-    parser.add_argument("--small-photos", type=int, default=8000)
-    parser.add_argument("--photos", type=int, default=8000)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--small-photos", type=int, default=14000)
+    parser.add_argument("--photos", type=int, default=16000)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=SHIPPED)
