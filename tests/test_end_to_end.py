@@ -62,7 +62,7 @@ import base64, io, json
 import numpy as np
 from PIL import Image as _Image
 panel = search_widget(engines, test)
-item, button, output = panel.children[0].children[1], panel.children[3], panel.children[4]
+item, button, output = panel.children[0].children[1], panel.children[4], panel.children[5]
 model = panel.children[1].children[0]
 for name, chosen in [(name, chosen) for name in list(engines)[:2] for chosen in item.options[:3]]:
     model.value, item.value = name, chosen
@@ -94,7 +94,7 @@ def test_jupyterlab_lists_the_kernel_and_runs_the_search_notebook_through_it(tin
     assert not errors, errors[0]["traceback"][-3:] if errors else ""
     panel = [o for cell in outputs for o in cell if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert panel, f"the search panel (an ipywidget) was not displayed: {[[o['type'] for o in c] for c in outputs]}"
-    grids = [o for o in outputs[-2] if "image/png" in o.get("data", {})]
+    grids = [o for o in outputs[-3] if "image/png" in o.get("data", {})]
     assert len(grids) == 4  # the example search, once per model
     searches = [json.loads(line) for o in outputs[-1] if o["type"] == "stream" for line in o["text"].splitlines()]
     assert len(searches) == 6 and all(s["kind"] == "png" and s["spread"] > 20 and s["dark"] > 0.02 for s in searches)
@@ -105,9 +105,12 @@ def test_jupyterlab_lists_the_kernel_and_runs_the_search_notebook_through_it(tin
 def test_the_search_report_shows_each_model_grid_once(tiny_run):
     run_dir, _, _ = tiny_run
     cells = json.loads((run_dir / "notebooks" / "06_search.ipynb").read_text())["cells"]
-    last = [c for c in cells if c["cell_type"] == "code"][-1]
-    images = [o for o in last["outputs"] if "image/png" in o.get("data", {})]
+    example = next(c for c in cells if c["cell_type"] == "code" and "example_grids" in "".join(c["source"]))
+    images = [o for o in example["outputs"] if "image/png" in o.get("data", {})]
     assert len(images) == len(list((run_dir / "figures").glob("search_*.png"))) == 4  # 2 backbones × 2 recipes
+    shopper = next(c for c in cells if c["cell_type"] == "code" and "shopper_photos" in "".join(c["source"]))
+    said = "".join("".join(o.get("text", "")) for o in shopper["outputs"])
+    assert "shopper photos need a catalogue of photo files" in said  # Fashion-MNIST has no photos to cut out
 
 
 def test_map_table_has_the_report_layout_and_says_which_weights_were_used(tiny_run):

@@ -99,3 +99,4 @@ def test_made_backgrounds_and_a_missing_background_package(monkeypatch, tmp_path
     monkeypatch.setitem(backgrounds.PACKAGES, "mate-backgrounds", tmp_path / "absent")
     with pytest.raises(backgrounds.BackgroundsMissingError, match="apt-get install mate-backgrounds"):
         backgrounds.background_paths("train")
+

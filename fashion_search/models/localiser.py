@@ -122,8 +122,8 @@ def square_frame(height: int, width: int, size: int = SIZE) -> tuple[float, int,
 
 
 def class_planes(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The localiser's cell probabilities ``(CELLS, CELLS, CLASSES)`` over a photo of ``height`` × ``width``
-    framed as a query is (:func:`~fashion_search.images.fit_to_square`), back on the photo at a
+    """The localiser's cell probabilities ``(CELLS, CELLS, CLASSES)`` over a photo of ``height`` ×
+    ``width`` framed as a query is (:func:`~fashion_search.images.fit_to_square`), back on the photo at a
     reduced size: ``(h, w, CLASSES)`` with the longer side at most :data:`MASK_SIDE`."""
     from PIL import Image
 
@@ -134,7 +134,8 @@ def class_planes(probabilities: np.ndarray, height: int, width: int) -> np.ndarr
     planes = []
     for c in range(probabilities.shape[-1]):
         square = Image.fromarray(probabilities[..., c].astype(np.float32)).resize((SIZE, SIZE), Image.BILINEAR)
-        planes.append(np.asarray(square.crop((left, top, left + fitted[0], top + fitted[1])).resize(side, Image.BILINEAR)))
+        shown = square.crop((left, top, left + fitted[0], top + fitted[1]))
+        planes.append(np.asarray(shown.resize(side, Image.BILINEAR)))
     return np.stack(planes, axis=-1)
 
 
@@ -157,6 +158,7 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
                 full = np.zeros(labels.shape, bool)
                 full[rows, cols] = mask
                 box = (int(cols.start * to_photo[0]), int(rows.start * to_photo[1]),
-                       min(width, int(np.ceil(cols.stop * to_photo[0]))), min(height, int(np.ceil(rows.stop * to_photo[1]))))
+                       min(width, int(np.ceil(cols.stop * to_photo[0]))),
+                       min(height, int(np.ceil(rows.stop * to_photo[1]))))
                 found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), full))
     return sorted(found, key=lambda g: -g.score)

@@ -29,6 +29,7 @@ FILLS_PHOTO = 0.7    # a main garment whose box covers this share of the photo: 
 PAGE_LIGHTNESS = 80  # CIELAB L of that region, at least
 PAGE_SIDE = 96       # the page is looked for on the photo shrunk to this longer side
 MARGIN = 0.06        # of the box's size, kept around a garment when it is cut out
+MASK_KEEP = 64       # of 255: pixels where the smoothed mask reaches this are kept (a little wider than the mask)
 
 
 class GarmentError(ValueError):
@@ -86,7 +87,7 @@ def garment_pixels(pixels: np.ndarray, garment: Garment) -> np.ndarray:
     crop = pixels[y0:y1, x0:x1].copy()
     if garment.mask.size > 1:
         mask = Image.fromarray(garment.mask.astype(np.uint8) * 255).resize((width, height), Image.BILINEAR)
-        inside = np.asarray(mask.crop((x0, y0, x1, y1))) >= 64  # a little wider than the mask: edges kept
+        inside = np.asarray(mask.crop((x0, y0, x1, y1))) >= MASK_KEEP
         crop[~inside] = 255
     return crop
 
