@@ -91,6 +91,9 @@ def test_the_cli_lists_the_garments_and_searches_the_one_picked(cli_index, tmp_p
     (["--like", "100", "--garment", "2"], "give a photo"),
     (["{photo}", "--box", "1,2,3"], "not four whole numbers"),
     (["{photo}", "--box", "500,500,600,600"], "holds no part of the 30 x 40 photo"),
+    (["{photo}", "--box", "20,20,5,5"], "is turned around"),
+    (["{photo}", "--garment", "2", "--whole-photo"], "cannot go with a box of your own or with the localiser"),
+    (["{photo}", "--garment", "2", "--box", "0,0,20,20"], "cannot go with a box of your own"),
 ])
 def test_garment_mistakes_give_one_line_and_exit_2(cli_index, photo_folder, argv, message):
     argv = [a.format(photo=photo_folder / "images" / "100.jpg") for a in argv]
@@ -129,6 +132,8 @@ def test_the_api_answers_with_the_garments_and_searches_the_one_asked(two_garmen
         assert search(localise="false").json()["garments"] == []
         assert search(garment="3").status_code == 400 and "the photo has 2" in search(garment="3").json()["detail"]
         assert search(box="a,b,c,d").status_code == 400
+        assert search(box="0,0,100,100", garment="2").status_code == 400  # one would go unused: said, not ignored
+        assert search(garment="2", localise="false").status_code == 400
         assert search(garment="0").status_code == 422
 
 

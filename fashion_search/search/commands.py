@@ -102,7 +102,12 @@ def garments_json(query) -> dict:
 
 def _print_garments(query) -> None:
     """Which garment of the photo is searched, and how to pick another."""
-    if query.garment is None or query.garment.group == "whole photo" and len(query.garments) <= 1:
+    if query.garment is None:
+        return
+    if query.garment.group == "whole photo":
+        if query.garments:  # the localiser ran
+            print("searching the whole photo (it looks like a catalogue photo, on a plain light background, or no "
+                  "garment stands out); search a part of it with --box x0,y0,x1,y1")
         return
     if query.garment.group == "drawn box":
         print(f"searching the box {list(query.garment.box)} of the photo")

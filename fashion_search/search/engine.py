@@ -28,8 +28,8 @@ from fashion_search.search.embedding.batching import ModelBatcher
 from fashion_search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
 from fashion_search.search.embedding.embedder import Embedder, check_identity, load_embedder, remembered_embedder
 from fashion_search.search.embedding.embedding_jobs import Added, embed_into_items
-from fashion_search.search.embedding.garments import (Garment, GarmentFinder, drawn_box, garment_pixels, pick,
-                                                     whole_photo)
+from fashion_search.search.embedding.garments import (Garment, GarmentFinder, check_choice, drawn_box,
+                                                     garment_pixels, pick, whole_photo)
 from fashion_search.search.index.filters import HIDDEN_COLUMNS, filter_mask, parse_filters
 from fashion_search.search.index.integrity import damaged
 from fashion_search.search.index.index_folder import drop_work, release_index, work_folder
@@ -157,6 +157,7 @@ class SearchEngine:
         """The garments the localiser finds in a photo (none when ``localise`` is off or a ``box``
         is given), the one to search (number ``garment``, 1 the main one; or the ``box`` a person
         drew; or the whole photo), and its pixels cut out and whitened around it."""
+        check_choice(garment, box, localise)
         found = self.garment_finder.find(pixels) if localise and box is None else []
         chosen = drawn_box(pixels, box) if box is not None else pick(found, garment) if found else whole_photo(pixels)
         return found, chosen, pixels if chosen.group == "whole photo" else garment_pixels(pixels, chosen)

@@ -76,7 +76,8 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
         for (x0, y0, x1, y1), label, searched in (boxes or []) if not is_result else []:
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2 if searched else 1,
                                    color="red" if searched else "orange"))
-            ax.text(x0, y0, label, fontsize=6, color="white", backgroundcolor="black", va="top")
+            ax.text(x0, y0, label, fontsize=5, color="white", va="bottom",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

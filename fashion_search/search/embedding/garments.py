@@ -71,6 +71,9 @@ def drawn_box(pixels: np.ndarray, box: tuple[int, int, int, int]) -> Garment:
     """A box a person drew ``(x0, y0, x1, y1)``, clipped to the photo, as the garment (kept whole)."""
     height, width = pixels.shape[:2]
     x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise GarmentError(f"the box {list(box)} is turned around: give x0,y0,x1,y1 with x0 < x1 and y0 < y1 "
+                           "(left, top, right, bottom)")
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
     if x1 - x0 < 4 or y1 - y0 < 4:
         raise GarmentError(f"the box {list(box)} holds no part of the {width} x {height} photo; give x0,y0,x1,y1 "
@@ -90,6 +93,13 @@ def garment_pixels(pixels: np.ndarray, garment: Garment) -> np.ndarray:
         inside = np.asarray(mask.crop((x0, y0, x1, y1))) >= MASK_KEEP
         crop[~inside] = 255
     return crop
+
+
+def check_choice(garment: int | None, box: tuple | None, localise: bool) -> None:
+    """Refuse a garment number beside a drawn box or with the localiser off: one of them would go unused."""
+    if garment is not None and (box is not None or not localise):
+        raise GarmentError("a garment number picks one of the garments found; it cannot go with a box of your own "
+                           "or with the localiser turned off (give one of them)")
 
 
 def pick(garments: list[Garment], number: int | None) -> Garment:
