@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from fashion_search.figures import save_figure, show_image
@@ -17,7 +17,8 @@ def example_figure(engine, queries: list, path: Path, rows: int = 4, condition: 
     """The first ``rows`` queries made under ``condition``, searched whole and through the localiser."""
     chosen = [q for q in queries if q.condition == condition][:rows]
     columns = 2 + 2 * SHOWN
-    fig, axes = plt.subplots(len(chosen), columns, figsize=(1.6 * columns, 1.8 * len(chosen)), squeeze=False)
+    fig = Figure(figsize=(1.6 * columns, 1.8 * len(chosen)))  # without pyplot: a notebook shows it once, as saved
+    axes = fig.subplots(len(chosen), columns, squeeze=False)
     for line, made in zip(axes, chosen):
         pixels = made.photo.pixels
         located = engine.pixels_query(pixels, "localiser")

@@ -123,13 +123,13 @@ def score_single(engines: dict, queries: list[MadeQuery], catalogue: dict[str, n
     """Every made query (and each product's catalogue photo) searched by every engine and method: one row each."""
     rows = []
     for model, (engine, methods) in engines.items():
-        for product, pixels in progress(list(catalogue.items()), f"{model}: catalogue photos", "query"):
+        for product, pixels in progress(list(catalogue.items()), f"{model}: catalogue photos", "photo"):
             for method in methods:
                 if method != "true mask":
                     results, _, seconds = search(engine, pixels, method)
                     rows.append({"model": model, "method": method, "condition": CATALOGUE, "seconds": seconds,
                                  **scores(results, product, items)})
-        for made in progress(queries, f"{model}: shopper photos", "query"):
+        for made in progress(queries, f"{model}: shopper photos", "photo"):
             for method in methods:
                 results, _, seconds = search(engine, made.photo.pixels, method, made.photo.masks[0])
                 rows.append({"model": model, "method": method, "condition": made.condition, "seconds": seconds,
