@@ -100,3 +100,14 @@ def test_made_backgrounds_and_a_missing_background_package(monkeypatch, tmp_path
     with pytest.raises(backgrounds.BackgroundsMissingError, match="apt-get install mate-backgrounds"):
         backgrounds.background_paths("train")
 
+
+
+def test_weights_of_another_head_are_refused_in_words():
+    from fashion_search.models import localiser
+
+    head = localiser.build_head([(None, 56, 56, 24), (None, 28, 28, 40), (None, 14, 14, 112), (None, 7, 7, 320)])
+    arrays = localiser.head_arrays(head)
+    localiser.load_head_arrays(head, arrays)  # its own: taken
+    arrays.pop("classes/1")
+    with pytest.raises(ValueError, match="another localiser head"):
+        localiser.load_head_arrays(head, arrays)

@@ -29,12 +29,15 @@ class BackgroundsMissingError(FileNotFoundError):
 
 def _one_per_wallpaper(folder: Path) -> list[Path]:
     """A Plasma wallpaper comes in many sizes (``<name>/contents/images/<w>x<h>.png``): the largest under 2,000 px."""
+    def width(path: Path) -> int:
+        named = path.stem.split("x")[0]
+        return int(named) if named.isdigit() else 0
+
     chosen = []
     for wallpaper in sorted(p for p in folder.iterdir() if (p / "contents" / "images").is_dir()):
-        sizes = [p for p in (wallpaper / "contents" / "images").iterdir() if p.suffix.lower() in SUFFIXES]
-        def width(p: Path) -> int:
-            return int(p.stem.split("x")[0]) if p.stem.split("x")[0].isdigit() else 0
-        usable = sorted((p for p in sizes if width(p) <= 2000), key=width) or sorted(sizes, key=width)
+        sizes = sorted((p for p in (wallpaper / "contents" / "images").iterdir() if p.suffix.lower() in SUFFIXES),
+                       key=width)
+        usable = [p for p in sizes if width(p) <= 2000] or sizes
         if usable:
             chosen.append(usable[-1])
     return chosen

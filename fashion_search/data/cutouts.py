@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fashion_search.colour import backgrounds, srgb_to_lab
+from fashion_search.images import read_photo
+from fashion_search.progress import progress
 
 # What the localiser tells apart, so that a top and the trousers under it are two garments.
 GROUPS = ("top", "bottom", "full body", "footwear", "bag", "accessory")
@@ -62,6 +64,23 @@ def cut_out(pixels: np.ndarray, group: int) -> Cutout | None:
     mask = product_mask(pixels)
     if mask.all() or mask.mean() < MIN_PRODUCT_SHARE or not in_one_piece(mask):
         return None
+    x0, y0, x1, y1 = box_of(mask)
+    return Cutout(np.ascontiguousarray(pixels[y0:y1, x0:x1]), np.ascontiguousarray(mask[y0:y1, x0:x1]), group)
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` (end exclusive) around a mask's pixels; zeros for an empty mask."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    return Cutout(np.ascontiguousarray(pixels[box]), np.ascontiguousarray(mask[box]), group)
+    if not len(rows):
+        return (0, 0, 0, 0)
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def read_cutouts(ids: list[str], paths: list, sub_categories: list[str], title: str) -> dict[str, Cutout]:
+    """The usable cut-outs of catalogue photos, by product id (photos without one are left out)."""
+    found = {}
+    for item_id, path, sub in progress(list(zip(ids, paths, sub_categories)), title, "photo"):
+        cutout = cut_out(read_photo(path), garment_group(sub))
+        if cutout is not None:
+            found[str(item_id)] = cutout
+    return found

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from fashion_search.data.cutouts import Cutout
+from fashion_search.data.cutouts import Cutout, box_of
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,6 @@ class ShopperPhoto:
         for mask, group in zip(self.masks, self.groups):
             labels[mask] = group + 1
         return labels
-
-
-def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """The box ``(x0, y0, x1, y1)`` (end exclusive) around a mask's pixels; zeros for an empty mask."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not len(rows):
-        return (0, 0, 0, 0)
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def _placed(rng: np.random.Generator, cutout: Cutout, side: float, angle: float) -> tuple[Image.Image, Image.Image]:

@@ -83,6 +83,10 @@ def head_arrays(head: "keras.Model") -> dict[str, np.ndarray]:
 
 def load_head_arrays(head: "keras.Model", arrays: dict[str, np.ndarray]) -> None:
     """Set the head's weights from :func:`head_arrays`' output; refuse arrays of another head."""
+    wanted = {f"{layer.name}/{i}" for layer in head.layers for i in range(len(layer.get_weights()))}
+    if set(arrays) != wanted:
+        raise ValueError(f"these weights are of another localiser head ({len(arrays)} arrays, not the "
+                         f"{len(wanted)} this head has); retrain it with `make localiser`")
     for layer in head.layers:
         count = len(layer.get_weights())
         if count:

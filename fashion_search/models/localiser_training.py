@@ -21,9 +21,9 @@ from PIL import Image
 
 from fashion_search.data import evaluation_split
 from fashion_search.data.backgrounds import background_crop, load_backgrounds, made_background
-from fashion_search.data.cutouts import GROUPS, Cutout, cut_out, garment_group
+from fashion_search.data.cutouts import GROUPS, Cutout, read_cutouts
 from fashion_search.data.shopper_photos import Conditions, compose
-from fashion_search.images import fit_to_square, read_photo
+from fashion_search.images import fit_to_square
 from fashion_search.io import file_sha256, write_json, write_text_atomic
 from fashion_search.models import localiser
 from fashion_search.progress import progress
@@ -33,14 +33,10 @@ HASH_MODULE = Path(__file__).with_name("localiser_sha256.py")  # the shipped hea
 CELL = localiser.SIZE // localiser.CELLS
 
 
-def read_cutouts(root: Path, ids: list[str], sub_categories: list[str], title: str) -> list[Cutout]:
-    """The usable cut-outs of some catalogue photos (``images/<id>.jpg`` under ``root``)."""
-    found = []
-    for item_id, sub in progress(list(zip(ids, sub_categories)), title, "photo"):
-        cutout = cut_out(read_photo(root / "images" / f"{item_id}.jpg"), garment_group(sub))
-        if cutout is not None:
-            found.append(cutout)
-    return found
+def cutouts_of(root: Path, labels: pd.DataFrame, title: str) -> list[Cutout]:
+    """The usable cut-outs of the rows of a ``labels.csv`` under ``root`` (photos ``images/<id>.jpg``)."""
+    paths = [root / "images" / f"{item_id}.jpg" for item_id in labels["id"]]
+    return list(read_cutouts(labels["id"].tolist(), paths, labels["subCategory"].tolist(), title).values())
 
 
 def dev_thirds(dev: Path, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -142,11 +138,9 @@ def train(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     small = pd.read_csv(args.small / "labels.csv", dtype={"id": str}).sample(args.small_photos, random_state=args.seed)
     dev_train, dev_choose = dev_thirds(args.dev, args.seed)
-    training_cutouts = (read_cutouts(args.small, small["id"].tolist(), small["subCategory"].tolist(), "small cut-outs")
-                        + read_cutouts(args.dev, dev_train["id"].tolist(), dev_train["subCategory"].tolist(),
-                                       "dev cut-outs"))
-    choosing_cutouts = read_cutouts(args.dev, dev_choose["id"].tolist(), dev_choose["subCategory"].tolist(),
-                                    "choosing cut-outs")
+    training_cutouts = [*cutouts_of(args.small, small, "small cut-outs"),
+                        *cutouts_of(args.dev, dev_train, "dev cut-outs")]
+    choosing_cutouts = cutouts_of(args.dev, dev_choose, "choosing cut-outs")
     extractor = localiser.feature_extractor()
     train_maps, train_targets = made_set(rng, training_cutouts, load_backgrounds("train"), args.photos, extractor,
                                          "training photos")

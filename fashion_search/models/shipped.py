@@ -52,16 +52,17 @@ class ShippedModelError(ValueError):
     """A file of the shipped model is missing, damaged or not the one shipped."""
 
 
-def checked_bytes(path: Path, sha256: str) -> bytes:
-    """The bytes of one of the shipped model's files, refused unless their SHA-256 is ``sha256``."""
+def checked_bytes(path: Path, sha256: str, command: str = COMMAND) -> bytes:
+    """The bytes of one of the shipped model's files, refused unless their SHA-256 is ``sha256``;
+    the message names the ``command`` that rebuilds it."""
     try:
         data = path.read_bytes()
     except OSError as err:
         raise ShippedModelError(f"the shipped model's file {path} cannot be read ({err.strerror or err}); "
-                                f"reinstall fashion-search, or rebuild it with `{COMMAND}`") from None
+                                f"reinstall fashion-search, or rebuild it with `{command}`") from None
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ShippedModelError(f"the shipped model's file {path} is damaged or changed (its SHA-256 is not the one "
-                                f"recorded); reinstall fashion-search, or rebuild it with `{COMMAND}`")
+                                f"recorded); reinstall fashion-search, or rebuild it with `{command}`")
     return data
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from fashion_search.data.backgrounds import background_crop
-from fashion_search.data.cutouts import Cutout, cut_out, garment_group
+from fashion_search.data.cutouts import Cutout, box_of, read_cutouts
 from fashion_search.data.shopper_photos import CONDITIONS, Conditions, ShopperPhoto, compose
 from fashion_search.images import read_photo
+from fashion_search.metrics import average_precision_report_per_query
 from fashion_search.models.localiser import Garment
 from fashion_search.progress import progress
 from fashion_search.search.embedding.garments import garment_pixels
@@ -36,16 +37,6 @@ class MadeQuery:
     condition: str
     photo: ShopperPhoto
     products: list[str]
-
-
-def read_cutouts(items: pd.DataFrame) -> dict[str, Cutout]:
-    """The usable cut-outs of catalogue rows (``id``, ``path``, ``subCategory``), by product id."""
-    found = {}
-    for row in progress(list(items.itertuples()), "cutting out products", "photo"):
-        cutout = cut_out(read_photo(row.path), garment_group(row.subCategory))
-        if cutout is not None:
-            found[str(row.id)] = cutout
-    return found
 
 
 def made_queries(cutouts: dict[str, Cutout], backgrounds: list[np.ndarray], seed: int) -> list[MadeQuery]:
@@ -92,8 +83,8 @@ def scores(results: pd.DataFrame, product: str, items: pd.DataFrame) -> dict:
     others = [i for i in ranked if i != product][:K]
     mine = items.loc[product]
 
-    def ap(hits: np.ndarray) -> float:
-        return float((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits].mean()) if hits.any() else 0.0
+    def ap(hits: np.ndarray) -> float:  # the report's definition, as every mAP here
+        return float(average_precision_report_per_query(hits[None], len(hits))[0]) if len(hits) else 0.0
 
     same_type = items.loc[others, "articleType"].to_numpy() == mine["articleType"]
     same_colour = items.loc[others, "baseColour"].to_numpy() == mine["baseColour"]
@@ -105,17 +96,12 @@ def search(engine, pixels: np.ndarray, method: str, true_mask: np.ndarray | None
     """One query photo searched one way: the results (``K + 1``), the query and the seconds it took."""
     started = time.perf_counter()
     if method == "true mask":
-        garment = Garment(_box(true_mask), "true mask", 1.0, true_mask)
+        garment = Garment(box_of(true_mask), "true mask", 1.0, true_mask)
         query = engine.framed_query(engine.frame(garment_pixels(pixels, garment)), "true mask")
     else:
         query = engine.pixels_query(pixels, method, localise=method == "localiser")
     results = engine.search(query, K + 1)
     return results, query, time.perf_counter() - started
-
-
-def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def score_single(engines: dict, queries: list[MadeQuery], catalogue: dict[str, np.ndarray],
@@ -171,7 +157,8 @@ def shopper_evaluation(engines: dict, items: pd.DataFrame, query_items: pd.DataF
     photos on ``backgrounds``, searched by each of ``engines`` (name → (engine, methods)); the last
     engine also picks garments in two-garment photos. The summary table, the two-garment rows and
     the made queries (for a figure)."""
-    cutouts = read_cutouts(query_items)
+    cutouts = read_cutouts(query_items["id"].tolist(), query_items["path"].tolist(),
+                           query_items["subCategory"].tolist(), "cutting out products")
     queries = made_queries(cutouts, backgrounds, seed)
     catalogue = {product: read_photo(items.loc[product, "path"]) for product in cutouts}
     single = score_single(engines, queries, catalogue, items)

@@ -133,7 +133,7 @@ class GarmentFinder:
 
             extractor = localiser.feature_extractor()
             head = localiser.build_head([tuple(t.shape) for t in extractor.outputs])
-            with np.load(io.BytesIO(checked_bytes(self.head, self.head_sha256))) as arrays:
+            with np.load(io.BytesIO(checked_bytes(self.head, self.head_sha256, "make localiser"))) as arrays:
                 localiser.load_head_arrays(head, dict(arrays))
             probe = [get_spec(BACKBONE).preprocess(np.random.default_rng(0).integers(
                 0, 256, (2, SIZE, SIZE, 3)).astype(np.float32))]
