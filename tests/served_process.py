@@ -2,7 +2,8 @@
 ceiling included), over an index built with the pixel embedder; write key ``s3cret``.
 
 ``python tests/served_process.py INDEX PORT SETTINGS_JSON`` serves; :func:`served_process` starts
-that on a free loopback port and stops it afterwards.
+that on a free loopback port and stops it afterwards. :func:`cli_served` serves an index as users
+do, with ``fashion-search serve`` and the index's own model.
 """
 from __future__ import annotations
 
@@ -46,6 +47,32 @@ def served_process(index: Path, **settings: float) -> Iterator[str]:
         except subprocess.TimeoutExpired:  # still waiting for a connection to finish: no need
             child.kill()
             child.wait(timeout=10)
+
+
+@contextmanager
+def cli_served(index: str | Path, timeout: float = 180) -> Iterator[str]:
+    """``fashion-search serve`` on ``index`` in its own process, on a free loopback port; yield its
+    base URL, stop it afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "fashion_search.cli", "serve", "--index", str(index), "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def main(index: str, port: str, settings: str) -> None:

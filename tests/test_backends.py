@@ -16,6 +16,7 @@ import pytest
 from fashion_search.cli import main
 from fashion_search.params import IndexParams
 from fashion_search.search.index.store import open_index
+from served_process import cli_served
 
 TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
 SERVER = os.environ.get("FASHION_SEARCH_TEST_MILVUS_URI")
@@ -266,34 +267,13 @@ def own_process(*argv: str, timeout: float = 300) -> str:
 
 def serve_in_own_process(folder: str, photo: bytes) -> tuple[list[str], list[str]]:
     """Start ``fashion-search serve`` on the index, search by photo and by product, stop it."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "fashion_search.cli", "serve", "--index", folder, "--port",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
+    with cli_served(folder) as url:
         found = httpx.post(f"{url}/search", files={"photo": ("q.jpg", photo)}, data={"k": "3"}, timeout=60)
         similar = httpx.get(f"{url}/items/110/similar", params={"k": "3"}, timeout=60)
         assert found.status_code == 200 and similar.status_code == 200, (found.text, similar.text)
         return [r["id"] for r in found.json()["results"]], [r["id"] for r in similar.json()["results"]]
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 @pytest.mark.parametrize("backend_options", MILVUS_BACKENDS, indirect=True)

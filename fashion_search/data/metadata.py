@@ -24,6 +24,8 @@ MAX_VALUE_CHARS = 1_000
 # metadata may not take them, whatever their case or surrounding spaces.
 RESERVED_COLUMNS = ("path", "label", "split", "deleted", "colours", "colour", "rank", "distance", "score",
                     "colour_distance")
+MISSING_TEXT = "unknown"  # what a text column holds where a row has no value
+NOT_MARKED = ("id", "path", "colours", "deleted", "split", "product_id")  # missing stays missing here
 Scalar = str | int | float | bool | None
 
 
@@ -82,7 +84,19 @@ def typed_values(table: pd.DataFrame) -> pd.DataFrame:
         elif values.notna().all() and values.str.lower().isin(["true", "false"]).all():
             table[column] = values.str.lower().eq("true")
         else:
-            table[column] = values.fillna("unknown").map(normal)
+            table[column] = values.fillna(MISSING_TEXT).map(normal)
+    return table
+
+
+def with_missing_marked(table: pd.DataFrame) -> pd.DataFrame:
+    """A product table whose text metadata says :data:`MISSING_TEXT` where a row has no value, as
+    at index time (rows added later without a column, or columns added later): every door then
+    reads a text column as text. Number columns keep missing values (a range leaves them out);
+    :data:`NOT_MARKED` columns are kept as they are."""
+    for column in table.columns.drop([c for c in NOT_MARKED if c in table.columns]):
+        values = table[column]
+        if values.isna().any() and not pd.api.types.is_numeric_dtype(values):
+            table[column] = values.astype(object).where(values.notna(), MISSING_TEXT)
     return table
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from fashion_search.data import detect_source, list_catalogue, source_name
 from fashion_search.data.catalog import Catalog
+from fashion_search.data.metadata import MISSING_TEXT
 from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import read_yaml
@@ -88,7 +89,7 @@ def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
         return
     columns = ["rank", "id", "distance", *[c for c in ("score",) if c in results.columns],
                *[c for c in SHOWN_COLUMNS if c in results.columns], "colours", "path"]
-    print(results[columns].to_string(index=False))
+    print(results[columns].to_string(index=False, na_rep=MISSING_TEXT))
 
 
 def garments_json(query) -> dict:

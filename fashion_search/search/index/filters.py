@@ -2,7 +2,9 @@
 
 ``category=shoes`` matches case-insensitively; ``category=shoes,bags`` is either; a number
 column takes a range, ``price=50..200``, ``price=..100`` or ``price=300..``; ``colour=red``
-matches the colour names read from the photos. Several filters must all hold. Keys and values
+matches the colour names read from the photos; a plain number also matches equal numbers
+(``year=2011`` finds 2011.0). A missing value is "unknown" (``price=unknown``) and in no range.
+Several filters must all hold. Keys and values
 are compared in NFKC form (:mod:`fashion_search.data.text_forms`), a key in any case. Only plain
 decimal numbers are numbers: a value such as ``Infinity``, ``1e3`` or ``+7`` never matches a
 range, and a number column holding an infinity (text read back as a number) takes none. A
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fashion_search.data.text_forms import PLAIN_LIMIT, PLAIN_NUMBER, fold, normal
+from fashion_search.data.metadata import MISSING_TEXT
+from fashion_search.data.text_forms import PLAIN_LIMIT, PLAIN_NUMBER, fold, is_plain_number, normal
 from fashion_search.colour import PALETTE_HEX
 
 COLOUR_KEY = "colour"
@@ -59,6 +62,23 @@ def range_numbers(column: pd.Series) -> pd.Series:
     return pd.to_numeric(text.where(text.str.fullmatch(PLAIN_NUMBER.pattern)), errors="coerce")
 
 
+def _number_text(number: float) -> str:
+    """A number as people write it: 2011 for 2011.0, 12.5 as it is."""
+    number = float(number)
+    return str(int(number)) if number.is_integer() and abs(number) < PLAIN_LIMIT else repr(number)
+
+
+def shown_values(column: pd.Series) -> pd.Series:
+    """A column's values as the text a value filter compares and a hint names: numbers in their
+    short form, True/False as words, text as it is, and "unknown" where a row has no value (as a
+    blank cell reads at index time)."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        shown = column.map(_number_text, na_action="ignore")
+    else:
+        shown = column.map(str, na_action="ignore")
+    return shown.astype(object).where(column.notna(), MISSING_TEXT)
+
+
 def filter_options(products: pd.DataFrame, live: np.ndarray, max_values: int = 50) -> dict[str, dict]:
     """What a filter may say, for a form to offer: per key, its most common values among live
     products (at most ``max_values``; ``more`` says whether there are others), or for a number
@@ -68,11 +88,11 @@ def filter_options(products: pd.DataFrame, live: np.ndarray, max_values: int = 5
         column = products.loc[live, key]
         if key == "id":
             continue
-        numbers = range_numbers(column)
-        if len(column) and numbers.notna().all():
+        numbers = range_numbers(column.dropna())
+        if len(numbers) and numbers.notna().all():
             options[key] = {"range": [float(numbers.min()), float(numbers.max())]}
             continue
-        counts = column.dropna().astype(str).value_counts()
+        counts = shown_values(column).value_counts()
         options[key] = {"values": counts.index[:max_values].tolist(), "more": len(counts) > max_values}
     options[COLOUR_KEY] = {"values": list(PALETTE_HEX), "more": False}
     return options
@@ -132,8 +152,12 @@ def filter_mask(products: pd.DataFrame, filters: list[Filter]) -> np.ndarray:
             names = products["colours"].fillna("").str.split()
             mask &= names.map(lambda have, want=set(f.values): bool(want & set(have))).to_numpy(bool)
         elif f.values:
-            column = products[f.key].astype(str).str.normalize("NFKC").str.lower()
-            mask &= column.isin([v.lower() for v in f.values]).to_numpy(bool)
+            text = shown_values(products[f.key]).str.normalize("NFKC").str.lower()
+            matches = text.isin([v.lower() for v in f.values])
+            numbers = [float(v) for v in f.values if is_plain_number(v)]
+            if numbers:
+                matches |= range_numbers(products[f.key]).isin(numbers)
+            mask &= matches.to_numpy(bool)
         else:
             column = range_numbers(products[f.key])
             inside = column.notna()
@@ -151,7 +175,7 @@ def closest_values(expression: str, products: pd.DataFrame, live: np.ndarray, n:
     parsed = parse_filter(expression, products)
     if not parsed.values or parsed.key == COLOUR_KEY or filter_mask(products[live], [parsed]).any():
         return None
-    held = sorted(set(products.loc[live, parsed.key].astype(str)))
+    held = sorted(set(shown_values(products.loc[live, parsed.key])))
     wanted = parsed.values[0].lower()
     by_closeness = sorted(held, key=lambda v: -difflib.SequenceMatcher(None, wanted, v.lower()).ratio())
     return by_closeness[:n]

@@ -29,10 +29,12 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from fashion_search.data.metadata import MISSING_TEXT
+from fashion_search.data.text_forms import is_plain_number
 from fashion_search.params import IndexParams
 from fashion_search.search.embedding.embedder import IDENTITY_KEYS
 from fashion_search.search.index.faiss_index import to_distance
-from fashion_search.search.index.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter, range_numbers
+from fashion_search.search.index.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter, range_numbers, shown_values
 from fashion_search.search.index.generations import IndexBusyError, ProductIndexError
 from fashion_search.search.index.ownership import LITE_DIR as LITE_FILE
 
@@ -121,8 +123,8 @@ def _metric(metric: str) -> str:
 def _filter_values(products: pd.DataFrame) -> tuple[list[dict], list[dict], list[list[str]]]:
     """Per row: metadata as lower-case text, numeric metadata as numbers, colour names."""
     columns = [c for c in products.columns if c not in HIDDEN_COLUMNS]
-    text = products[columns].astype(str).apply(lambda column: column.str.normalize("NFKC").str.lower())
-    meta = [{c: v for c, v in row.items() if v not in ("nan", "none", "<na>")} for row in text.to_dict("records")]
+    text = pd.DataFrame({c: shown_values(products[c]).str.normalize("NFKC").str.lower() for c in columns})
+    meta = text.to_dict("records")
     numbers = pd.DataFrame({c: range_numbers(products[c]) for c in columns})
     values = [{c: float(v) for c, v in row.items() if not math.isnan(v)} for row in numbers.to_dict("records")]
     return meta, values, products["colours"].fillna("").astype(str).str.split().tolist()
@@ -147,6 +149,9 @@ def filter_expression(filters: list[Filter], colour_names: str = COLOUR_NAMES) -
         elif f.values:
             values = [_literal(v.lower()) for v in f.values]
             terms = [f"meta[{key}] == {v}" for v in values if v is not None and key is not None]
+            terms += [f"numbers[{key}] == {float(v)!r}" for v in f.values if is_plain_number(v) and key is not None]
+            if key is not None and MISSING_TEXT in [v.lower() for v in f.values]:
+                terms.append(f"not exists meta[{key}]")  # a row written before its index had the column
             parts.append("(" + (" or ".join(terms) or NOTHING) + ")")
         elif key is None:
             parts.append(NOTHING)

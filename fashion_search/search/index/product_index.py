@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fashion_search.data.metadata import MISSING_TEXT
 from fashion_search.search.index.faiss_index import VectorIndex
 from fashion_search.search.index.filters import filter_keys
 from fashion_search.search.index.index_folder import in_use, index_ledger
@@ -43,11 +44,14 @@ class ProductIndex:
 
     def rows_of(self, product: str) -> np.ndarray:
         """Live rows of a product: those whose ``id`` or ``product_id`` is ``product``, and the
-        other photos of the same ``product_id`` (a Farfetch product's cut-out and model photos)."""
+        other photos of the same ``product_id`` (a Farfetch product's cut-out and model photos). A
+        missing ``product_id`` (or "unknown") links a photo to no other."""
         match = self.products["id"].to_numpy(str) == product
         if "product_id" in self.products.columns:
-            product_ids = self.products["product_id"].astype(str).to_numpy()
-            match |= np.isin(product_ids, [product, *product_ids[match]])
+            given = self.products["product_id"]
+            product_ids = given.astype(str).where(given.notna() & (given.astype(str) != MISSING_TEXT), "").to_numpy()
+            linked = [p for p in {product, *product_ids[match]} if p]
+            match |= np.isin(product_ids, linked)
         return np.flatnonzero(match & self.live)
 
     def info(self) -> dict:

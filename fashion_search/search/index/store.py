@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_search.data.catalog import spreadsheet_safe
-from fashion_search.data.metadata import stored_types
+from fashion_search.data.metadata import stored_types, with_missing_marked
 from fashion_search.io import file_sha256
 from fashion_search.params import IndexParams
 from fashion_search.colour import DESCRIPTOR_DIM, colour_names
@@ -184,8 +184,9 @@ def _open_once(folder: Path, manifest: dict, settings: IndexParams, in_memory: b
                 check_rows_read(folder, manifest, role, array)
         if seen[1] and not isinstance(vectors, np.memmap):
             CHECKED.add(seen)
-    products = stored_types(pd.read_csv(folder / files["products"], dtype=str, keep_default_na=False, na_values=[""]),
-                            ("id", "path", "colours", "product_id"))
+    products = with_missing_marked(stored_types(
+        pd.read_csv(folder / files["products"], dtype=str, keep_default_na=False, na_values=[""]),
+        ("id", "path", "colours", "product_id")))  # an index of an older version may hold blanks
     products["colours"] = products["colours"].fillna("")
     skipped = pd.read_csv(folder / SKIPPED_FILE, dtype=str) if (folder / SKIPPED_FILE).is_file() else pd.DataFrame(
         columns=["id", "path", "reason"])
@@ -260,12 +261,11 @@ def add_products(index: ProductIndex, items: pd.DataFrame, vectors: np.ndarray, 
         files = index.manifest["files"]
         append_rows(index.folder / files["vectors"], rows, dim * 4, vectors)
         append_rows(index.folder / files["colours"], rows, DESCRIPTOR_DIM * 4, colours)
-        added = _with_colour_names(items, colours)
+        products = with_missing_marked(pd.concat([products, _with_colour_names(items, colours)], ignore_index=True))
         if isinstance(index.vectors, MilvusVectors):  # rows past the manifest's count stay unseen until the commit
-            index.vectors.write(rows, vectors, added)
+            index.vectors.write(rows, vectors, products.iloc[rows:])
         else:
             add_in_chunks(index.vectors.index, vectors)
-        products = pd.concat([products, added], ignore_index=True)
         all_skipped = pd.concat([index.skipped, skipped], ignore_index=True).drop_duplicates(["id", "path"],
                                                                                             keep="last")
         _commit(index.folder, index.manifest, products, getattr(index.vectors, "index", None), all_skipped)

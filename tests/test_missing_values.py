@@ -1,0 +1,122 @@
+"""Metadata with missing values through every door, each in its own process: an index built with
+``gender`` and ``articleType``, then photos added whose CSV has neither but a ``price`` and a
+``brand`` the index lacked (so every row misses some column). Filters, hints, ``/filters``, the
+products CSV, ``info``, the page's API and the panel must all answer, never with a traceback."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from served_process import cli_served
+from test_backends import own_process
+from test_search_commands import TINY
+
+BACKENDS = ["faiss", "milvus"]
+OLD = {*(str(n) for n in range(100, 124)), "999"}  # the photo folder's products
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fashion_search.cli", *argv], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def index_with_gaps(request, photo_folder, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp(f"gaps-{request.param}")
+    folder = root / "index"
+    own_process("index", str(photo_folder), "--index", str(folder), *TINY, "--backend", request.param)
+    new = root / "new"
+    new.mkdir()
+    for number in ("101", "105", "109"):
+        shutil.copy(photo_folder / "images" / f"{number}.jpg", new / f"N{number}.jpg")
+    (new / "metadata.csv").write_text("id,price,brand\nN101,12,Acme\nN105,,Acme\nN109,30.5,\n")
+    assert "(+3 products" in own_process("add", str(new), "--index", str(folder))
+    return folder
+
+
+def test_a_filter_on_a_column_some_rows_lack_answers_with_hints(index_with_gaps):
+    done = cli("query", "--like", "N101", "--index", str(index_with_gaps), "--filter", "gender=Mne")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "no product matches" in done.stdout
+    assert "gender values, closest first: Men, Women, unknown" in done.stderr
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ("gender=unknown", {"N101", "N105", "N109"}),  # the added rows lack gender
+    ("brand=acme", {"N101", "N105"}),
+    ("price=12", {"N101"}),  # a number matches as a number, not as "12.0"
+    ("price=10..40", {"N101", "N109"}),  # a missing price is in no range
+    ("price=30.5", {"N109"}),
+    ("price=unknown", {*OLD, "N105"}),  # a missing number is "unknown" too
+    ("brand=unknown", {*OLD, "N109"}),  # rows indexed before the column came
+])
+def test_missing_values_filter_as_unknown_text_or_no_number(index_with_gaps, expression, expected):
+    done = cli("query", "--like", "100", "--index", str(index_with_gaps), "--filter", expression, "--top-k", "50",
+               "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = {r["id"] for r in json.loads(done.stdout)["results"]}
+    assert found == expected - {"100"}
+
+
+def test_the_result_table_and_info_show_no_nan(index_with_gaps):
+    done = cli("query", "--like", "N101", "--index", str(index_with_gaps), "--top-k", "20")
+    assert done.returncode == 0 and "NaN" not in done.stdout and "nan" not in done.stdout, done.stdout
+    info = cli("info", "--index", str(index_with_gaps), "--json")
+    assert info.returncode == 0 and {"price", "brand", "gender"} <= set(json.loads(info.stdout)["filters"])
+
+
+def test_the_products_csv_holds_unknown_text_and_blank_numbers(index_with_gaps):
+    manifest = json.loads((index_with_gaps / "manifest.json").read_text())
+    table = pd.read_csv(index_with_gaps / manifest["files"]["products"], dtype=str, keep_default_na=False)
+    added = table[table["id"].str.startswith("N")].set_index("id")
+    assert set(added["gender"]) == {"unknown"} and added.loc["N109", "brand"] == "unknown"
+    assert added.loc["N105", "price"] == "" and set(table.loc[~table["id"].str.startswith("N"), "brand"]) == {"unknown"}
+
+
+def test_the_http_service_filters_hints_and_lists_columns_with_gaps(index_with_gaps, photo_folder):
+    import httpx
+
+    with cli_served(index_with_gaps) as url:
+        for _ in range(2):  # a second request after the first
+            found = httpx.post(f"{url}/search", files={"photo": ("q.jpg", (photo_folder / "images" / "101.jpg")
+                                                                 .read_bytes())},
+                               data={"k": "5", "filter": "gender=Mne"}, timeout=60)
+            similar = httpx.get(f"{url}/items/N101/similar", params={"filter": ["gender=Mne"]}, timeout=60)
+            for answer in (found, similar):
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["results"] == [] and "Men, Women, unknown" in answer.json()["hints"][0]
+        priced = httpx.get(f"{url}/items/N101/similar", params={"filter": ["price=..100"], "k": "10"}, timeout=60)
+        assert priced.status_code == 200 and {r["id"] for r in priced.json()["results"]} == {"N109"}
+        options = httpx.get(f"{url}/filters", timeout=60).json()
+        assert options["price"] == {"range": [12.0, 30.5]} and "unknown" in options["gender"]["values"]
+        item = httpx.get(f"{url}/items/N105", timeout=60).json()
+        assert item["price"] is None and item["gender"] == "unknown"
+        assert httpx.get(f"{url}/", timeout=60).status_code == 200
+
+
+PANEL = """
+import sys
+from fashion_search.data.catalog import Catalog
+from fashion_search.params import IndexParams
+from fashion_search.search.engine import SearchEngine
+from fashion_search.search.widget import panel_search
+engine = SearchEngine.open(sys.argv[1], IndexParams())
+items = engine.index.products[engine.index.live].reset_index(drop=True)
+catalog = Catalog(items, items["path"].to_numpy(str), "gender")
+print(panel_search({"m": engine}, catalog, "m", (), "N101", 5, "gender=Mne"))
+print(type(panel_search({"m": engine}, catalog, "m", (), "N101", 5, "price=..100")).__name__)
+"""
+
+
+def test_the_panel_searches_and_hints_over_columns_with_gaps(index_with_gaps):
+    done = subprocess.run([sys.executable, "-c", PANEL, str(index_with_gaps)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hint, figure = done.stdout.strip().splitlines()[-2:]
+    assert "gender values, closest first: Men, Women, unknown" in hint and figure == "Figure"
