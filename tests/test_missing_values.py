@@ -47,6 +47,18 @@ def test_a_filter_on_a_column_some_rows_lack_answers_with_hints(index_with_gaps)
     assert "gender values, closest first: Men, Women, unknown" in done.stderr
 
 
+def test_a_colour_no_product_is_read_as_names_the_colours_they_are_read_as(index_with_gaps):
+    done = cli("query", "--like", "N101", "--index", str(index_with_gaps), "--filter", "gender=Men",
+               "--filter", "colour=green", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["results"] == [], done.stderr[-2000:]
+    hint = done.stderr.strip().splitlines()[-1]
+    assert hint.startswith("no product is read as green; the products with gender=Men are read as, closest first: ")
+    table = json.loads(cli("query", "--like", "N101", "--index", str(index_with_gaps), "--filter", "gender=Men",
+                           "--top-k", "50", "--json").stdout)["results"]
+    named = hint.rpartition(": ")[2].split(", ")
+    assert set(named) <= {n for r in table for n in r["colours"].split()} and "green" not in named
+
+
 @pytest.mark.parametrize(("expression", "expected"), [
     ("gender=unknown", {"N101", "N105", "N109"}),  # the added rows lack gender
     ("brand=acme", {"N101", "N105"}),
@@ -93,6 +105,9 @@ def test_the_http_service_filters_hints_and_lists_columns_with_gaps(index_with_g
                 assert answer.json()["results"] == [] and "Men, Women, unknown" in answer.json()["hints"][0]
         priced = httpx.get(f"{url}/items/N101/similar", params={"filter": ["price=..100"], "k": "10"}, timeout=60)
         assert priced.status_code == 200 and {r["id"] for r in priced.json()["results"]} == {"N109"}
+        colour = httpx.post(f"{url}/search", files={"photo": ("q.jpg", (photo_folder / "images" / "101.jpg")
+                                                                .read_bytes())}, data={"filter": "colour=green"})
+        assert colour.status_code == 200 and colour.json()["hints"][0].startswith("no product is read as green")
         options = httpx.get(f"{url}/filters", timeout=60).json()
         assert options["price"] == {"range": [12.0, 30.5]} and "unknown" in options["gender"]["values"]
         item = httpx.get(f"{url}/items/N105", timeout=60).json()

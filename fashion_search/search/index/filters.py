@@ -22,7 +22,7 @@ import pandas as pd
 
 from fashion_search.data.metadata import MISSING_TEXT
 from fashion_search.data.text_forms import PLAIN_LIMIT, PLAIN_NUMBER, fold, is_plain_number, normal
-from fashion_search.colour import PALETTE_HEX
+from fashion_search.colour import PALETTE_HEX, PALETTE_LAB
 
 COLOUR_KEY = "colour"
 MAX_FILTERS = 20
@@ -181,16 +181,39 @@ def closest_values(expression: str, products: pd.DataFrame, live: np.ndarray, n:
     return by_closeness[:n]
 
 
+def closest_colours(expressions: list[str], products: pd.DataFrame, live: np.ndarray, n: int = 5) -> str | None:
+    """For a colour filter that none of the products the other filters leave matches: the colour
+    names those products are read as, closest to the asked colours (CIELAB) first, as a hint."""
+    parsed = [parse_filter(e, products) for e in expressions]
+    wanted = [f for f in parsed if f.key == COLOUR_KEY]
+    others = [f for f in parsed if f.key != COLOUR_KEY]
+    rows = products[live][filter_mask(products[live], others)]
+    if not wanted or not len(rows) or filter_mask(rows, wanted).any():
+        return None
+    held = set(rows["colours"].fillna("").str.split().explode().dropna()) - {""}
+    if not held:
+        return None
+    asked = [PALETTE_LAB[name] for f in wanted for name in f.values]
+    gap = {name: min(float(np.linalg.norm(PALETTE_LAB[name] - lab)) for lab in asked) for name in held}
+    shown = ", ".join(sorted(held, key=gap.__getitem__)[:n])
+    other_text = ", ".join(e.strip() for e, f in zip(expressions, parsed) if f.key != COLOUR_KEY)
+    which = f"the products with {other_text}" if others else "the products"
+    return f"no product is read as {', '.join(n for f in wanted for n in f.values)}; {which} are read as, " \
+           f"closest first: {shown}"
+
+
 def no_match_hints(expressions: list[str], products: pd.DataFrame, live: np.ndarray) -> list[str]:
     """For each ``key=value`` filter that no live product matches, a sentence naming the values
-    its key does hold, closest first: what the CLI, the API and the panel say of an empty search."""
+    its key does hold, closest first; for a colour, the colours the products the other filters
+    leave are read as: what the CLI, the API and the panel say of an empty search."""
     hints = []
     for expression in expressions:
         values = closest_values(expression, products, live)
         if values:
             hints.append(f"no product has {expression.strip()}; {expression.partition('=')[0].strip()} values, "
                          f"closest first: {', '.join(values)}")
-    return hints
+    colours = closest_colours(expressions, products, live) if not hints else None
+    return hints + ([colours] if colours else [])
 
 
 def parse_filters(expressions: list[str], products: pd.DataFrame) -> list[Filter]:
