@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 
 from fashion_search.backbone_specs import BACKBONES, WEIGHT_CHOICES
@@ -100,6 +101,19 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _between(low: float, high: float):
+    """An argument type: a number in ``low..high``."""
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number in {low:g}..{high:g}, got '{text}'")
+        return value
+    return number
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default {DEFAULT_INDEX})")
     parser.add_argument("--params", help="parameter file whose 'index' block to use (default ./params.yaml if present)")
@@ -146,12 +160,12 @@ def _add_engine(commands) -> None:
     query.add_argument("--like", metavar="PRODUCT_ID", help="more like this catalogue product (itself excluded)")
     query.add_argument("--colour", "--color", help="a colour name or #rrggbb: alone, search by swatch; with a photo, "
                                                    "prefer that colour")
-    query.add_argument("--colour-weight", type=float, help="0..1: blend of colour closeness into the order "
+    query.add_argument("--colour-weight", type=_between(0.0, 1.0), help="0..1: blend of colour closeness into the order "
                                                            "(default 0.5 with --colour, else 0)")
-    query.add_argument("--match-colour", type=float, metavar="FACTOR",
+    query.add_argument("--match-colour", type=_between(0.0, 5.0), metavar="FACTOR",
                        help="indexes of a fused model: how much the photo's own colour counts, 1 = as chosen "
                             "on validation (default), 0 = not at all, 2 = twice")
-    query.add_argument("--top-k", type=int, default=10, help="how many results (default 10)")
+    query.add_argument("--top-k", type=_positive_int, default=10, help="how many results (default 10)")
     query.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                        help="category=shoes, brand=a,b, price=50..200, colour=red; repeat to combine")
     query.add_argument("--garment", type=int, metavar="N", help="search garment N of those found in the photo "
@@ -245,9 +259,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from fashion_search.search.embedding.runtime import RuntimeUnavailableError
     from fashion_search.search.embedding.garments import GarmentError
     from fashion_search.search.index.store import ProductIndexError
+    from fashion_search.search.serving.listening import AddressInUseError
 
     return (ConfigError, DatasetNotFoundError, CatalogueError, ModelError, FilterError, UnusableImageError,
-            ProductIndexError, ColourError, RuntimeUnavailableError, ShippedModelError, GarmentError)
+            ProductIndexError, ColourError, RuntimeUnavailableError, ShippedModelError, GarmentError,
+            AddressInUseError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,15 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if unknown:
         _refuse_unknown(args, unknown)
-    if getattr(args, "top_k", 1) < 1:
-        parser.error("--top-k must be at least 1")
-    if not 0.0 <= (getattr(args, "colour_weight", None) or 0.0) <= 1.0:
-        parser.error("--colour-weight must lie in 0..1")
-    if not 0.0 <= (getattr(args, "match_colour", None) or 0.0) <= 5.0:
-        parser.error("--match-colour must lie in 0..5")
     errors = _user_errors()
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a reader that stopped early (| head) is met here, not at exit
+        return code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to say to a closed pipe
+        return 141  # as a command killed by SIGPIPE
     except errors as err:
         print(f"fashion-search: error: {err}", file=sys.stderr)
         return 2

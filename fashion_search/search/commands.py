@@ -19,14 +19,13 @@ import pandas as pd
 
 from fashion_search.data import detect_source, list_catalogue, source_name
 from fashion_search.data.catalog import Catalog
-from fashion_search.data.metadata import MISSING_TEXT
 from fashion_search.data.photo_folder import find_metadata, list_photos
 from fashion_search.params import ConfigError, IndexParams
 from fashion_search.params_file import read_yaml
 from fashion_search.params_index import parse_index, parse_milvus_uri, parse_ray_address
 from fashion_search.search.embedding.garments import parse_box
 from fashion_search.search.engine import SearchEngine, build_index, colour_weight_for
-from fashion_search.search.index.filters import no_match_hints
+from fashion_search.search.index.filters import no_match_hints, shown_values
 from fashion_search.search.embedding.runtime import RUNTIME_NAMES
 from fashion_search.search.index.store import open_index, verify_index
 
@@ -87,9 +86,19 @@ def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
     if results.empty:
         print("no product matches")
         return
-    columns = ["rank", "id", "distance", *[c for c in ("score",) if c in results.columns],
-               *[c for c in SHOWN_COLUMNS if c in results.columns], "colours", "path"]
-    print(results[columns].to_string(index=False, na_rep=MISSING_TEXT))
+    metadata = [c for c in SHOWN_COLUMNS if c in results.columns]
+    table = results[["rank", "id", "distance", *[c for c in ("score",) if c in results.columns], *metadata,
+                     "colours"]].copy()
+    for column in metadata:
+        table[column] = shown_values(table[column])  # as a filter names them: 12 not 12.0, "unknown" if missing
+    paths = [Path(str(p)) for p in results["path"]]
+    folder = Path(os.path.commonpath(paths)) if all(p.is_absolute() for p in paths) else None
+    if folder is not None and folder in paths:  # one result: its folder, not itself
+        folder = folder.parent
+    table["photo"] = [str(p.relative_to(folder)) if folder else str(p) for p in paths]
+    print(table.to_string(index=False))
+    if folder is not None:
+        print(f"photos in {folder}")
 
 
 def garments_json(query) -> dict:
@@ -222,8 +231,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fashion_search.search.serving.connections import server_config
+    from fashion_search.search.serving.listening import listening_socket
     from fashion_search.search.serving.server import API_KEY_ENV, create_app
 
+    listener = listening_socket(args.host, args.port)  # a port in use is said before the model loads
     engine = SearchEngine.open(args.index, _settings(args))
     runtime = engine.embedder.ready()  # load the model now, not on the first request
     api_key = os.environ.get(API_KEY_ENV) or None
@@ -232,5 +243,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.index} ({int(engine.index.live.sum()):,} products, model on {RUNTIME_NAMES[runtime]}) on "
           f"http://{args.host}:{args.port}/ "
           f"({'writes need X-API-Key' if api_key else f'read-only: set {API_KEY_ENV} to allow writes'})", flush=True)
-    uvicorn.Server(server_config(app, args.host, args.port, max_connections=args.max_connections)).run()
+    uvicorn.Server(server_config(app, args.host, args.port, max_connections=args.max_connections)).run([listener])
     return 0

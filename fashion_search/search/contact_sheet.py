@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.io import atomic_path
@@ -14,6 +14,7 @@ from fashion_search.io import atomic_path
 THUMB = 160
 CAPTION = 34
 PER_ROW = 6
+FONT_SIZE = 12  # Pillow's own scalable font: no font file is needed
 
 
 def _thumbnail(path: str | None) -> Image.Image:
@@ -27,15 +28,27 @@ def _thumbnail(path: str | None) -> Image.Image:
     return Image.fromarray(fit_to_square(pixels, THUMB))
 
 
+def fitted(text: str, font: ImageFont.FreeTypeFont, width: float) -> str:
+    """``text`` shortened in its middle ("summer-…-0042.jpg") until it fits ``width`` pixels:
+    a name keeps its start and its end, where names differ."""
+    if font.getlength(text) <= width:
+        return text
+    keep = len(text)
+    while keep > 2 and font.getlength(f"{text[:keep // 2]}…{text[len(text) - (keep - keep // 2):]}") > width:
+        keep -= 1
+    return f"{text[:keep // 2]}…{text[len(text) - (keep - keep // 2):]}"
+
+
 def contact_sheet(results: pd.DataFrame, query_path: str | None) -> Image.Image:
     """The query (first tile, when it has a photo) and each result, in rows of :data:`PER_ROW`."""
-    tiles = [(query_path, "query", Path(query_path).name[-24:])] if query_path else []
+    font = ImageFont.load_default(size=FONT_SIZE)
+    tiles = [(query_path, "query", Path(query_path).name)] if query_path else []
     describe = [c for c in ("category", "articleType", "brand", "colours") if c in results.columns]
     for _, row in results.iterrows():
-        detail = str(row[describe[0]])[:22] if describe else ""
+        detail = str(row[describe[0]]) if describe else ""
         scored = "score" in row and pd.notna(row["score"])  # results ranked by a colour blend, not by distance
-        ranking = f"score {row['score']:.3f}" if scored else f"dist {row['distance']:.3f}"
-        tiles.append((row["path"], f"#{row['rank']} {row['id']}"[:24], f"{ranking} {detail}"[:26]))
+        ranking = f"score {row['score']:.3f}" if scored else f"distance {row['distance']:.3f}"
+        tiles.append((row["path"], f"#{row['rank']} {row['id']}", f"{ranking} · {detail}" if detail else ranking))
     columns = min(PER_ROW, max(len(tiles), 1))
     rows = int(np.ceil(len(tiles) / columns)) or 1
     sheet = Image.new("RGB", (columns * THUMB, rows * (THUMB + CAPTION)), "white")
@@ -45,8 +58,8 @@ def contact_sheet(results: pd.DataFrame, query_path: str | None) -> Image.Image:
         sheet.paste(_thumbnail(path), (x, y))
         if i == 0 and query_path:
             draw.rectangle([x, y, x + THUMB - 1, y + THUMB - 1], outline=(220, 40, 40), width=3)
-        draw.text((x + 4, y + THUMB + 2), title, fill="black")
-        draw.text((x + 4, y + THUMB + 17), detail, fill=(90, 90, 90))
+        draw.text((x + 4, y + THUMB + 2), fitted(title, font, THUMB - 8), fill="black", font=font)
+        draw.text((x + 4, y + THUMB + 17), fitted(detail, font, THUMB - 8), fill=(90, 90, 90), font=font)
     return sheet
 
 

@@ -97,8 +97,10 @@ class Embedder:
 
 
 def describe(identity: dict) -> str:
-    """A model identity in one phrase, for messages."""
-    return (f"{identity.get('backbone')} ({identity.get('recipe')}, {identity.get('image_size')} px, "
+    """A model identity in one phrase, for messages: the name a user gives with ``--model`` (the
+    shipped model's, a backbone's or a model folder's), then what it is."""
+    name = identity.get("model") or identity.get("backbone")
+    return (f"{name} ({identity.get('backbone')}, {identity.get('recipe')}, {identity.get('image_size')} px, "
             f"weights sha256 {str(identity.get('weights_sha256'))[:12]})")
 
 

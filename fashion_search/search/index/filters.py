@@ -74,8 +74,9 @@ def shown_values(column: pd.Series) -> pd.Series:
     blank cell reads at index time)."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         shown = column.map(_number_text, na_action="ignore")
-    else:
-        shown = column.map(str, na_action="ignore")
+    else:  # text, or values of mixed types (a result table's cells)
+        shown = column.map(lambda v: _number_text(v) if isinstance(v, (int, float, np.number))
+                           and not isinstance(v, (bool, np.bool_)) else str(v), na_action="ignore")
     return shown.astype(object).where(column.notna(), MISSING_TEXT)
 
 

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from contextlib import contextmanager
@@ -29,21 +28,19 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from fashion_search.data.metadata import MISSING_TEXT
-from fashion_search.data.text_forms import is_plain_number
 from fashion_search.params import IndexParams
 from fashion_search.search.embedding.embedder import IDENTITY_KEYS
 from fashion_search.search.index.faiss_index import to_distance
-from fashion_search.search.index.filters import COLOUR_KEY, HIDDEN_COLUMNS, Filter, range_numbers, shown_values
+from fashion_search.search.index.filters import Filter
+from fashion_search.search.index.milvus_filters import COLOUR_NAMES, filter_expression, filter_values
 from fashion_search.search.index.generations import IndexBusyError, ProductIndexError
 from fashion_search.search.index.ownership import LITE_DIR as LITE_FILE
 
 INSERT_BATCH = 2_000
-NOTHING = "row < 0"  # an expression no row passes
 IDENTITY_PROPERTY = "fashion_search.model"  # the collection property naming the model of its vectors
 # Colour names are kept as a JSON object, {"names": [...]}: Milvus 2.3 servers refuse a bare list in
 # a JSON field. Collections written before kept the bare list in "colour_names"; they are read as they are.
-COLOURS_FIELD, COLOUR_NAMES = "colours", "colours['names']"
+COLOURS_FIELD = "colours"
 _BARE_LIST_FIELD = "colour_names"
 
 
@@ -118,48 +115,6 @@ def _locked_elsewhere(folder: Path) -> bool:
 
 def _metric(metric: str) -> str:
     return "L2" if metric == "l2" else "IP"
-
-
-def _filter_values(products: pd.DataFrame) -> tuple[list[dict], list[dict], list[list[str]]]:
-    """Per row: metadata as lower-case text, numeric metadata as numbers, colour names."""
-    columns = [c for c in products.columns if c not in HIDDEN_COLUMNS]
-    text = pd.DataFrame({c: shown_values(products[c]).str.normalize("NFKC").str.lower() for c in columns})
-    meta = text.to_dict("records")
-    numbers = pd.DataFrame({c: range_numbers(products[c]) for c in columns})
-    values = [{c: float(v) for c, v in row.items() if not math.isnan(v)} for row in numbers.to_dict("records")]
-    return meta, values, products["colours"].fillna("").astype(str).str.split().tolist()
-
-
-def _literal(text: str) -> str | None:
-    """``text`` as a Milvus string literal; None when it holds a control character, which Milvus
-    expressions cannot write (no metadata value holds one, so such a filter matches nothing)."""
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
-        return None
-    return json.dumps(text, ensure_ascii=False)  # quotes and backslashes escaped: a value stays a value
-
-
-def filter_expression(filters: list[Filter], colour_names: str = COLOUR_NAMES) -> list[str]:
-    """Milvus filter expressions for parsed filters (see :mod:`.filters` for their meaning);
-    ``colour_names`` is where a row's colour names are."""
-    parts = []
-    for f in filters:
-        key = _literal(f.key)
-        if f.key == COLOUR_KEY:
-            parts.append(f"json_contains_any({colour_names}, {json.dumps(list(f.values))})")  # palette names only
-        elif f.values:
-            values = [_literal(v.lower()) for v in f.values]
-            terms = [f"meta[{key}] == {v}" for v in values if v is not None and key is not None]
-            terms += [f"numbers[{key}] == {float(v)!r}" for v in f.values if is_plain_number(v) and key is not None]
-            if key is not None and MISSING_TEXT in [v.lower() for v in f.values]:
-                terms.append(f"not exists meta[{key}]")  # a row written before its index had the column
-            parts.append("(" + (" or ".join(terms) or NOTHING) + ")")
-        elif key is None:
-            parts.append(NOTHING)
-        else:
-            bounds = [f"numbers[{key}] >= {f.low!r}" if f.low is not None else None,
-                      f"numbers[{key}] <= {f.high!r}" if f.high is not None else None]
-            parts.append(" and ".join(b for b in bounds if b) or f"(numbers[{key}] >= 0 or numbers[{key}] < 0)")
-    return parts
 
 
 class MilvusUnavailableError(IndexBusyError):
@@ -239,7 +194,7 @@ class MilvusVectors:
     def write(self, first_row: int, vectors: np.ndarray, products: pd.DataFrame) -> None:
         """Write rows ``first_row``… with their vectors and the filter values of ``products``, in
         place of any rows from there on that an interrupted change left behind."""
-        meta, numbers, names = _filter_values(products.reset_index(drop=True))
+        meta, numbers, names = filter_values(products.reset_index(drop=True))
         with _answered("the new rows"):
             self.client.delete(self.name, filter=f"row >= {first_row}")
             for start in range(0, len(vectors), INSERT_BATCH):

@@ -169,3 +169,4 @@ def server_config(app, host: str, port: int, header_timeout_s: float = HEADER_TI
                      "body_stall_s": body_stall_s, "send_stall_s": send_stall_s})
     return uvicorn.Config(app, host=host, port=port, http=protocol, log_level=log_level,
                           timeout_keep_alive=keep_alive_s)
+
