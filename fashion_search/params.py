@@ -13,7 +13,9 @@ from typing import Any
 from fashion_search.backbone_specs import BACKBONES
 
 DATA_SOURCES = ("fashion_mnist", "photo_folder", "farfetch")
-DISTANCES = ("euclidean", "cosine")
+# evaluate.distances: jaccard is the weighted form (Σmin/Σmax), for non-negative features only; a model
+# whose features have negative values (cosface's embedding) is reported as not applicable to it
+DISTANCES = ("euclidean", "cosine", "jaccard")
 # frozen: the pretrained backbone as is; softmax: the report's classification head;
 # cosface: an L2-normalised embedding trained with a margin softmax over cosines (CosFace);
 # multitask: the same embedding trained on several label columns at once.

@@ -108,8 +108,8 @@ def test_gains_are_paired_against_frozen_features_of_the_same_backbone_and_size(
     assert gains.index.tolist() == ["lite0-cosface"]  # never against frozen features at another size
     assert gains.loc["lite0-cosface", "against"] == "lite0-frozen"
     # the same queries moved by the same amount: the paired interval has no width at all
-    assert gains.loc["lite0-cosface", "mAP@10 gain [95% interval]"] == "+0.0500 [+0.0500, +0.0500]"
-    assert gains.loc["lite0-cosface", "mAP@10 (÷min(k,R)) gain [95% interval]"] == "+0.0000 [+0.0000, +0.0000]"
+    assert gains.loc["lite0-cosface", "mAP@10 gain [95% interval]"] == "+0.0500\u00a0[+0.0500,\u00a0+0.0500]"
+    assert gains.loc["lite0-cosface", "mAP@10 (÷min(k,R)) gain [95% interval]"] == "+0.0000\u00a0[+0.0000,\u00a0+0.0000]"
     numbers = paired_gains(per_query, manifests, 10).iloc[0]
     assert numbers["queries"] == 200 and numbers["gain_report"] == pytest.approx(0.05)
     assert numbers["gain_report_low"] == pytest.approx(0.05) and numbers["gain_standard_high"] == pytest.approx(0)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fashion_search.exact import exact_search
+from fashion_search.exact import NegativeFeaturesError, exact_search, jaccard_refusal
 
 
 def brute_force(queries, gallery, k, distance, exclude=None):
@@ -12,6 +12,8 @@ def brute_force(queries, gallery, k, distance, exclude=None):
         d = 1 - queries @ gallery.T
     elif distance == "dot":
         d = 1 - queries @ gallery.T
+    elif distance == "jaccard":  # weighted Jaccard, pair by pair
+        d = np.array([[1 - np.minimum(q, g).sum() / np.maximum(q, g).sum() for g in gallery] for q in queries])
     else:
         d = np.linalg.norm(queries[:, None] - gallery[None], axis=2)
     if exclude is not None:
@@ -49,3 +51,35 @@ def test_k_is_capped_at_the_gallery_size():
 def test_dimension_mismatch_is_an_error():
     with pytest.raises(ValueError, match="dimensions"):
         exact_search(np.zeros((2, 3)), np.zeros((4, 5)), 1)
+
+
+def test_jaccard_matches_the_weighted_formula_pair_by_pair():
+    rng = np.random.default_rng(2)
+    gallery = np.maximum(rng.normal(size=(41, 9)), 0).astype(np.float32)  # ReLU-like: many exact zeros
+    queries = np.maximum(rng.normal(size=(13, 9)), 0).astype(np.float32) + 0.01
+    idx, dist = exact_search(queries, gallery, 6, "jaccard", batch_size=5)
+    want_idx, want_dist = brute_force(queries.astype(np.float64), gallery.astype(np.float64), 6, "jaccard")
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-5, atol=1e-6)
+
+
+def test_jaccard_values_at_its_bounds_and_its_scale_sensitivity():
+    gallery = np.array([[1, 2, 0], [2, 4, 0], [0, 0, 5], [0, 0, 0]], np.float32)
+    _, dist = exact_search(np.array([[1, 2, 0]], np.float32), gallery, 4, "jaccard")
+    # itself 0; twice as large 1 - 3/6 = 0.5 (unlike cosine, which calls it identical); disjoint 1; zero 1
+    np.testing.assert_allclose(dist[0], [0.0, 0.5, 1.0, 1.0], atol=1e-6)
+    _, zero = exact_search(np.zeros((1, 3), np.float32), gallery[3:], 1, "jaccard")
+    assert zero[0, 0] == 0.0  # two all-zero vectors are the same vector, not a division by zero
+
+
+def test_jaccard_refuses_negative_features_and_says_what_it_needs():
+    embedding = np.random.default_rng(3).normal(size=(20, 4)).astype(np.float32)
+    with pytest.raises(NegativeFeaturesError, match="non-negative features.*values are negative"):
+        exact_search(np.abs(embedding[:3]), embedding, 2, "jaccard")
+    assert "L2-normalised" in jaccard_refusal(embedding)
+    assert jaccard_refusal(np.abs(embedding)) is None
+
+
+def test_an_unknown_distance_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="euclidean, cosine, dot, jaccard"):
+        exact_search(np.zeros((1, 2)), np.zeros((3, 2)), 1, "manhattan")

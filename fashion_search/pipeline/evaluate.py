@@ -21,11 +21,12 @@ import pandas as pd
 
 from fashion_search import metrics
 from fashion_search.data.catalog import Catalog, relevance_codes
-from fashion_search.exact import exact_search
+from fashion_search.exact import NegativeFeaturesError, exact_search
 from fashion_search.io import save_npy, write_text_atomic
 from fashion_search.layout import RunLayout, variants
 from fashion_search.params import Params
 from fashion_search.pipeline.features import FeatureStore
+from fashion_search.pipeline.distances_report import NOT_APPLICABLE_FILE, write_distances_report
 from fashion_search.pipeline.report import QUERIES_COLUMN, write_reports
 
 
@@ -209,18 +210,26 @@ SUMMARY_COLUMNS = ["model", "protocol", "relevance", "distance", "k", "map_repor
 def evaluate_all(params: Params, stores: dict[str, FeatureStore], catalog: Catalog,
                  layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every available store under both protocols, at every distance and relevance; write
-    metrics, tables and each protocol's neighbours (for 05). Returns ``(summary, map_table)``: all
+    metrics, tables and each protocol's neighbours (for 05). A distance a store's features cannot
+    take (weighted Jaccard on negative values) is left out and listed, with why, in
+    ``not_applicable.csv`` and the distances report. Returns ``(summary, map_table)``: all
     metrics in long form, and the report-layout tables.
     """
     evaluations = []
     per_query = {}  # (model, protocol, relevance, distance) → per-query AP, for the paired gains
+    not_applicable = []  # (model, distance, why): weighted Jaccard on features with negative values
     for name, store in stores.items():
         if not store.manifest.get("available", True):
             continue
         for protocol in PROTOCOLS:
             for distance in params.evaluate.distances:
-                ranking = rank_store(store, catalog, max(params.evaluate.ks), distance,
-                                     params.evaluate.query_batch_size, model=name, protocol=protocol)
+                try:
+                    ranking = rank_store(store, catalog, max(params.evaluate.ks), distance,
+                                         params.evaluate.query_batch_size, model=name, protocol=protocol)
+                except NegativeFeaturesError as error:
+                    if protocol == PROTOCOLS[0]:
+                        not_applicable.append({"model": name, "distance": distance, "reason": str(error)})
+                    continue
                 save_ranking(ranking, layout.retrieval)
                 for relevance in params.evaluate.relevance:
                     evaluation = score_ranking(ranking, catalog, params.evaluate.ks, relevance)
@@ -232,4 +241,7 @@ def evaluate_all(params: Params, stores: dict[str, FeatureStore], catalog: Catal
                else pd.DataFrame(columns=SUMMARY_COLUMNS))
     manifests = {name: store.manifest for name, store in stores.items()}
     write_text_atomic(layout.metrics / "metrics.csv", summary.to_csv(index=False))
+    refused = pd.DataFrame(not_applicable, columns=["model", "distance", "reason"])
+    write_text_atomic(layout.metrics / NOT_APPLICABLE_FILE, refused.to_csv(index=False))
+    write_distances_report(summary, per_query, manifests, params, refused, layout.metrics)
     return summary, write_reports(summary, manifests, catalog, params, layout.metrics, per_query)

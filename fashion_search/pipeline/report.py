@@ -14,6 +14,7 @@ from fashion_search.data.catalog import Catalog
 from fashion_search.io import write_text_atomic
 from fashion_search.layout import RunLayout
 from fashion_search.params import Params
+from fashion_search.pipeline.tables import estimate, interval_text, markdown_table, paired_estimate  # noqa: F401
 
 HEADLINE_FILE = "headline.md"
 MIN_KR = "(÷min(k,R))"  # mAP@k with the min(k, relevant items) denominator, named by its formula
@@ -74,8 +75,9 @@ def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int,
                             continue
                         rows = summary[(summary["model"] == model) & (summary["distance"] == distance)
                                        & (summary["relevance"] == relevance) & (summary["protocol"] == protocol)]
-                        values = rows.set_index("k").loc[list(ks), f"map_{definition}"].to_numpy()
-                        table[column_title(manifest)] = [f"{v:.4f}" for v in values]
+                        values = rows.set_index("k")[f"map_{definition}"].reindex(list(ks)).to_numpy()
+                        # a distance the features cannot take (Jaccard on negative values): n/a
+                        table[column_title(manifest)] = [f"{v:.4f}" if v == v else "n/a" for v in values]
                     frames.append(table)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*KEYS, "rank"])
 
@@ -96,6 +98,12 @@ def _table_body(table: pd.DataFrame) -> str:
     return markdown_table(table.drop(columns=KEYS).rename(columns={"rank": ""}))
 
 
+NON_MONOTONE = ("Top k is the report's mAP@k: per query, the mean precision at the ranks within the top k that "
+                "hold a relevant item. It is not a running total, so it can fall from Top 5 to Top 10 (the report's "
+                "own ResNet50: 0.8550, then 0.8433); results.md also has the min(k, relevant) form, which "
+                "punishes missed items, and 95% intervals.")
+
+
 def headline_markdown(tables: pd.DataFrame, missing: str) -> str:
     """The run's result in a few lines: the first report-layout table (the first protocol, the
     report's definition, the first relevance and distance) and the unavailable backbones' note."""
@@ -105,7 +113,8 @@ def headline_markdown(tables: pd.DataFrame, missing: str) -> str:
     table = tables[(tables["protocol"] == first["protocol"]) & (tables["relevance"] == first["relevance"])
                    & (tables["definition"] == "report") & (tables["distance"] == first["distance"])]
     lines = [f"mAP@k, {PROTOCOL_TITLES.get(first['protocol'], first['protocol'])} (the report's definition; "
-             f"relevant = same {first['relevance']}; {first['distance']} distance):", "", _table_body(table), ""]
+             f"relevant = same {first['relevance']}; {first['distance']} distance):", "", _table_body(table), "",
+             NON_MONOTONE, ""]
     return "\n".join(lines + ([missing, ""] if missing else []))
 
 
@@ -129,8 +138,9 @@ def comparison_table(summary: pd.DataFrame, manifests: dict[str, dict], relevanc
                     row[label.format(k=k)] = f"{part.loc[k, column]:.4f}"
             if column == "map_standard" and "map_report_low" in part:  # the largest k's 95% intervals
                 last = part.loc[max(ks)]
-                row[f"mAP@{max(ks)} 95% CI"] = f"{last['map_report_low']:.3f}–{last['map_report_high']:.3f}"
-                row[f"mAP@{max(ks)} {MIN_KR} 95% CI"] = f"{last['map_standard_low']:.3f}–{last['map_standard_high']:.3f}"
+                row[f"mAP@{max(ks)} 95% CI"] = interval_text(last["map_report_low"], last["map_report_high"])
+                row[f"mAP@{max(ks)} {MIN_KR} 95% CI"] = interval_text(last["map_standard_low"],
+                                                                     last["map_standard_high"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -170,16 +180,9 @@ def gains_table(per_query: dict[str, pd.DataFrame], manifests: dict[str, dict], 
     for definition, label in GAIN_DEFINITIONS:
         if len(gains):
             table[f"mAP@{k}{label} gain [95% interval]"] = [
-                f"{row[f'gain_{definition}']:+.4f} [{row[f'gain_{definition}_low']:+.4f}, "
-                f"{row[f'gain_{definition}_high']:+.4f}]" for _, row in gains.iterrows()]
+                paired_estimate(row[f"gain_{definition}"], row[f"gain_{definition}_low"],
+                                row[f"gain_{definition}_high"]) for _, row in gains.iterrows()]
     return table
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
 
 
 def comparison_markdown(summary: pd.DataFrame, manifests: dict[str, dict], params: Params,

@@ -27,12 +27,20 @@ def report_layout_markdown(tables: pd.DataFrame, missing: str = "") -> str:
     for (protocol, relevance), table in chosen.groupby(["protocol", "relevance"], sort=False):
         prefix = protocol if len(relevances) == 1 else f"{protocol}, same {relevance}:"
         for _, row in table.iterrows():
-            columns[f"{prefix} {row['rank'].replace('Top ', 'mAP@')}"] = [f"{float(row[m]):.4f}" for m in models]
+            columns[f"{prefix} {row['rank'].replace('Top ', 'mAP@')}"] = [_cell(row[m]) for m in models]
     compact = pd.DataFrame({"model": models, **columns})
     said = f"relevant = same {relevances[0]}, " if len(relevances) == 1 else ""
     lines = [f"mAP@k, the report's definition, {said}{distance} distance (the min(k, R) definition and the other "
              "distances: `map_table.md`):", "", markdown_table(compact), ""]
     return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
+
+
+def _cell(value) -> str:
+    """A map-table value as the notebook shows it: four decimals, or the table's own word (n/a)."""
+    try:
+        return f"{float(value):.4f}" if float(value) == float(value) else "n/a"
+    except ValueError:
+        return str(value)
 
 
 def demote_headings(markdown: str, levels: int = 2) -> str:
