@@ -158,6 +158,8 @@ def test_the_per_colour_section_has_a_table_per_colour_definition_or_says_why_no
     layout = RunLayout(tmp_path)
     (title, table), = per_colour_sections(layout, ["m"], ("category",), "euclidean", 10)
     assert table is None and "no relevance definition asks for a colour" in title and "category" in title
+    (title, _), = per_colour_sections(layout, ["m"], ("category",), "euclidean", 10, source="fashion_mnist")
+    assert "Fashion-MNIST has no colour" in title and "grayscale" in title
     layout.retrieval.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"id": ["1", "2", "3"], "category": ["a", "a", "b"], "colour": ["red", "blue", "red"],
                   "ap_report@10": [1.0, 0.0, 0.5]}).to_csv(

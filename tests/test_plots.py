@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from fashion_search.data.catalog import Catalog  # noqa: E402
 from fashion_search.pipeline import plots  # noqa: E402
@@ -83,8 +84,48 @@ def test_confusions_count_wrong_results_per_label_pair_most_frequent_first():
                                                                       ("Bag", "Shirt"), ("Bag", "Tee")}
     assert table["count"].sum() == 6
     test = catalog(list(labels))
-    fig = plots.plot_confusions(test, table, 2)
-    assert "2 times in the top 2" in fig.axes[1].texts[0].get_text()
+    fig = plots.plot_confusions(test, {"a": table, "b": table.iloc[2:]}, 2, n=3)
+    assert len(fig.axes) == 2 * 3 + 2 * 2  # one row per model, a query and a result per confusion
+    assert fig.axes[1].get_title() == "returned: Tee" and fig.axes[1].texts[0].get_text() == "50% of Shirt's top 2"
+    width, height = fig.get_size_inches()
+    assert height < 4 and width < 10  # every model in one short figure, not one tall column each
+
+
+def test_confusion_shares_put_each_models_worst_pairs_side_by_side():
+    from fashion_search.pipeline.evaluate import confusion_shares
+
+    frozen = pd.DataFrame({"query_label": ["Coat", "Tee"], "result_label": ["Shirt", "Shirt"], "share": [0.3, 0.1]})
+    tuned = pd.DataFrame({"query_label": ["Bag", "Coat"], "result_label": ["Tee", "Shirt"], "share": [0.2, 0.1]})
+    shares = confusion_shares({"frozen": frozen, "tuned": tuned}, n=1)
+    assert shares.index.tolist() == ["Coat → Shirt", "Bag → Tee"]  # each model's worst, most shared first
+    assert shares.loc["Coat → Shirt"].tolist() == [0.3, 0.1] and shares.loc["Bag → Tee"].tolist() == [0.0, 0.2]
+
+
+def test_map_bars_show_each_bars_interval_and_label_it_above_the_interval():
+    summary = pd.DataFrame([{"model": m, "protocol": "catalogue", "relevance": "category", "distance": "euclidean",
+                             "k": k, "map_report": v, "map_report_low": v - 0.05, "map_report_high": v + 0.02}
+                            for m, v in (("frozen", 0.6), ("cosface", 0.8)) for k in (1, 10)])
+    fig = plots.plot_map_bars(summary, "category")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    caps = [line for line in ax.lines if len(line.get_ydata()) > 1]
+    tops = sorted(float(y) for line in caps for y in line.get_ydata())
+    assert tops == pytest.approx(sorted([0.55, 0.62] * 2 + [0.75, 0.82] * 2))  # low and high caps of each bar
+    labels = {t.get_text(): t.get_position()[1] for t in ax.texts}
+    assert labels["0.60"] == pytest.approx(0.63) and labels["0.80"] == pytest.approx(0.83)  # above the high cap
+    assert "95% bootstrap interval" in ax.get_title()
+
+
+def test_the_sample_grid_has_no_blank_band_under_its_title():
+    names = [f"category {n}" for n in range(10)]  # ten rows, as Fashion-MNIST's: the band grew with them
+    samples = catalog([name for name in names for _ in range(6)])
+    samples.items["label"] = samples.items["category"].map({name: n for n, name in enumerate(names)})
+    fig = plots.plot_catalog_samples(samples, per_class=4)
+    fig.canvas.draw()
+    title = fig._suptitle.get_window_extent()
+    top_row = max(ax.get_window_extent().y1 for ax in fig.axes)
+    row_height = fig.axes[0].get_window_extent().height
+    assert 0 <= title.y0 - top_row < 0.3 * row_height
 
 
 def test_queries_of_the_test_split_can_show_results_from_the_whole_catalogue():
@@ -97,7 +138,7 @@ def test_queries_of_the_test_split_can_show_results_from_the_whole_catalogue():
     assert table[["query_label", "result_label", "count"]].values.tolist() == [["Bag", "Shirt", 1], ["Bag", "Tee", 1]]
     fig = plots.plot_query_results(test, neighbours, [0, 1], 2, gallery=whole)
     assert [ax.get_title() for ax in fig.axes[1:3]] == ["1. Bag", "2. Shirt"]
-    fig = plots.plot_confusions(test, table, 2, gallery=whole)
+    fig = plots.plot_confusions(test, {"m": table}, 2, gallery=whole)
     assert fig.axes[1].get_title() == "returned: Shirt"
 
 

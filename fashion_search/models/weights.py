@@ -13,6 +13,8 @@ and loads them (converting a PyTorch state dict on first use). Every model recor
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,11 +85,13 @@ def _download(spec: BackboneSpec) -> WeightsSource | None:
         return None
     import keras
 
-    try:
-        path = keras.utils.get_file(spec.weights_file, spec.weights_url, cache_subdir="models")
+    try:  # Keras's "Downloading data from …" and progress bar stay out of reports; one line says what came
+        with contextlib.redirect_stdout(io.StringIO()):
+            path = keras.utils.get_file(spec.weights_file, spec.weights_url, cache_subdir="models")
     except Exception:  # keras raises a bare Exception when the download fails
         _FAILED_DOWNLOADS.add(spec.weights_url)
         return None
+    print(f"{spec.name}: downloaded its ImageNet weights ({Path(path).stat().st_size / 2**20:.0f} MB) into {path}")
     return _source("download", Path(path))
 
 

@@ -171,6 +171,18 @@ def confusions(labels: np.ndarray, neighbours: np.ndarray, k: int,
     return table[["query_label", "result_label", "count", "share", "query", "result"]].reset_index(drop=True)
 
 
+def confusion_shares(tables: dict[str, pd.DataFrame], n: int) -> pd.DataFrame:
+    """The ``n`` most frequent confusions of each model (``tables``: its :func:`confusions`), as
+    one table: a row per (query label → result label) pair, a column per model, each cell the
+    share of that label's top-k result slots the pair takes (0 where a model never made it)."""
+    pairs = list(dict.fromkeys(pair for table in tables.values()
+                               for pair in zip(table["query_label"].head(n), table["result_label"].head(n))))
+    shares = pd.DataFrame({name: [table.set_index(["query_label", "result_label"])["share"].get(pair, 0.0)
+                                  for pair in pairs] for name, table in tables.items()},
+                          index=pd.Index([f"{query} → {result}" for query, result in pairs], name="confusion"))
+    return shares.loc[shares.mean(axis=1).sort_values(ascending=False, kind="stable").index] if pairs else shares
+
+
 def showcase_queries(test: Catalog, per_category: pd.DataFrame, n: int, seed: int,
                      k: int) -> tuple[list[int], list[str] | None]:
     """05's fixed queries: one from each of the worst and the best categories of

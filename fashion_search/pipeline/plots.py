@@ -20,7 +20,9 @@ def plot_catalog_samples(catalog: Catalog, per_class: int = 8, seed: int = 0, ma
     rng = np.random.default_rng(seed)
     largest = set(catalog.items[catalog.label_column].value_counts().index[:max_classes])
     names = [name for name in catalog.class_names if name in largest]
-    fig, axes = plt.subplots(len(names), per_class, figsize=(per_class * 0.9, len(names) * 0.95), squeeze=False)
+    # "compressed": square tiles packed together, the title just above them (no blank band between)
+    fig, axes = plt.subplots(len(names), per_class, figsize=(per_class * 0.9, len(names) * 0.95 + 0.4),
+                             squeeze=False, layout="compressed")
     for row, name in enumerate(names):
         rows = np.flatnonzero(catalog.items[catalog.label_column].to_numpy() == name)
         picks = rng.choice(rows, size=min(per_class, len(rows)), replace=False)
@@ -130,48 +132,75 @@ def plot_query_results(test: Catalog, neighbours: np.ndarray, queries: list[int]
     return fig
 
 
-def plot_confusions(test: Catalog, table: pd.DataFrame, k: int, title: str = "", n: int = 6,
+CONFUSION_TILE, CONFUSION_ROW, CONFUSION_PAIR, CONFUSION_LEFT, CONFUSION_TOP = 0.95, 1.6, 2.5, 1.45, 0.55  # inches
+
+
+def plot_confusions(test: Catalog, tables: dict[str, pd.DataFrame], k: int, n: int = 4,
                     gallery: Catalog | None = None) -> Figure:
-    """The ``n`` most frequent confusions: each a query of ``test`` and a result of another label
-    that it returned (a row of ``gallery``, default ``test``), captioned with how often queries of
-    that label got one in their top ``k``."""
+    """One row per model (``tables``: its :func:`~.evaluate.confusions`): its ``n`` most frequent
+    confusions side by side, each a query of ``test`` and a result of another label it returned (a
+    row of ``gallery``, default ``test``), captioned with the share of that label's top-``k`` slots."""
     gallery = test if gallery is None else gallery
-    rows = table.head(n)
-    fig, axes = plt.subplots(max(len(rows), 1), 2, figsize=(5.2, 1.7 * max(len(rows), 1)), squeeze=False)
-    for ax, (_, row) in zip(axes, rows.iterrows()):
-        show_image(ax[0], test.images[int(row["query"])])
-        ax[0].set_title(f"query: {row['query_label']}", fontsize=7, fontweight="bold")
-        show_image(ax[1], gallery.images[int(row["result"])])
-        frame_tile(ax[1], False)
-        ax[1].set_title(f"returned: {row['result_label']}", fontsize=7, color="firebrick")
-        ax[1].text(1.08, 0.5, f"{row['count']} times in the top {k}\n({row['share']:.0%} of these\nqueries' results)",
-                   transform=ax[1].transAxes, fontsize=7, va="center")
-    if rows.empty:
-        for ax in axes.ravel():
-            ax.set_axis_off()
-    fig.suptitle(title or f"Most frequent confusions in the top {k}", fontsize=9)
-    fig.tight_layout()
+    tables = {name: table.head(n) for name, table in tables.items()}
+    columns = max([1, *(len(t) for t in tables.values())])
+    width, height = CONFUSION_LEFT + CONFUSION_PAIR * columns, CONFUSION_TOP + CONFUSION_ROW * max(len(tables), 1)
+    fig = plt.figure(figsize=(width, height))
+
+    def tile(row: int, col: int, second: bool) -> plt.Axes:  # placed in inches, then as figure fractions
+        left = CONFUSION_LEFT + CONFUSION_PAIR * col + (CONFUSION_TILE + 0.12) * second
+        bottom = height - CONFUSION_TOP - CONFUSION_ROW * row - 0.3 - CONFUSION_TILE
+        return fig.add_axes((left / width, bottom / height, CONFUSION_TILE / width, CONFUSION_TILE / height))
+
+    for row, (name, table) in enumerate(tables.items()):
+        fig.text(0.1 / width, 1 - (CONFUSION_TOP + CONFUSION_ROW * row + 0.3 + CONFUSION_TILE / 2) / height,
+                 name.replace("-", "\n"), fontsize=8, va="center")
+        for col, (_, pair) in enumerate(table.iterrows()):
+            query, result = tile(row, col, False), tile(row, col, True)
+            show_image(query, test.images[int(pair["query"])])
+            query.set_title(f"{pair['query_label']} →", fontsize=7, fontweight="bold")
+            show_image(result, gallery.images[int(pair["result"])])
+            frame_tile(result, False)
+            result.set_title(f"returned: {pair['result_label']}", fontsize=7, color="firebrick")
+            result.text(-0.06, -0.06, f"{pair['share']:.0%} of {pair['query_label']}'s top {k}", transform=result.transAxes,
+                        fontsize=7, ha="center", va="top")
+        if table.empty:
+            fig.text(CONFUSION_LEFT / width, 1 - (CONFUSION_TOP + CONFUSION_ROW * row + 0.8) / height,
+                     "no confusion: every result shares its query's category", fontsize=8)
+    fig.suptitle(f"Most frequent confusions in the top {k} (query category → returned category)", fontsize=9,
+                 y=1 - 0.15 / height, va="top")
     return fig
 
 
 def plot_map_bars(summary: pd.DataFrame, relevance: str, column: str = "map_report",
                   distance: str = "euclidean", protocol: str = "catalogue") -> Figure:
-    """mAP@k per model (backbone and recipe), grouped by k, under one protocol."""
+    """mAP@k per model (backbone and recipe), grouped by k, under one protocol; each bar with its
+    95% bootstrap interval over queries (``<column>_low``, ``<column>_high``) when the summary has it."""
     rows = summary[(summary["distance"] == distance) & (summary["relevance"] == relevance)
                    & (summary["protocol"] == protocol)]
-    table = rows.pivot(index="k", columns="model", values=column)
-    table = table[list(dict.fromkeys(rows["model"]))]  # the run's order, not alphabetical
+    models = list(dict.fromkeys(rows["model"]))  # the run's order, not alphabetical
+    table = rows.pivot(index="k", columns="model", values=column)[models]
+    has_interval = {f"{column}_low", f"{column}_high"} <= set(rows.columns)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    table.plot.bar(ax=ax, rot=0, width=0.8)
-    for bars in ax.containers:
-        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
-    ax.set_xticklabels([f"Top {k}" for k in table.index])
-    ax.set_xlabel("")
+    width = 0.8 / max(len(models), 1)
+    for number, model in enumerate(models):
+        x = np.arange(len(table)) - 0.4 + width * (number + 0.5)
+        values = table[model].to_numpy()
+        tops = values
+        error = None
+        if has_interval:
+            low = rows.pivot(index="k", columns="model", values=f"{column}_low")[model].to_numpy()
+            high = rows.pivot(index="k", columns="model", values=f"{column}_high")[model].to_numpy()
+            error, tops = np.vstack([values - low, high - values]), high
+        ax.bar(x, values, width, label=model, yerr=error, capsize=3, error_kw={"elinewidth": 1, "ecolor": "0.2"})
+        for left, value, top in zip(x, values, tops):  # above the interval, never on it
+            ax.text(left, top + 0.01, f"{value:.2f}", ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(np.arange(len(table)), [f"Top {k}" for k in table.index])
     ax.set_ylabel(metric_label(column))
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"Retrieval quality per model ({protocol} protocol): relevant = same {relevance}, {distance} distance",
-                 fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(len(table.columns), 3),
+    ax.set_ylim(0, 1.08)
+    interval = ";\nerror bars: 95% bootstrap interval over queries" if has_interval else ""
+    ax.set_title(f"Retrieval quality per model ({protocol} protocol): relevant = same {relevance}, {distance} "
+                 f"distance{interval}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(len(models), 3),
               frameon=False)  # below the axes, never over a bar
     fig.tight_layout()
     return fig

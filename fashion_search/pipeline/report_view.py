@@ -49,13 +49,15 @@ def demote_headings(markdown: str, levels: int = 2) -> str:
 
 
 def per_colour_sections(layout: RunLayout, models: list[str], definitions: tuple[str, ...], distance: str,
-                        k: int) -> list[tuple[str, pd.DataFrame | None]]:
+                        k: int, source: str = "") -> list[tuple[str, pd.DataFrame | None]]:
     """05's "mAP per colour": for each relevance definition that also asks for a colour
     (``articleType+baseColour``), a title and the AP@k table per value of that column; when none
-    does, one line saying so (and no table), so the section is never silently empty."""
+    does, one line saying why (Fashion-MNIST, ``source``, has no colour at all), and no table."""
     sections = [(f"**Relevant = same {definition}: mAP@{k} per {column}**",
                  write_per_category_map(layout, models, definition, distance, k, column=column).round(3))
                 for definition in definitions for column in definition.split("+")[1:]]
-    return sections or [(f"Nothing to show here: no relevance definition asks for a colour "
-                         f"(`evaluate.relevance`: {', '.join(definitions)}).", None)]
+    why = ("and Fashion-MNIST has no colour to ask for: its images are grayscale, its only label the category"
+           if source == "fashion_mnist" else "(add one, e.g. `articleType+baseColour`, to see this table)")
+    return sections or [(f"No mAP per colour: no relevance definition asks for a colour "
+                         f"(`evaluate.relevance`: {', '.join(definitions)}), {why}.", None)]
 
