@@ -151,6 +151,7 @@ class IndexParams:
     executor: str = "local"              # who embeds a catalogue: local (this process) or ray (a Ray cluster)
     ray_address: str | None = None       # ray: null starts Ray on this machine; "auto", host:6379 or ray://host:10001
     ray_actors: int = 0                  # ray: processes holding the model (0: one per core of the cluster)
+    ray_min_photos: int = 2_000          # ray: fewer photos than this are embedded in this process (Ray's start costs more)
 
 
 @dataclass(frozen=True)

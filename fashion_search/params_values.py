@@ -82,6 +82,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "index.exact_filter_rows": (0, 1e12),
     "index.lock_wait_s": (0.0, 3600.0),
     "index.ray_actors": (0, 100_000),
+    "index.ray_min_photos": (0, 1e12),
 }
 
 

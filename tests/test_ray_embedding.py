@@ -7,13 +7,16 @@ import dataclasses
 import http.server
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,14 +33,15 @@ from fashion_search.search.engine import SearchEngine, build_index
 
 TINY = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
 LOCAL = IndexParams(model="efficientnet_lite0", weights="none", image_size=32, chunk_size=8, batch_size=4)
-ON_RAY = dataclasses.replace(LOCAL, executor="ray")
+ON_RAY = dataclasses.replace(LOCAL, executor="ray", ray_min_photos=0)
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """Ray on this machine with two workers, for this module's in-process tests."""
+    """A Ray of this module's own, with two workers, for its in-process tests: never one found
+    running on the machine ("local", not "auto")."""
     ray = pytest.importorskip("ray")  # pinned in requirements.txt: present wherever make test runs
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
 
@@ -106,20 +110,74 @@ def test_without_ray_nothing_imports_it(photo_folder, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_index_with_ray_in_its_own_process_matches_the_local_index(photo_folder, tmp_path):
-    def index(folder, *extra):
-        return subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
-                               str(folder), *TINY, *extra], capture_output=True, text=True, timeout=300)
+def ray_params(tmp_path: Path, min_photos: int = 0) -> list[str]:
+    """``--params`` of a file whose index block lets a job of any size run on Ray."""
+    (tmp_path / "ray.yaml").write_text(f"index:\n  ray_min_photos: {min_photos}\n")
+    return ["--params", str(tmp_path / "ray.yaml")]
 
-    local, on_ray = index(tmp_path / "local"), index(tmp_path / "ray", "--ray")
+
+def index_in_own_process(photo_folder: Path, folder: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
+                           str(folder), *TINY, *extra], capture_output=True, text=True, timeout=300)
+
+
+def test_index_with_ray_in_its_own_process_matches_the_local_index(photo_folder, tmp_path):
+    local = index_in_own_process(photo_folder, tmp_path / "local")
+    on_ray = index_in_own_process(photo_folder, tmp_path / "ray", "--ray", *ray_params(tmp_path))
     assert local.returncode == 0 and on_ray.returncode == 0, on_ray.stderr[-2000:]
     assert "Traceback" not in on_ray.stderr and "indexed 25 products" in on_ray.stdout
+    said = [line for line in on_ray.stderr.splitlines() if "photo/s" not in line and line.strip()]
+    assert said == ["embedding on a Ray started on this machine for this job (2 CPUs)"], said  # no Ray noise
     vectors = [np.fromfile(tmp_path / name / "vectors.f32", np.float32) for name in ("local", "ray")]
     np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-5)
     query = subprocess.run([sys.executable, "-m", "fashion_search.cli", "query",
                             str(photo_folder / "images" / "108.jpg"), "--index", str(tmp_path / "ray"), "--top-k", "1"],
                            capture_output=True, text=True, timeout=300)
     assert query.returncode == 0 and "108" in query.stdout
+
+
+def test_a_small_job_runs_in_this_process_and_says_so(photo_folder, tmp_path):
+    script = ("import sys\nfrom fashion_search.cli import main\ncode = main(sys.argv[1:])\n"
+              "assert 'ray' not in sys.modules, 'ray was imported'\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script, "index", str(photo_folder), "--index", str(tmp_path / "i"),
+                           *TINY, "--ray"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "indexed 25 products" in done.stdout, done.stderr[-2000:]
+    assert ("25 photos: embedded in this process, not on Ray (a job pays for Ray's start from "
+            "index.ray_min_photos = 2,000 photos)") in done.stderr
+
+
+def test_a_ray_cluster_running_on_the_machine_is_never_joined_unasked(photo_folder, tmp_path):
+    """``ray start --head`` on the machine (a cluster of one CPU, in a temp folder of its own):
+    ``--ray`` without an address still starts a Ray of its own and says so; this module's fixture
+    does the same (the suite used to fail at once beside such a cluster)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+                             f"--temp-dir={temp}", "--num-cpus=1", "--include-dashboard=false",
+                             "--disable-usage-stats"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, "ray start --head did not start"
+                time.sleep(0.5)
+        done = index_in_own_process(photo_folder, tmp_path / "index", "--ray", *ray_params(tmp_path))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "embedding on a Ray started on this machine for this job (2 CPUs)" in done.stderr
+        fixture = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                                  "one_process_vectors"], capture_output=True, text=True, timeout=300,
+                                 cwd=Path(__file__).parent)
+        assert fixture.returncode == 0, fixture.stdout[-2000:]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_an_address_nothing_answers_at_is_one_line_and_exit_2(photo_folder, tmp_path):
@@ -239,7 +297,8 @@ def test_a_killed_index_leaves_no_ray_process_behind(photo_folder, tmp_path):
         shutil.copy(photo_folder / "images" / f"{100 + i % 24}.jpg", photos / f"{i}.jpg")
     with open(tmp_path / "stderr.txt", "w") as stderr:
         cli = subprocess.Popen([sys.executable, "-m", "fashion_search.cli", "index", str(photos), "--index",
-                                str(tmp_path / "index"), *TINY, "--ray"], stdout=subprocess.DEVNULL, stderr=stderr)
+                                str(tmp_path / "index"), *TINY, "--ray", *ray_params(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=stderr)
     seen: dict = {}
     try:
         deadline = time.monotonic() + 240

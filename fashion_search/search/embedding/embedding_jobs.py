@@ -3,6 +3,7 @@
 ``index`` builds a new index from such a job, ``add`` adds one to an index."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,11 @@ def embed_into_items(embedder: Embedder, catalog: Catalog, work_dir: Path, setti
     catalog = drop_unsafe_ids(catalog)
     ids = catalog.items["id"].astype(str).tolist()
     chunks = work_dir / work_key(embedder.identity, ids, images=catalog.images)
-    if settings.executor == "ray":
+    on_ray = settings.executor == "ray" and len(ids) >= settings.ray_min_photos
+    if settings.executor == "ray" and not on_ray:
+        print(f"{len(ids):,} photos: embedded in this process, not on Ray (a job pays for Ray's start from "
+              f"index.ray_min_photos = {settings.ray_min_photos:,} photos)", file=sys.stderr, flush=True)
+    if on_ray:
         from fashion_search.search.embedding.ray_embedding import embed_catalog_on_ray  # Ray only when asked for
 
         done = embed_catalog_on_ray(embedder, catalog.images, chunks, settings, description)

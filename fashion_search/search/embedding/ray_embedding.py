@@ -19,7 +19,10 @@ import math
 import os
 import socket
 import subprocess
-from collections.abc import Callable
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -86,13 +89,42 @@ def connect(address: str | None) -> tuple[ModuleType, Callable[[], None] | None]
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     reaper = start_reaper() if address is None else None
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        with terminal_kept_clear():  # Ray's C++ start-up lines
+            # "local": a Ray of its own, never one found running here (that is "auto")
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
     except (ConnectionError, ValueError, RuntimeError) as err:
         if reaper:
             stop_reaper(reaper)
         where = f"at {address}" if address else "on this machine"
         raise RayUnavailableError(f"cannot start or reach a Ray cluster {where} ({str(err).splitlines()[0]})") from None
+    print(cluster_phrase(ray, address), file=sys.stderr, flush=True)
     return ray, partial(ended, ray, reaper)
+
+
+@contextmanager
+def terminal_kept_clear() -> Iterator[None]:
+    """Whatever Ray's C++ core writes to this process's stderr meanwhile goes nowhere (Python's own
+    errors still raise)."""
+    sys.stderr.flush()
+    kept = os.dup(2)
+    try:
+        with open(os.devnull, "w") as nowhere:
+            os.dup2(nowhere.fileno(), 2)
+        yield
+    finally:
+        os.dup2(kept, 2)
+        os.close(kept)
+
+
+def cluster_phrase(ray: ModuleType, address: str | None) -> str:
+    """Which Ray a job runs on, for its user: one started here for it, or a cluster's address."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    cpus = int(sum(node.get("Resources", {}).get("CPU", 0) for node in nodes))
+    if address is None:
+        return f"embedding on a Ray started on this machine for this job ({cpus} CPUs)"
+    gcs = ray.get_runtime_context().gcs_address
+    return f"embedding on the Ray cluster at {gcs} ({len(nodes)} node{'s' * (len(nodes) != 1)}, {cpus} CPUs)"
 
 
 def ended(ray: ModuleType, reaper: subprocess.Popen | None) -> None:
@@ -145,18 +177,20 @@ def embedded_rows(ray, embedder: Embedder, images: np.ndarray, pending: list[tup
     context = DataContext.get_current()
     context.enable_progress_bars = False  # this process shows one bar of its own
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"ray\.data")  # its advice is for Ray's users, not ours
     rows = [row for start, stop in pending for row in range(start, stop)]
-    # a block per chunk (a decoding task's work): on 2 cores Ray kept 85-88% of one process's speed
-    # with blocks of 512 photos, 71-73% with blocks of 32 (embedding the 2,946 dev photos, 2026-12-05)
-    blocks = max(1, min(len(pending), MAX_BLOCKS))
-    pixels = isinstance(images[0], np.ndarray)
-    items = [{"row": row, "pixels": images[row]} if pixels else {"row": row, "path": str(images[row])} for row in rows]
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     cores = min(int(node.get("Resources", {}).get("CPU", 1)) for node in nodes) if nodes else 1
     # default: an actor per core, each running the model on one thread (on 2 cores, 2 such actors
     # embedded 7-10% faster than one actor on two threads)
     actors = settings.ray_actors or max(1, cores) * max(len(nodes), 1)
     per_node = math.ceil(actors / max(len(nodes), 1))
+    # a block per chunk (a decoding task's work), and at least one per actor: on 2 cores Ray kept
+    # 85-88% of one process's speed with blocks of 512 photos, 71-73% with blocks of 32 (embedding the
+    # 2,946 dev photos, 2026-12-05); one block leaves every actor but one idle
+    blocks = max(1, min(max(len(pending), actors), len(rows), MAX_BLOCKS))
+    pixels = isinstance(images[0], np.ndarray)
+    items = [{"row": row, "pixels": images[row]} if pixels else {"row": row, "path": str(images[row])} for row in rows]
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
     # a model actor reserves a core (half of a one-core node's), a decoding task half as much: unlike
     # reservations keep them in separate processes (Ray fuses alike ones), so decoding runs beside the model
