@@ -51,7 +51,7 @@ def test_every_search_of_the_panel_shows_a_drawn_grid_or_says_why(photo_folder, 
     catalog = with_labels(list_photo_folder(photo_folder), "articleType")
     index = build_index(catalog, tmp_path / "index", SETTINGS, embedder=pixel_embedder())
     panel = search_widget({"pixels": SearchEngine(index, SETTINGS, pixel_embedder())}, catalog)
-    item, filters, _, button, output = panel.children[0].children[1], *panel.children[2:]
+    item, filters, button, output = panel.children[0].children[1], panel.children[2].children[0], *panel.children[4:]
     shown = []
     for chosen, terms in (("100", ""), ("104", "gender=Men"), ("108", ""), ("112", "articleType=Shoes"),
                           ("116", "")):
@@ -67,3 +67,70 @@ def test_every_search_of_the_panel_shows_a_drawn_grid_or_says_why(photo_folder, 
         filters.value = terms
         button.click()
         assert output.outputs[0]["output_type"] == "stream" and says in output.outputs[0]["text"]
+
+
+PANEL_OVER_AN_INDEX = """
+import base64, io, json, sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from fashion_search.search.widget import index_panel
+panel = index_panel(sys.argv[1])
+upload, item, searched = panel.children[0].children
+filters, colour = panel.children[2].children
+button, output = panel.children[4:]
+def shown():
+    button.click()
+    out = output.outputs[0]
+    if out["output_type"] == "stream":
+        return {"text": out["text"]}
+    grey = np.asarray(Image.open(io.BytesIO(base64.b64decode(out["data"]["image/png"]))).convert("RGB")).astype(int)
+    green = ((grey[..., 1] > 100) & (grey[..., 0] < 80) & (grey[..., 2] < 80)).mean()
+    red = ((grey[..., 0] > 150) & (grey[..., 1] < 60) & (grey[..., 2] < 60)).mean()
+    return {"png": True, "green": float(green), "red": float(red), "said": searched.value}
+said = {"options": len(item.options)}
+item.value = "104"
+said["item"] = shown()
+import datetime
+upload.value = ({"name": "up.jpg", "type": "image/jpeg", "size": 1,
+                 "last_modified": datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc),
+                 "content": memoryview(Path(sys.argv[2]).read_bytes())},)
+said["upload"] = shown()
+item.value = "112"  # picked after the upload: the item is searched, not the upload
+said["picked_after_upload"] = shown()
+colour.value = "purple-ish"
+said["bad_colour"] = shown()
+colour.value, filters.value = "blue", "colour=green"
+said["colour_hint"] = shown()
+item.value = "nope"
+colour.value, filters.value = "", ""
+said["unknown_item"] = shown()
+print(json.dumps(said))
+"""
+
+
+def test_the_panel_opens_any_index_by_its_path_in_its_own_process(photo_folder, tmp_path):
+    """An index built by the CLI, opened in the panel by path in a fresh interpreter: every product
+    listed, an item's results framed green and red by its label, an upload searched, an item picked
+    after an upload searched (not the upload), colour and filter mistakes said in words."""
+    import json
+    import subprocess
+    import sys
+
+    from test_search_commands import TINY
+
+    index = tmp_path / "index"
+    done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
+                           str(index), *TINY], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = subprocess.run([sys.executable, "-c", PANEL_OVER_AN_INDEX, str(index), str(photo_folder / "images" / "110.jpg")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    said = json.loads(run.stdout.strip().splitlines()[-1])
+    assert said["options"] == 25  # every product, not the first few hundred
+    assert said["item"]["png"] and said["item"]["green"] > 0.002 and said["item"]["said"] == "searching item 104"
+    assert said["upload"]["png"] and said["upload"]["said"] == "searching the uploaded photo up.jpg"
+    assert said["picked_after_upload"]["said"] == "searching item 112" and said["picked_after_upload"]["green"] > 0.002
+    assert said["bad_colour"]["text"].startswith("error: ") and "purple-ish" in said["bad_colour"]["text"]
+    assert said["colour_hint"]["text"].startswith("no product is read as green")
+    assert said["unknown_item"]["text"] == "error: product 'nope' is not in the index\n"

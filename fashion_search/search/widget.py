@@ -10,6 +10,7 @@ itself: no figure manager or inline backend state is shared between one search a
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,23 +19,46 @@ from matplotlib.figure import Figure
 from fashion_search.data.catalog import Catalog
 from fashion_search.figures import frame_tile, show_image
 from fashion_search.images import decode_photo
+from fashion_search.params import IndexParams
 from fashion_search.search.embedding.garments import parse_box
 from fashion_search.search.engine import Query, SearchEngine
 from fashion_search.search.index.filters import no_match_hints
 
 
-def item_images(catalog: Catalog, ids: list[str]) -> list[np.ndarray | str]:
-    """The stored pixels or photo path of each catalogue id."""
+LABEL_COLUMNS = ("articleType", "category", "subCategory", "label")  # an index's column framed green or red
+MISSING_PHOTO = np.full((8, 8, 3), 200, np.uint8)  # a grey tile for a product whose photo is not at hand
+
+
+def item_images(catalog: Catalog, ids: list[str], engine: SearchEngine | None = None) -> list[np.ndarray | str]:
+    """The stored pixels or photo path of each id: from the catalogue, else from the index's
+    table (a product added after the catalogue was read), else a grey tile."""
     position = pd.Series(np.arange(len(catalog)), index=catalog.items["id"].astype(str))
-    return [catalog.images[position[i]] for i in ids]
+    position = position[~position.index.duplicated()]
+    paths = {}
+    if engine is not None and "path" in engine.index.products.columns:
+        live = engine.index.products[engine.index.live]
+        paths = dict(zip(live["id"].astype(str), live["path"].astype(str)))
+    return [catalog.images[position[i]] if i in position.index else paths.get(i) or MISSING_PHOTO for i in ids]
+
+
+def index_catalogue(engine: SearchEngine, label_column: str | None = None) -> Catalog:
+    """An index's live products as a catalogue for the panel: their photos by path, labelled by
+    ``label_column`` (default: the first of :data:`LABEL_COLUMNS` the index has, else none)."""
+    items = engine.index.products[engine.index.live].drop(columns=["deleted"]).reset_index(drop=True)
+    label_column = label_column or next((c for c in LABEL_COLUMNS if c in items.columns), "id")
+    if label_column not in items.columns:
+        raise ValueError(f"the index has no column '{label_column}'; columns: {', '.join(items.columns)}")
+    paths = items["path"].astype(str).to_numpy() if "path" in items.columns else np.full(len(items), "")
+    return Catalog(items, paths, label_column)
 
 
 def search_grid(engine: SearchEngine, catalog: Catalog, query: Query, query_image, k: int,
-                filters: list[str], query_label: str | None = None) -> tuple[pd.DataFrame, Figure]:
-    """Search, and draw the query with its results."""
-    results = engine.search(query, k, filters)
-    figure = plot_search_grid(query_image, results, item_images(catalog, results["id"].tolist()), query.label,
-                              catalog.label_column, query_label, garment_boxes(query))
+                filters: list[str], query_label: str | None = None, swatch: str | None = None
+                ) -> tuple[pd.DataFrame, Figure]:
+    """Search (with a colour to prefer, ``swatch``), and draw the query with its results."""
+    results = engine.search(query, k, filters, swatch=swatch)
+    figure = plot_search_grid(query_image, results, item_images(catalog, results["id"].tolist(), engine),
+                              query.label, catalog.label_column, query_label, garment_boxes(query))
     return results, figure
 
 
@@ -56,8 +80,10 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
     from matplotlib.patches import Rectangle
 
     query_caption = "query" if query_label is None else f"query\n{query_label}"
+    shown_label = label_column if label_column and label_column != "id" else None
     tiles = ([(query, query_caption)] if query is not None else []) + [
-        (image, f"#{row['rank']} {row['id']}\n{row.get(label_column, '') if label_column else ''} {row['distance']:.3f}")
+        (image, f"#{row['rank']} {row['id']}\n{_short(row.get(shown_label, '')) if shown_label else ''} "
+                f"{row['distance']:.3f}")
         for image, (_, row) in zip(images, results.iterrows())]
     columns = min(6, max(len(tiles), 1))
     rows = -(-len(tiles) // columns) or 1
@@ -83,6 +109,12 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
     return fig
 
 
+def _short(text: object, limit: int = 15) -> str:
+    """A caption's label, cut to fit a tile."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def figure_png(figure: Figure) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
@@ -91,22 +123,27 @@ def figure_png(figure: Figure) -> bytes:
 
 
 def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str, upload: tuple, item: str, k: int,
-                 filters_text: str, garment: int = 0, box_text: str = "", localise: bool = True) -> Figure | str:
-    """What the panel shows for its current inputs: the results grid, or the reason in words
-    (an unreadable photo, a malformed or unknown filter, a filter that matches nothing, a
-    garment number or box the photo does not have). ``garment`` 0 is the main one."""
+                 filters_text: str, garment: int = 0, box_text: str = "", localise: bool = True,
+                 colour: str = "") -> Figure | str:
+    """What the panel shows for its current inputs: the results grid (an item's results framed
+    green where they share its label, red where not), or the reason in words (an unreadable
+    photo, an unknown item, a malformed or unknown filter or colour, a filter that matches
+    nothing, a garment number or box the photo does not have). ``upload`` (empty: search the
+    item) is searched when given; ``garment`` 0 is the main one; ``colour`` a colour to prefer."""
     engine = engines[model]
     wanted = [f.strip() for f in filters_text.split(",") if f.strip()]
+    swatch = colour.strip() or None
     try:
         if upload:
             pixels = decode_photo(bytes(upload[0]["content"]), engine.settings.max_image_pixels)
             box = parse_box(box_text) if box_text.strip() else None
             query = engine.pixels_query(pixels, f"photo {upload[0]['name']}", garment=garment or None, box=box,
                                         localise=localise)
-            image = pixels
+            image, label = pixels, None
         else:
-            query, image = engine.product_query(item), item_images(catalog, [item])[0]
-        results, figure = search_grid(engine, catalog, query, image, k, wanted)
+            query, image = engine.product_query(item.strip()), item_images(catalog, [item.strip()], engine)[0]
+            label = _label_of(catalog, item.strip())
+        results, figure = search_grid(engine, catalog, query, image, k, wanted, label, swatch)
     except ValueError as err:
         return f"error: {err}"
     if len(results):
@@ -115,34 +152,66 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
     return "\n".join(hints) if hints else "no product matches these filters together"
 
 
+def _label_of(catalog: Catalog, item: str) -> str | None:
+    """The item's label (its value of the catalogue's label column), if the catalogue has the item."""
+    rows = catalog.items[catalog.items["id"].astype(str) == item]
+    if not len(rows) or catalog.label_column not in rows.columns or catalog.label_column == "id":
+        return None
+    return str(rows[catalog.label_column].iloc[0])
+
+
 def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
-    """An ipywidgets panel: upload a photo or pick an item, choose model, k and filters, search.
-    Each search replaces the panel's output with a PNG of the grid, or the reason in words."""
+    """An ipywidgets panel: upload a photo or pick an item (whichever was chosen last is
+    searched), choose model, k, filters and a colour to prefer, search. Each search replaces the
+    panel's output with a PNG of the grid, or the reason in words."""
     import ipywidgets as widgets
     from IPython.display import Image
 
     ids = catalog.items["id"].astype(str).tolist()
     upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload photo")
-    item = widgets.Dropdown(options=ids[:500], description="or item")
+    item = widgets.Combobox(value=ids[0] if ids else "", options=ids, ensure_option=False, description="or item",
+                            placeholder="a product id")
+    searched = widgets.Label(value=f"searching item {item.value}")
     model = widgets.Dropdown(options=list(engines), description="model")
     k = widgets.IntSlider(value=10, min=1, max=50, description="k")
     filters = widgets.Text(placeholder=f"{catalog.label_column}=..., comma-separated", description="filters")
+    colour = widgets.Text(placeholder="red, navy or #1f3a93 (optional)", description="prefer colour")
     garment = widgets.BoundedIntText(value=0, min=0, max=50, description="garment",
                                      tooltip="which garment found in the photo: 0 or 1 is the main one")
     box = widgets.Text(placeholder="x0,y0,x1,y1 (pixels; optional)", description="or box")
     localise = widgets.Checkbox(value=True, description="find the garment in the photo")
     button = widgets.Button(description="Search", button_style="primary")
     output = widgets.Output()
+    source = {"upload": False}  # the last thing chosen: an uploaded photo, or an item
+
+    def chose_upload(change) -> None:
+        source["upload"] = bool(change["new"])
+        if source["upload"]:
+            searched.value = f"searching the uploaded photo {change['new'][0]['name']}"
+
+    def chose_item(change) -> None:
+        source["upload"] = False
+        searched.value = f"searching item {change['new']}"
 
     def run(_) -> None:
-        shown = panel_search(engines, catalog, model.value, upload.value, item.value, k.value, filters.value,
-                             garment.value, box.value, localise.value)
+        shown = panel_search(engines, catalog, model.value, upload.value if source["upload"] else (), item.value,
+                             k.value, filters.value, garment.value, box.value, localise.value, colour.value)
         output.outputs = ()
         if isinstance(shown, str):
             output.append_stdout(shown + "\n")
         else:
             output.append_display_data(Image(data=figure_png(shown), format="png"))
 
+    upload.observe(chose_upload, names="value")
+    item.observe(chose_item, names="value")
     button.on_click(run)
-    return widgets.VBox([widgets.HBox([upload, item]), widgets.HBox([model, k]), filters,
-                         widgets.HBox([garment, box, localise]), button, output])
+    return widgets.VBox([widgets.HBox([upload, item, searched]), widgets.HBox([model, k]),
+                         widgets.HBox([filters, colour]), widgets.HBox([garment, box, localise]), button, output])
+
+
+def index_panel(folder: str | Path, label_column: str | None = None, settings: IndexParams | None = None):
+    """The panel over any ``fashion-search`` index (``outputs/dev-index``): its products, their
+    photos, filters, colours and uploads, with the model the index was built with."""
+    engine = SearchEngine.open(folder, settings or IndexParams())
+    name = Path(str(engine.index.identity.get("model") or engine.index.identity["backbone"])).name
+    return search_widget({name: engine}, index_catalogue(engine, label_column))
