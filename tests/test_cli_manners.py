@@ -78,3 +78,15 @@ def test_a_long_name_keeps_its_start_and_end_on_a_contact_sheet():
     short = fitted(name, font, 150)
     assert font.getlength(short) <= 150 and short.startswith("a-very") and short.endswith("101112.jpg")
     assert "…" in short and fitted("dress.jpg", font, 150) == "dress.jpg"
+
+
+def test_an_add_of_only_unreadable_photos_fails_and_says_where_the_reasons_are(index_dir, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("not a photo")
+    done = cli("add", str(bad), "--index", str(index_dir))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "added 0 photos" in done.stdout and "skipped 2 photos" in done.stdout
+    assert f"none of the 2 photos could be added; the reasons are in {index_dir / 'skipped.csv'}" in done.stderr
+    assert cli("query", "--like", "100", "--index", str(index_dir)).returncode == 0  # the index still answers

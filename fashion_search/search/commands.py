@@ -172,6 +172,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     print(f"added {added.photos:,} photo{'' if added.photos == 1 else 's'} to {args.index} ({added.new_products:+,} "
           f"products, {added.replaced:,} replaced; {int(engine.index.live.sum()):,} in all)")
     _report_skipped(added.skipped, Path(args.index))
+    if added.photos == 0 and len(added.skipped):
+        print(f"fashion-search: error: none of the {len(added.skipped):,} photos could be added; the reasons are in "
+              f"{Path(args.index) / 'skipped.csv'}", file=sys.stderr)
+        return 2
     return 0
 
 
