@@ -27,6 +27,7 @@ def browser():
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # the requests a page makes
     driver = webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
     yield driver
     driver.quit()
@@ -182,6 +183,18 @@ def test_a_postscript_upload_and_a_damaged_index_read_as_words(browser, photo_fo
         server.should_exit = True
 
 
+def requested(driver) -> list[str]:
+    """The addresses the pages loaded so far fetched (Chromium's performance log, read once); a
+    request the page's Content-Security-Policy blocked never left, and is not counted."""
+    import json
+
+    events = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+    blocked = {e["params"]["requestId"] for e in events
+               if e["method"] == "Network.loadingFailed" and e["params"].get("blockedReason") == "csp"}
+    return [e["params"]["request"]["url"] for e in events
+            if e["method"] == "Network.requestWillBeSent" and e["params"]["requestId"] not in blocked]
+
+
 def test_the_api_documentation_renders_offline_with_every_operation(browser, photo_folder, tmp_path):
     """/docs (Swagger UI) and /redoc (ReDoc) drawn by Chromium from the service's own files: the
     operations are listed, no "Unable to render this definition"."""
@@ -203,6 +216,13 @@ def test_the_api_documentation_renders_offline_with_every_operation(browser, pho
         wait.until(lambda d: "Products most similar to an uploaded photo" in d.find_element(By.TAG_NAME, "body").text)
         text = browser.find_element(By.TAG_NAME, "body").text
         assert "Add a product" in text and "Remove a product" in text
+        assert "fashion-search API (" in text and "fashion-search (1)" not in text
+        browser.find_element(By.XPATH, "//*[contains(text(), 'Products most similar to an uploaded photo')]").click()
+        wait.until(lambda d: "the garments found in the photo" in d.find_element(By.TAG_NAME, "body").text)
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert '"garments"' in text and '"searched"' in text and '"results"' in text  # the answer's schema
         browser.save_screenshot(str(SCREENSHOT.with_name("api-redoc.png")))
+        elsewhere = [u for u in requested(browser) if not u.startswith((url, "data:", "blob:"))]
+        assert elsewhere == [], elsewhere  # ReDoc's footer logo from a CDN included
     finally:
         server.should_exit = True

@@ -38,9 +38,11 @@ from fashion_search.colour import ColourError
 from fashion_search.search.embedding.garments import GarmentError, parse_box
 from fashion_search.search.engine import DEFAULT_COLOUR_WEIGHT, MAX_MATCH_COLOUR, SearchEngine, colour_weight_for
 from fashion_search.search.index.filters import FilterError, filter_options, no_match_hints
-from fashion_search.search.serving.offline_docs import add_offline_docs
+from fashion_search.search.serving.offline_docs import add_offline_docs, package_version
 from fashion_search.search.index.generations import IndexBusyError, is_disk_error
 from fashion_search.search.serving.request_limits import RequestLimits
+from fashion_search.search.serving.schemas import (Answer, Changed, FilterOption, Health, PhotoAnswer, Product, Stats,
+                                                   documented)
 from fashion_search.search.serving.service import Service
 from fashion_search.search.index.index_folder import save_upload
 from fashion_search.search.index.store import DamagedIndexError, ProductIndexError
@@ -129,7 +131,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         yield
         service.batcher.close()
 
-    app = FastAPI(title="fashion-search", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
+    app = FastAPI(title="fashion-search API", version=package_version(), docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Search a fashion catalogue by photo, product or filters; keep it up to date.")
     add_offline_docs(app)
     app.state.service = service
@@ -176,11 +178,13 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
     def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text())
 
-    @app.get("/health", summary="Liveness, and how many products are searchable")
+    @app.get("/health", summary="Liveness, and how many products are searchable", response_model=None,
+             responses=documented(Health, "the service answers"))
     def health() -> dict:
         return {"status": "ok", "products": int(service.engine.index.live.sum())}
 
-    @app.get("/stats", summary="The index (kind, model, counts) and the requests served")
+    @app.get("/stats", summary="The index (kind, model, counts) and the requests served", response_model=None,
+             responses=documented(Stats, "the index and the requests served"))
     def stats() -> dict:
         engine = service.current()
         info = engine.index.info()
@@ -191,7 +195,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
                 "model_runtime": service.runtime,
                 "uptime_s": round(time.time() - service.started, 1)}
 
-    @app.post("/search", summary="Products most similar to an uploaded photo")
+    @app.post("/search", summary="Products most similar to an uploaded photo", response_model=None,
+              responses=documented(PhotoAnswer, "the results, and the garments found in the photo"))
     def search(request: Request, photo: UploadFile = File(..., description="the query photo (JPEG, PNG, WebP...)"),
                k: int = Form(10), filter: list[str] = Form(default=[], description="key=value, e.g. category=shoes"),
                colour: str | None = Form(default=None, description="a colour name or #rrggbb to prefer"),
@@ -229,18 +234,21 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         return {**_answer(results, engine, filter), "photo": {"width": width, "height": height},
                 "garments": [g.describe() for g in found], "garment": number, "searched": chosen.describe()}
 
-    @app.get("/filters", summary="The filter keys of this index, with their common values or number ranges")
+    @app.get("/filters", summary="The filter keys of this index, with their common values or number ranges",
+             response_model=None, responses=documented(dict[str, FilterOption], "per filter key, what it may say"))
     def filters() -> dict:
         engine = service.current()
         return filter_options(engine.index.products, engine.index.live)
 
-    @app.get("/items/{item_id}", summary="A product's metadata")
+    @app.get("/items/{item_id}", summary="A product's metadata", response_model=None,
+             responses=documented(Product, "the product"))
     def item(item_id: str) -> dict:
         engine = service.current()
         row = service.row_of(engine, item_id)
         return _records(engine.index.products.iloc[[row]].drop(columns=["deleted"]))[0]
 
-    @app.get("/items/{item_id}/similar", summary="More like this product (the product itself excluded)")
+    @app.get("/items/{item_id}/similar", summary="More like this product (the product itself excluded)",
+             response_model=None, responses=documented(Answer, "the results"))
     def similar(item_id: str, k: int = 10, filter: list[str] = Query(default=[]),
                 colour: str | None = Query(default=None, description="a colour name or #rrggbb to prefer"),
                 colour_weight: float | None = Query(default=None, ge=0.0, le=1.0),
@@ -261,7 +269,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             raise HTTPException(404, f"the photo of '{item_id}' is not available")
         return FileResponse(path)
 
-    @app.post("/items", status_code=201, summary="Add a product (or replace one with the same id); needs X-API-Key")
+    @app.post("/items", status_code=201, summary="Add a product (or replace one with the same id); needs X-API-Key",
+              response_model=None, responses={201: {"model": Changed, "description": "added"}})
     def add(id: str = Form(...), photo: UploadFile = File(...),
             metadata: str = Form(default="{}", description="a JSON object of metadata columns")) -> dict:
         if not is_safe_id(id):
@@ -279,7 +288,8 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
             raise HTTPException(415, f"{service.upload_name(photo)} is not a usable photo: {skipped['reason'].iloc[0]}")
         return {"id": id, "products": int(service.engine.index.live.sum())}
 
-    @app.delete("/items/{item_id}", summary="Remove a product; needs X-API-Key")
+    @app.delete("/items/{item_id}", summary="Remove a product; needs X-API-Key", response_model=None,
+                responses=documented(Changed, "removed"))
     def delete(item_id: str) -> dict:
         with service.writing() as engine:
             service.row_of(engine, item_id)
