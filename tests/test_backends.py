@@ -246,7 +246,7 @@ def test_a_milvus_lite_index_open_in_another_process_is_said_in_words(photo_fold
         info = subprocess.run([*cli, "info", "--index", str(folder)], capture_output=True, text=True, timeout=120)
     finally:
         holder.kill()
-    assert info.returncode == 2 and "another process has this Milvus Lite database open" in info.stderr
+    assert info.returncode == 2 and f"another process (pid {holder.pid}) has this Milvus Lite database open" in info.stderr
     assert "Traceback" not in info.stderr and len(info.stderr.strip().splitlines()) == 1
     assert time.time() - started < 60
 

@@ -37,11 +37,17 @@ from fashion_search.search.index.generations import IndexBusyError, ProductIndex
 from fashion_search.search.index.ownership import LITE_DIR as LITE_FILE
 
 INSERT_BATCH = 2_000
+CONNECT_TRIES = 4      # a Lite database this process holds, whose connection failed, is tried this often
+RETRY_PAUSE_S = 1.0    # the pause before the n-th try is n times this
 IDENTITY_PROPERTY = "fashion_search.model"  # the collection property naming the model of its vectors
 # Colour names are kept as a JSON object, {"names": [...]}: Milvus 2.3 servers refuse a bare list in
 # a JSON field. Collections written before kept the bare list in "colour_names"; they are read as they are.
 COLOURS_FIELD = "colours"
 _BARE_LIST_FIELD = "colour_names"
+
+
+class MilvusUnavailableError(IndexBusyError):
+    """Milvus failed a request (down, or overloaded): try again later (HTTP 503)."""
 
 
 def default_uri(folder: Path) -> str:
@@ -74,36 +80,64 @@ def collection_name(folder: Path, generation: int) -> str:
 
 def connect(uri: str, wait_s: float = 0.0):
     """A pymilvus client for ``uri``, a clear error when Milvus cannot be reached or opened; a Lite
-    database another process has open is waited for up to ``wait_s`` s (two writers take turns)."""
+    database another process has open is waited for up to ``wait_s`` s (two writers take turns).
+    A Lite database this process holds open, whose connection failed (a busy machine: gRPC's
+    "Too many pings", "Connection recovery failed"), is tried again :data:`CONNECT_TRIES` times."""
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own log lines (keepalive chatter); errors reach us
     from pymilvus import MilvusClient
 
     if not is_server(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
         # Milvus Lite logs tracebacks of its own (AllocTimestamp, a held folder); the error reaches us
-        for name in ("grpc._server", "milvus_lite"):
+        for name in ("grpc._server", "milvus_lite", "pymilvus"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     deadline = time.monotonic() + wait_s
+    tries = 0
     while True:
         try:
             return MilvusClient(uri)
         except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
-            if not is_server(uri) and _locked_elsewhere(Path(uri)):
+            said = getattr(err, "message", None) or str(err)
+            holders = set() if is_server(uri) else lock_holders(Path(uri))
+            if holders - {os.getpid()}:
                 if time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
-                raise IndexBusyError(f"cannot open Milvus at {uri}: another process has this Milvus Lite database "
-                                     "open (Milvus Lite serves one process at a time): try again when it has "
-                                     "finished, stop it (e.g. 'fashion-search serve'), or use a Milvus server "
+                raise IndexBusyError(f"cannot open Milvus at {uri}: another process (pid "
+                                     f"{', '.join(map(str, sorted(holders - {os.getpid()})))}) has this Milvus Lite "
+                                     "database open (Milvus Lite serves one process at a time): try again when it "
+                                     "has finished, stop it (e.g. 'fashion-search serve'), or use a Milvus server "
                                      "(index.uri: http://host:19530)") from None
-            raise ProductIndexError(f"cannot open Milvus at {uri}: {getattr(err, 'message', None) or err}") from None
+            tries += 1
+            if os.getpid() in holders and tries < CONNECT_TRIES:
+                time.sleep(RETRY_PAUSE_S * tries)  # our own Lite database: its connection failed, not its lock
+                continue
+            if os.getpid() in holders:
+                raise MilvusUnavailableError(f"Milvus Lite, running in this process for {uri}, stopped answering "
+                                             f"({said.splitlines()[0][:200]}; tried {tries} times): the machine may "
+                                             "be too busy; finished work is kept, so the same command again "
+                                             "resumes") from None
+            raise ProductIndexError(f"cannot open Milvus at {uri}: {said}") from None
 
 
-def _locked_elsewhere(folder: Path) -> bool:
-    """Whether another process holds Milvus Lite's lock on ``folder`` (ask after failing to open it)."""
+def lock_holders(folder: Path) -> set[int]:
+    """The processes holding Milvus Lite's lock on ``folder`` (Linux's /proc/locks; elsewhere, or
+    when it cannot be read, an flock test that cannot tell this process from another)."""
     lock = folder / "LOCK"
     if not lock.is_file():
-        return False
+        return set()
+    try:
+        held = os.stat(lock)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return {-1} if _flocked(lock) else set()
+    device = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
+    return {int(fields[4]) for fields in (line.split() for line in table.splitlines())
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device}
+
+
+def _flocked(lock: Path) -> bool:
+    """Whether an exclusive flock on ``lock`` is refused now."""
     with open(lock, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -115,10 +149,6 @@ def _locked_elsewhere(folder: Path) -> bool:
 
 def _metric(metric: str) -> str:
     return "L2" if metric == "l2" else "IP"
-
-
-class MilvusUnavailableError(IndexBusyError):
-    """Milvus failed a request (down, or overloaded): try again later (HTTP 503)."""
 
 
 @contextmanager
@@ -153,8 +183,9 @@ class MilvusVectors:
         from pymilvus import DataType
 
         client = connect(uri, settings.lock_wait_s)
-        if client.has_collection(name):
-            client.drop_collection(name)
+        with _answered("making the collection"):
+            if client.has_collection(name):
+                client.drop_collection(name)
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("row", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
@@ -164,9 +195,10 @@ class MilvusVectors:
         params = {"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction} if kind == "hnsw" else {}
         index.add_index(field_name="vector", index_type="HNSW" if kind == "hnsw" else "FLAT",
                         metric_type=_metric(metric), params=params)
-        client.create_collection(name, schema=schema, index_params=index)
-        client.alter_collection_properties(name, properties={
-            IDENTITY_PROPERTY: json.dumps({k: identity.get(k) for k in IDENTITY_KEYS})})
+        with _answered("making the collection"):
+            client.create_collection(name, schema=schema, index_params=index)
+            client.alter_collection_properties(name, properties={
+                IDENTITY_PROPERTY: json.dumps({k: identity.get(k) for k in IDENTITY_KEYS})})
         store = cls(client, name, vectors, metric, settings)
         store.write(0, vectors, products)
         return store
@@ -247,7 +279,15 @@ def create_collection(folder: Path, generation: int, identity: dict, vectors: np
     uri = resolved_uri(folder, uri) if uri else settings.uri or default_uri(folder)
     name = collection_name(folder, generation)
     kind = milvus_kind(kind)
-    MilvusVectors.create(uri, name, identity, vectors, products, metric, kind, settings)
+    for tries in range(1, CONNECT_TRIES + 1):
+        try:
+            MilvusVectors.create(uri, name, identity, vectors, products, metric, kind, settings)
+            break
+        except MilvusUnavailableError as err:  # a busy machine: write it again, into a collection made anew
+            if tries == CONNECT_TRIES:
+                raise MilvusUnavailableError(f"{err} (written {tries} times; finished work is kept, so the same "
+                                             "command again resumes)") from None
+            time.sleep(RETRY_PAUSE_S * tries)
     factory = f"HNSW (M {settings.hnsw_m})" if kind == "hnsw" else "FLAT"
     return {"backend": "milvus", "kind": "milvus", "factory": f"Milvus {factory}",
             "milvus": {"uri": recorded_uri(folder, uri), "collection": name}}

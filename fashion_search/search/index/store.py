@@ -69,7 +69,7 @@ def check_can_create(folder: Path, settings: IndexParams, replacing: bool = Fals
         if not settings.uri:
             with locked(folder, settings.lock_wait_s):
                 claim(folder, [LITE_FILE])
-        connect(settings.uri or default_uri(folder), settings.lock_wait_s)
+        connect(settings.uri or default_uri(folder), settings.lock_wait_s).close()  # no idle channel while embedding
 
 
 def _with_colour_names(items: pd.DataFrame, colours: np.ndarray) -> pd.DataFrame:
