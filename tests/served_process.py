@@ -19,6 +19,19 @@ from typing import Iterator
 import httpx
 
 
+def _wait_until_served(url: str, child: subprocess.Popen, timeout: float) -> None:
+    """Until ``url`` answers /health; a child that ended, or ``timeout`` s, is an error with its stderr."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start: {child.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+
+
 @contextmanager
 def served_process(index: Path, **settings: float) -> Iterator[str]:
     """Serve ``index`` in a child process with ``settings`` (``server_config``'s keywords); yield
@@ -30,15 +43,7 @@ def served_process(index: Path, **settings: float) -> Iterator[str]:
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start: {child.stderr.read()[-2000:]}")
-                time.sleep(0.1)
+        _wait_until_served(url, child, 60)
         yield url
     finally:
         child.terminate()
@@ -60,15 +65,7 @@ def cli_served(index: str | Path, timeout: float = 180) -> Iterator[str]:
                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.3)
+        _wait_until_served(url, server, timeout)
         yield url
     finally:
         server.terminate()

@@ -21,8 +21,7 @@ import socket
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +32,7 @@ from fashion_search.io import chunk_bounds, chunk_path, load_chunks, save_chunk
 from fashion_search.params import IndexParams
 from fashion_search.params_index import ray_host_port
 from fashion_search.progress import progress_bar
+from fashion_search.quiet_tensorflow import native_stderr_silenced
 from fashion_search.colour import DESCRIPTOR_DIM
 from fashion_search.search.embedding.embedder import (REMEMBERED_KEYS, Embedded, Embedder, chunk_arrays, frame_photos, joined,
                                             load_embedder, onnx_embedder)
@@ -89,7 +89,7 @@ def connect(address: str | None) -> tuple[ModuleType, Callable[[], None] | None]
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     reaper = start_reaper() if address is None else None
     try:
-        with terminal_kept_clear():  # Ray's C++ start-up lines
+        with native_stderr_silenced():  # Ray's C++ start-up lines
             # "local": a Ray of its own, never one found running here (that is "auto")
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)
@@ -100,21 +100,6 @@ def connect(address: str | None) -> tuple[ModuleType, Callable[[], None] | None]
         raise RayUnavailableError(f"cannot start or reach a Ray cluster {where} ({str(err).splitlines()[0]})") from None
     print(cluster_phrase(ray, address), file=sys.stderr, flush=True)
     return ray, partial(ended, ray, reaper)
-
-
-@contextmanager
-def terminal_kept_clear() -> Iterator[None]:
-    """Whatever Ray's C++ core writes to this process's stderr meanwhile goes nowhere (Python's own
-    errors still raise)."""
-    sys.stderr.flush()
-    kept = os.dup(2)
-    try:
-        with open(os.devnull, "w") as nowhere:
-            os.dup2(nowhere.fileno(), 2)
-        yield
-    finally:
-        os.dup2(kept, 2)
-        os.close(kept)
 
 
 def cluster_phrase(ray: ModuleType, address: str | None) -> str:
