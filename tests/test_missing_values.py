@@ -135,3 +135,10 @@ def test_the_panel_searches_and_hints_over_columns_with_gaps(index_with_gaps):
     assert done.returncode == 0, done.stderr[-2000:]
     hint, figure = done.stdout.strip().splitlines()[-2:]
     assert "gender values, closest first: Men, Women, unknown" in hint and figure == "Figure"
+
+
+def test_a_range_no_product_falls_in_says_where_the_numbers_lie(index_with_gaps):
+    done = cli("query", "--like", "N101", "--index", str(index_with_gaps), "--filter", "price=100..")
+    assert done.returncode == 0 and "no product matches" in done.stdout, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"no product has price=100..; price values lie between 12 and 30.5 ({len(OLD) + 1} products have none)")

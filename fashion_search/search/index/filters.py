@@ -203,16 +203,33 @@ def closest_colours(expressions: list[str], products: pd.DataFrame, live: np.nda
            f"closest first: {shown}"
 
 
+def range_span(expression: str, products: pd.DataFrame, live: np.ndarray) -> str | None:
+    """For a number range no live product falls in: where the key's numbers do lie, and how many
+    products have none (None when the filter matches, or is not a range)."""
+    parsed = parse_filter(expression, products)
+    if parsed.values or parsed.key == COLOUR_KEY or filter_mask(products[live], [parsed]).any():
+        return None
+    numbers = range_numbers(products.loc[live, parsed.key]).dropna()
+    if not len(numbers):
+        return f"no product has a number for {parsed.key}"
+    lacking = int(live.sum()) - len(numbers)
+    return (f"{parsed.key} values lie between {_number_text(numbers.min())} and {_number_text(numbers.max())}"
+            + (f" ({lacking:,} products have none)" if lacking else ""))
+
+
 def no_match_hints(expressions: list[str], products: pd.DataFrame, live: np.ndarray) -> list[str]:
     """For each ``key=value`` filter that no live product matches, a sentence naming the values
-    its key does hold, closest first; for a colour, the colours the products the other filters
-    leave are read as: what the CLI, the API and the panel say of an empty search."""
+    its key does hold, closest first (for a range, where its numbers lie); for a colour, the
+    colours the products the other filters leave are read as: what the CLI, the API and the panel
+    say of an empty search."""
     hints = []
     for expression in expressions:
         values = closest_values(expression, products, live)
         if values:
             hints.append(f"no product has {expression.strip()}; {expression.partition('=')[0].strip()} values, "
                          f"closest first: {', '.join(values)}")
+        elif (span := range_span(expression, products, live)) is not None:
+            hints.append(f"no product has {expression.strip()}; {span}")
     colours = closest_colours(expressions, products, live) if not hints else None
     return hints + ([colours] if colours else [])
 
