@@ -90,3 +90,16 @@ def test_an_add_of_only_unreadable_photos_fails_and_says_where_the_reasons_are(i
     assert "added 0 photos" in done.stdout and "skipped 2 photos" in done.stdout
     assert f"none of the 2 photos could be added; the reasons are in {index_dir / 'skipped.csv'}" in done.stderr
     assert cli("query", "--like", "100", "--index", str(index_dir)).returncode == 0  # the index still answers
+
+
+@pytest.mark.parametrize(("paths", "names", "folder"), [
+    (["/shop/photos/a.jpg", "/shop/photos/sub/b.jpg"], ["a.jpg", "sub/b.jpg"], "/shop/photos"),
+    (["/shop/photos/a.jpg"], ["a.jpg"], "/shop/photos"),
+    (["/tmp/new/a.jpg", "/work/photos/b.jpg"], ["/tmp/new/a.jpg", "/work/photos/b.jpg"], None),  # only / in common
+    (["rel/a.jpg", "/abs/b.jpg"], ["rel/a.jpg", "/abs/b.jpg"], None),
+])
+def test_result_photos_are_named_below_the_folder_they_share(paths, names, folder):
+    from fashion_search.search.commands import photo_names
+
+    shown, shared = photo_names(paths)
+    assert shown == names and (str(shared) if shared else None) == folder

@@ -81,6 +81,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def photo_names(paths: list[str]) -> tuple[list[str], Path | None]:
+    """The result table's photo column: each path below the folder the photos share (named once
+    under the table), or in full when they share none but the root."""
+    given = [Path(p) for p in paths]
+    folder = Path(os.path.commonpath(given)) if given and all(p.is_absolute() for p in given) else None
+    if folder is not None and folder in given:  # one result: its folder, not itself
+        folder = folder.parent
+    if folder is not None and len(folder.parts) < 3:  # /tmp/a and /work/b: nothing worth naming in common
+        folder = None
+    return [str(p.relative_to(folder)) if folder else str(p) for p in given], folder
+
+
 def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
     print(f"{label} — {index_info['products']:,} products, {index_info['kind']} index")
     if results.empty:
@@ -91,11 +103,7 @@ def _print_results(results: pd.DataFrame, label: str, index_info: dict) -> None:
                      "colours"]].copy()
     for column in metadata:
         table[column] = shown_values(table[column])  # as a filter names them: 12 not 12.0, "unknown" if missing
-    paths = [Path(str(p)) for p in results["path"]]
-    folder = Path(os.path.commonpath(paths)) if all(p.is_absolute() for p in paths) else None
-    if folder is not None and folder in paths:  # one result: its folder, not itself
-        folder = folder.parent
-    table["photo"] = [str(p.relative_to(folder)) if folder else str(p) for p in paths]
+    table["photo"], folder = photo_names([str(p) for p in results["path"]])
     print(table.to_string(index=False))
     if folder is not None:
         print(f"photos in {folder}")
