@@ -175,11 +175,12 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
     model = widgets.Dropdown(options=list(engines), description="model")
     k = widgets.IntSlider(value=10, min=1, max=50, description="k")
     filters = widgets.Text(placeholder=f"{catalog.label_column}=..., comma-separated", description="filters")
-    colour = widgets.Text(placeholder="red, navy or #1f3a93 (optional)", description="prefer colour")
+    wide = {"description_width": "initial"}  # labels in full, not cut to the default width
+    colour = widgets.Text(placeholder="red, navy or #1f3a93 (optional)", description="prefer colour", style=wide)
     garment = widgets.BoundedIntText(value=0, min=0, max=50, description="garment",
                                      tooltip="which garment found in the photo: 0 or 1 is the main one")
     box = widgets.Text(placeholder="x0,y0,x1,y1 (pixels; optional)", description="or box")
-    localise = widgets.Checkbox(value=True, description="find the garment in the photo")
+    localise = widgets.Checkbox(value=True, description="find the garment in the photo", style=wide)
     button = widgets.Button(description="Search", button_style="primary")
     output = widgets.Output()
     source = {"upload": False}  # the last thing chosen: an uploaded photo, or an item
