@@ -142,3 +142,29 @@ def test_a_range_no_product_falls_in_says_where_the_numbers_lie(index_with_gaps)
     assert done.returncode == 0 and "no product matches" in done.stdout, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == (
         f"no product has price=100..; price values lie between 12 and 30.5 ({len(OLD) + 1} products have none)")
+
+
+def test_the_page_names_a_product_without_a_name_by_what_it_has(index_with_gaps, photo_folder):
+    """Chromium on ``fashion-search serve``: a product whose name and type are unknown is titled by
+    its brand (or id), never "unknown"; a range no product falls in says where the numbers lie."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from test_web_page import cards, make_browser
+
+    browser = make_browser()
+    try:
+        with cli_served(index_with_gaps) as url:
+            browser.get(url + "/")
+            browser.find_element(By.ID, "filter").send_keys("brand=acme")
+            browser.find_element(By.ID, "file").send_keys(str(photo_folder / "images" / "101.jpg"))
+            WebDriverWait(browser, 60).until(lambda d: len(cards(d)) == 2)
+            titles = [text.splitlines()[0] for _, text in cards(browser)]
+            assert titles == ["Acme", "Acme"]
+            browser.find_element(By.ID, "filter").clear()
+            browser.find_element(By.ID, "filter").send_keys("price=100..")
+            browser.find_element(By.ID, "refine").click()
+            WebDriverWait(browser, 60).until(lambda d: "price values lie between 12 and 30.5"
+                                             in d.find_element(By.ID, "status").text)
+    finally:
+        browser.quit()

@@ -21,14 +21,19 @@ from test_server import SETTINGS, serve  # noqa: E402
 SCREENSHOT = Path(__file__).resolve().parents[1] / "outputs" / "web-page-e2e.png"
 
 
-@pytest.fixture
-def browser():
+def make_browser() -> webdriver.Chrome:
+    """Headless Chromium, its network requests logged."""
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # the requests a page makes
-    driver = webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
+    return webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
+
+
+@pytest.fixture
+def browser():
+    driver = make_browser()
     yield driver
     driver.quit()
 
