@@ -36,12 +36,16 @@ LOCAL = IndexParams(model="efficientnet_lite0", weights="none", image_size=32, c
 ON_RAY = dataclasses.replace(LOCAL, executor="ray", ray_min_photos=0)
 
 
+# how this module's fixture starts its Ray; also run alone beside a running cluster (below)
+OWN_RAY = dict(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A Ray of this module's own, with two workers, for its in-process tests: never one found
     running on the machine ("local", not "auto")."""
     ray = pytest.importorskip("ray")  # pinned in requirements.txt: present wherever make test runs
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(**OWN_RAY)
     yield ray
     ray.shutdown()
 
@@ -146,6 +150,16 @@ def test_a_small_job_runs_in_this_process_and_says_so(photo_folder, tmp_path):
             "index.ray_min_photos = 2,000 photos)") in done.stderr
 
 
+OWN_RAY_ALONE = """import ast, json, sys
+import ray
+ray.init(**ast.literal_eval(sys.argv[1]))
+own = {"cpus": ray.cluster_resources().get("CPU"), "gcs": ray.get_runtime_context().gcs_address}
+assert ray.get(ray.remote(lambda: 1).remote()) == 1   # its workers answer
+ray.shutdown()
+print(json.dumps(own))
+"""
+
+
 def test_a_ray_cluster_running_on_the_machine_is_never_joined_unasked(photo_folder, tmp_path):
     """``ray start --head`` on the machine (a cluster of one CPU, in a temp folder of its own):
     ``--ray`` without an address still starts a Ray of its own and says so; this module's fixture
@@ -170,13 +184,28 @@ def test_a_ray_cluster_running_on_the_machine_is_never_joined_unasked(photo_fold
         done = index_in_own_process(photo_folder, tmp_path / "index", "--ray", *ray_params(tmp_path))
         assert done.returncode == 0, done.stderr[-2000:]
         assert "embedding on a Ray started on this machine for this job (2 CPUs)" in done.stderr
-        fixture = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
-                                  "one_process_vectors"], capture_output=True, text=True, timeout=300,
-                                 cwd=Path(__file__).parent)
-        assert fixture.returncode == 0, fixture.stdout[-2000:]
+        # the fixture's start, alone in a process of its own (a nested pytest cost half a minute):
+        # a Ray of its own with its two CPUs, not the head's one, at another address than the head's
+        fixture = subprocess.run([sys.executable, "-c", OWN_RAY_ALONE, repr(OWN_RAY)], capture_output=True, text=True,
+                                 timeout=300, cwd=Path(__file__).parent)
+        assert fixture.returncode == 0, fixture.stderr[-2000:]
+        own = json.loads(fixture.stdout.strip().splitlines()[-1])
+        assert own["cpus"] == 2 and not own["gcs"].endswith(f":{port}"), (own, port)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
+        # SIGKILL, not SIGTERM: the head's graceful stop took half a minute; every process it
+        # started is in its session and goes with it (any left is killed by pid)
+        import psutil
+
+        started = {p.pid: p.create_time() for p in psutil.Process(head.pid).children(recursive=True)
+                   if p.is_running()} if head.poll() is None else {}
+        os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=60)
+        for pid, created in started.items():
+            try:
+                if psutil.Process(pid).create_time() == created:
+                    psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
         shutil.rmtree(temp, ignore_errors=True)
 
 
