@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +149,38 @@ def farfetch_folder(tmp_path_factory) -> Path:
         lines.append(f"{pid},{brand},{gender},{description},{price},{cut},{mod}")
     (folder / "current_farfetch_listings.csv").write_text("\n".join(lines) + "\n")
     return folder
+
+
+TINY_MODEL = ["--model", "efficientnet_lite0", "--weights", "none", "--image-size", "32"]
+
+
+@pytest.fixture(scope="session")
+def cli_built(photo_folder, tmp_path_factory):
+    """``cli_built(backend)``: the photo folder indexed by ``fashion-search index … --backend
+    <backend>`` with the tiny model, in a process of its own, once a session per backend.
+    Never used in place: tests take a copy (:func:`cli_index`), which costs far less than embedding."""
+    built: dict[str, Path] = {}
+
+    def build(backend: str = "faiss") -> Path:
+        if backend not in built:
+            folder = tmp_path_factory.mktemp(f"cli-built-{backend}") / "index"
+            done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
+                                   str(folder), *TINY_MODEL, "--backend", backend], capture_output=True, text=True,
+                                  timeout=300)
+            assert done.returncode == 0, done.stderr[-2000:]
+            built[backend] = folder
+        return built[backend]
+
+    return build
+
+
+def copy_index(original: Path, target: Path) -> Path:
+    """A copy of an index folder (its own Milvus Lite database too, if it has one)."""
+    shutil.copytree(original, target, symlinks=True)
+    return target
+
+
+@pytest.fixture
+def cli_index(cli_built, tmp_path):
+    """``cli_index(backend, name)``: a copy of :func:`cli_built`'s index in this test's tmp_path."""
+    return lambda backend="faiss", name="index": copy_index(cli_built(backend), tmp_path / name)

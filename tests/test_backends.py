@@ -115,22 +115,21 @@ def test_number_ranges_and_products_with_several_photos_on_each_backend(backend_
         assert code == 2 and "is not a finite number" in err and "Milvus" not in err
 
 
-def test_a_model_mismatch_is_refused_by_the_milvus_backend_too(photo_folder, capsys, tmp_path):
-    folder = str(tmp_path / "index")
-    assert run(capsys, "index", str(photo_folder), "--index", folder, *TINY, "--backend", "milvus")[0] == 0
+def test_a_model_mismatch_is_refused_by_the_milvus_backend_too(photo_folder, capsys, cli_index):
+    folder = str(cli_index("milvus"))   # built by the CLI with the tiny model
     code, _, err = run(capsys, "query", str(photo_folder / "images" / "100.jpg"), "--index", folder,
                        "--model", "efficientnet_lite0")
     assert code == 2 and "was built with efficientnet_lite0" in err
 
 
-def test_a_collection_keeping_colour_names_as_a_bare_list_is_still_filtered_by_colour(photo_folder, capsys, tmp_path):
+def test_a_collection_keeping_colour_names_as_a_bare_list_is_still_filtered_by_colour(photo_folder, capsys, tmp_path,
+                                                                                      cli_index):
     """Collections written before colour names moved into a JSON object (Milvus 2.3 refuses a bare list)."""
     from pymilvus import DataType
 
     from fashion_search.search.index.milvus_index import IDENTITY_PROPERTY, connect
 
-    folder = tmp_path / "index"
-    assert run(capsys, "index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus")[0] == 0
+    folder = cli_index("milvus")   # built by the CLI with the tiny model
     blue = {r["id"] for r in results(capsys, "query", "--like", "100", "--index", str(folder), "--filter",
                                      "colour=blue", "--top-k", "30")}
     where = json.loads((folder / "manifest.json").read_text())["milvus"]
@@ -227,16 +226,13 @@ def test_milvus_failing_a_search_is_a_retryable_error(milvus_engine):
         milvus_engine.search(milvus_engine.product_query("110"), 3)
 
 
-def test_a_milvus_lite_index_open_in_another_process_is_said_in_words(photo_folder, tmp_path):
+def test_a_milvus_lite_index_open_in_another_process_is_said_in_words(cli_index):
     import subprocess
     import sys
     import time
 
-    folder = tmp_path / "index"
+    folder = cli_index("milvus")   # built by the CLI in a process of its own
     cli = [sys.executable, "-m", "fashion_search.cli"]
-    built = subprocess.run([*cli, "index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus"],
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr[-2000:]
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fashion_search.search.index.milvus_index "
                                f"import connect\nconnect({str(folder / 'milvus.db')!r})\nprint('open', flush=True)\n"
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
@@ -278,10 +274,14 @@ def serve_in_own_process(folder: str, photo: bytes) -> tuple[list[str], list[str
 
 @pytest.mark.parametrize("backend_options", MILVUS_BACKENDS, indirect=True)
 def test_a_milvus_index_is_searched_added_to_compacted_and_served_by_other_processes(backend_options, photo_folder,
-                                                                                      tmp_path):
-    """Built in one process; each later step in a process of its own, the server restarted."""
+                                                                                      tmp_path, cli_index):
+    """Built in one process (Milvus Lite: the session's, copied); each later step in a process of
+    its own, the server restarted."""
     folder = str(tmp_path / "index")
-    own_process("index", str(photo_folder), "--index", folder, *TINY, *backend_options)
+    if backend_options == ["--backend", "milvus"]:
+        cli_index("milvus")   # built by the CLI in a process of its own
+    else:
+        own_process("index", str(photo_folder), "--index", folder, *TINY, *backend_options)
     photo = photo_folder / "images" / "110.jpg"
     assert json.loads(own_process("query", str(photo), "--index", folder, "--json"))["results"][0]["id"] == "110"
     like = json.loads(own_process("query", "--like", "110", "--index", folder, "--json"))["results"]

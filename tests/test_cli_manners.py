@@ -10,6 +10,7 @@ import pytest
 from PIL import ImageFont
 
 from fashion_search.search.contact_sheet import fitted
+from conftest import copy_index
 from test_search_commands import TINY
 
 
@@ -19,10 +20,8 @@ def cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def index_dir(photo_folder, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("manners") / "index"
-    assert cli("index", str(photo_folder), "--index", str(folder), *TINY).returncode == 0
-    return folder
+def index_dir(cli_built, tmp_path_factory):
+    return copy_index(cli_built("faiss"), tmp_path_factory.mktemp("manners") / "index")   # built by the CLI
 
 
 def test_serve_on_a_port_in_use_says_so_in_one_line_before_serving(index_dir):

@@ -18,6 +18,7 @@ from fashion_search.search.engine import SearchEngine, build_index
 from fashion_search.search.index.store import open_index
 from fashion_search.search.serving.server import create_app
 from fashion_search.search.widget import panel_search
+from conftest import copy_index
 from test_search_engine import pixel_embedder  # noqa: E402
 from test_server import SETTINGS, serve  # noqa: E402
 
@@ -58,10 +59,8 @@ def cli(*argv: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def cli_index(photo_folder, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("garments") / "index"
-    assert cli("index", str(photo_folder), "--index", str(folder), *TINY).returncode == 0
-    return folder
+def cli_index(cli_built, tmp_path_factory) -> Path:
+    return copy_index(cli_built("faiss"), tmp_path_factory.mktemp("garments") / "index")   # built by the CLI
 
 
 def test_the_cli_lists_the_garments_and_searches_the_one_picked(cli_index, tmp_path):

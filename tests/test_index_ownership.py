@@ -45,12 +45,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def built(photo_folder, tmp_path_factory) -> Path:
-    """A faiss index of the photo folder, built by the CLI."""
-    folder = tmp_path_factory.mktemp("owned") / "index"
-    done = cli("index", str(photo_folder), "--index", str(folder), *TINY)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return folder
+def built(cli_built) -> Path:
+    """A faiss index of the photo folder, built by the CLI (once a session; each test copies it)."""
+    return cli_built("faiss")
 
 
 @pytest.fixture
@@ -134,10 +131,8 @@ def test_a_linked_index_file_is_refused_not_written_through(index, tmp_path, pho
     assert (other / "vectors.f32").read_bytes() == before
 
 
-def test_a_copied_milvus_lite_index_changes_only_itself(photo_folder, tmp_path):
-    original, copy = tmp_path / "idxm", tmp_path / "idxmcopy"
-    done = cli("index", str(photo_folder), "--index", str(original), *TINY, "--backend", "milvus")
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_a_copied_milvus_lite_index_changes_only_itself(cli_index, tmp_path):
+    original, copy = cli_index("milvus", "idxm"), tmp_path / "idxmcopy"   # built by the CLI
     assert json.loads((original / "manifest.json").read_text())["milvus"]["uri"] == "milvus.db"
     subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
     for argv in (("remove", "100"), ("compact",)):
@@ -151,11 +146,10 @@ def test_a_copied_milvus_lite_index_changes_only_itself(photo_folder, tmp_path):
     assert copied.returncode == 0 and "100" not in {r["id"] for r in json.loads(copied.stdout)["results"]}
 
 
-def test_two_milvus_lite_writers_take_turns(photo_folder, tmp_path):
+def test_two_milvus_lite_writers_take_turns(cli_index):
     """A process holding the Milvus Lite database for 3 s; a removal started meanwhile waits for it
     (index.lock_wait_s, 10 s), then lands."""
-    folder = tmp_path / "index"
-    assert cli("index", str(photo_folder), "--index", str(folder), *TINY, "--backend", "milvus").returncode == 0
+    folder = cli_index("milvus")   # built by the CLI
     holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom fashion_search.search.index.milvus_index "
                                f"import connect\nc = connect({str(folder / 'milvus.db')!r})\nprint('open', flush=True)"
                                "\ntime.sleep(3)\nc.close()"], stdout=subprocess.PIPE, text=True)

@@ -15,6 +15,7 @@ import pytest
 
 from served_process import cli_served
 from test_backends import own_process
+from conftest import copy_index
 from test_search_commands import TINY
 
 BACKENDS = ["faiss", "milvus"]
@@ -27,10 +28,9 @@ def cli(*argv: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def index_with_gaps(request, photo_folder, tmp_path_factory) -> Path:
+def index_with_gaps(request, photo_folder, tmp_path_factory, cli_built) -> Path:
     root = tmp_path_factory.mktemp(f"gaps-{request.param}")
-    folder = root / "index"
-    own_process("index", str(photo_folder), "--index", str(folder), *TINY, "--backend", request.param)
+    folder = copy_index(cli_built(request.param), root / "index")   # built by the CLI in a process of its own
     new = root / "new"
     new.mkdir()
     for number in ("101", "105", "109"):
