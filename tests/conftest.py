@@ -155,10 +155,11 @@ TINY_MODEL = ["--model", "efficientnet_lite0", "--weights", "none", "--image-siz
 
 
 @pytest.fixture(scope="session")
-def cli_built(photo_folder, tmp_path_factory):
+def cli_built(photo_folder, tmp_path_factory, model_cache):
     """``cli_built(backend)``: the photo folder indexed by ``fashion-search index … --backend
     <backend>`` with the tiny model, in a process of its own, once a session per backend.
-    Never used in place: tests take a copy (:func:`cli_index`), which costs far less than embedding."""
+    Never used in place: tests take a copy (:func:`cli_index`), which costs far less than embedding.
+    Its model conversion goes to the session's cache, whichever test (monkeypatching it) asks first."""
     built: dict[str, Path] = {}
 
     def build(backend: str = "faiss") -> Path:
@@ -166,7 +167,7 @@ def cli_built(photo_folder, tmp_path_factory):
             folder = tmp_path_factory.mktemp(f"cli-built-{backend}") / "index"
             done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
                                    str(folder), *TINY_MODEL, "--backend", backend], capture_output=True, text=True,
-                                  timeout=300)
+                                  timeout=300, env={**os.environ, "FASHION_SEARCH_CACHE": str(model_cache)})
             assert done.returncode == 0, done.stderr[-2000:]
             built[backend] = folder
         return built[backend]

@@ -187,17 +187,14 @@ def test_the_service_converts_the_model_at_start_and_says_which_runtime_runs_it(
     assert results[0]["id"] == "p3" and results[0]["distance"] < 1e-4  # indexed on TensorFlow, found on ONNX
 
 
-def test_a_cold_query_finds_the_converted_model_without_tensorflow(photo_folder, tmp_path):
+def test_a_cold_query_finds_the_converted_model_without_tensorflow(photo_folder, cli_index):
     """Indexing converts the model and remembers it under its identity: a query by photo in a new
     process then loads neither TensorFlow nor Keras, and finds what the TensorFlow model finds."""
     import json
     import subprocess
     import sys
 
-    index = tmp_path / "index"
-    cli = [sys.executable, "-m", "fashion_search.cli"]
-    subprocess.run([*cli, "index", str(photo_folder), "--index", str(index), "--model", "efficientnet_lite0",
-                    "--weights", "none", "--image-size", "32"], check=True, capture_output=True, timeout=300)
+    index = cli_index("faiss")   # built by the CLI with efficientnet_lite0, no weights, 32 px
     photo = str(photo_folder / "images" / "110.jpg")
     script = ("import json, sys\nfrom fashion_search.cli import main\nmain(sys.argv[1:])\n"
               "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'})))")

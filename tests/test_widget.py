@@ -109,7 +109,7 @@ print(json.dumps(said))
 """
 
 
-def test_the_panel_opens_any_index_by_its_path_in_its_own_process(photo_folder, tmp_path):
+def test_the_panel_opens_any_index_by_its_path_in_its_own_process(photo_folder, cli_index):
     """An index built by the CLI, opened in the panel by path in a fresh interpreter: every product
     listed, an item's results framed green and red by its label, an upload searched, an item picked
     after an upload searched (not the upload), colour and filter mistakes said in words."""
@@ -117,12 +117,7 @@ def test_the_panel_opens_any_index_by_its_path_in_its_own_process(photo_folder, 
     import subprocess
     import sys
 
-    from test_search_commands import TINY
-
-    index = tmp_path / "index"
-    done = subprocess.run([sys.executable, "-m", "fashion_search.cli", "index", str(photo_folder), "--index",
-                           str(index), *TINY], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    index = cli_index("faiss")   # built by the CLI with the tiny model, in a process of its own
     run = subprocess.run([sys.executable, "-c", PANEL_OVER_AN_INDEX, str(index), str(photo_folder / "images" / "110.jpg")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
