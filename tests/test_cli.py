@@ -50,10 +50,8 @@ def test_help_loads_no_tensorflow(argv):
     assert "fashion_search" in loaded and not loaded & {"tensorflow", "keras"}
 
 
-def test_info_on_an_index_loads_no_tensorflow(tmp_path, photo_folder):
-    index = tmp_path / "index"
-    assert main(["index", str(photo_folder), "--index", str(index), "--model", "efficientnet_lite0",
-                 "--weights", "none", "--image-size", "32"]) == 0
+def test_info_on_an_index_loads_no_tensorflow(cli_index):
+    index = cli_index("faiss")   # built by the CLI with efficientnet_lite0, no weights, 32 px
     loaded = modules_loaded_by(["info", "--index", str(index)])
     assert "faiss" in loaded and not loaded & {"tensorflow", "keras"}
 
