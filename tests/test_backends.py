@@ -226,6 +226,7 @@ def test_milvus_failing_a_search_is_a_retryable_error(milvus_engine):
         milvus_engine.search(milvus_engine.product_query("110"), 3)
 
 
+@pytest.mark.slow
 def test_a_milvus_lite_index_open_in_another_process_is_said_in_words(cli_index):
     import subprocess
     import sys

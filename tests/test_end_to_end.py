@@ -12,6 +12,8 @@ import yaml
 from fashion_search.pipeline.runner import KERNEL_NAME, NOTEBOOKS_DIR, STAGES
 from jupyter_lab import LabServer, run_notebook
 
+pytestmark = pytest.mark.slow   # whole pipeline runs: about two minutes
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, fashion_mnist_dir):

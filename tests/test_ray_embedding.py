@@ -125,6 +125,7 @@ def index_in_own_process(photo_folder: Path, folder: Path, *extra: str) -> subpr
                            str(folder), *TINY, *extra], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_index_with_ray_in_its_own_process_matches_the_local_index(photo_folder, tmp_path, cli_built):
     local = cli_built("faiss")   # the same command without --ray, in a process of its own
     on_ray = index_in_own_process(photo_folder, tmp_path / "ray", "--ray", *ray_params(tmp_path))
@@ -160,6 +161,7 @@ print(json.dumps(own))
 """
 
 
+@pytest.mark.slow
 def test_a_ray_cluster_running_on_the_machine_is_never_joined_unasked(photo_folder, tmp_path):
     """``ray start --head`` on the machine (a cluster of one CPU, in a temp folder of its own):
     ``--ray`` without an address still starts a Ray of its own and says so; this module's fixture
@@ -316,6 +318,7 @@ def _alive(seen: dict) -> list[str]:
     return alive
 
 
+@pytest.mark.slow
 def test_a_killed_index_leaves_no_ray_process_behind(photo_folder, tmp_path):
     """In its own process: SIGKILL `index --ray` once Ray's agents and workers run; every process
     of the Ray it started is gone within seconds (the agents used to live a minute more)."""

@@ -63,6 +63,7 @@ def test_the_provenance_is_the_configs_recipe(record):
     assert record["data"]["evaluation"] == "fashion-products-dev" and record["choices"]["refit_on"] == "train"
 
 
+@pytest.mark.slow
 def test_the_validation_figures_are_reproduced_from_the_shipped_files(record):
     """The recorded validation mAP@10 again, from the package's files, on the dev photos' validation half."""
     if not DEV_PHOTOS.is_dir():
@@ -87,6 +88,7 @@ def test_the_validation_figures_are_reproduced_from_the_shipped_files(record):
         assert standard == pytest.approx(record["validation"][f"{name} min(k,R)"], abs=0.005)
 
 
+@pytest.mark.slow
 def test_index_uses_the_shipped_model_by_default_and_says_so(photo_folder, tmp_path):
     index = tmp_path / "index"
     cli = [sys.executable, "-m", "fashion_search.cli"]
