@@ -24,9 +24,11 @@ localiser: setup backgrounds
 bench-shopper: setup backgrounds
 	$(PY) benchmarks/shopper_photos.py --photos $(PHOTOS)
 
-## test: the test suite (unit tests, one tiny end-to-end papermill run, the web page in headless Chromium)
+## test: the test suite (unit tests, one tiny end-to-end papermill run, the web page in headless Chromium),
+## its files shared out between two processes (TEST_ARGS="-n 0" for one process; TEST_ARGS="-m 'not slow'" for the quick part)
+TEST_ARGS ?=
 test: setup browser
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile $(TEST_ARGS) tests
 
 ## lab: JupyterLab on notebooks/ with the project's kernel, "Python (fashion-search)" (LAB_ARGS="--port 8890" etc.)
 LAB_ARGS ?=
