@@ -168,3 +168,26 @@ def test_the_page_names_a_product_without_a_name_by_what_it_has(index_with_gaps,
                                              in d.find_element(By.ID, "status").text)
     finally:
         browser.quit()
+
+
+def test_a_missing_product_id_links_a_photo_to_no_other(photo_folder, tmp_path):
+    """Photos without a product_id are each their own product ("more like this" of one of them
+    excludes only itself); photos sharing one are one product."""
+    from fashion_search.data.metadata import MISSING_TEXT
+    from fashion_search.data.photo_folder import list_photo_folder
+    from fashion_search.search.engine import SearchEngine, build_index
+    from fashion_search.search.index.store import open_index
+    from test_search_engine import SETTINGS, pixel_embedder
+
+    catalog = list_photo_folder(photo_folder)
+    ids = catalog.items["id"].astype(str)
+    # the others lack one: "unknown", as a blank cell of a metadata CSV reads at index time
+    catalog.items["product_id"] = ids.map({"100": "P1", "101": "P1"}).fillna(MISSING_TEXT)
+    engine = SearchEngine(build_index(catalog, tmp_path / "index", SETTINGS, embedder=pixel_embedder()), SETTINGS,
+                          pixel_embedder())
+    for index in (engine.index, open_index(tmp_path / "index", SETTINGS)):  # as built, and read back
+        held = index.products["id"].astype(str).to_numpy()
+        assert sorted(held[index.rows_of("100")]) == ["100", "101"]
+        assert list(held[index.rows_of("102")]) == ["102"]  # not every photo without a product_id
+    found = set(engine.search(engine.product_query("102"), 30)["id"])
+    assert "102" not in found and {"103", "104"} <= found

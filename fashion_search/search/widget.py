@@ -34,11 +34,13 @@ def item_images(catalog: Catalog, ids: list[str], engine: SearchEngine | None = 
     table (a product added after the catalogue was read), else a grey tile."""
     position = pd.Series(np.arange(len(catalog)), index=catalog.items["id"].astype(str))
     position = position[~position.index.duplicated()]
-    paths = {}
-    if engine is not None and "path" in engine.index.products.columns:
-        live = engine.index.products[engine.index.live]
-        paths = dict(zip(live["id"].astype(str), live["path"].astype(str)))
-    return [catalog.images[position[i]] if i in position.index else paths.get(i) or MISSING_PHOTO for i in ids]
+    return [catalog.images[position[i]] if i in position.index else _indexed_photo(engine, i) for i in ids]
+
+
+def _indexed_photo(engine: SearchEngine | None, item: str) -> str | np.ndarray:
+    """The photo path the index holds for ``item``, or a grey tile."""
+    rows = engine.index.rows_of(item) if engine is not None else []
+    return str(engine.index.products["path"].iloc[rows[0]]) if len(rows) else MISSING_PHOTO
 
 
 def index_catalogue(engine: SearchEngine, label_column: str | None = None) -> Catalog:
@@ -48,8 +50,7 @@ def index_catalogue(engine: SearchEngine, label_column: str | None = None) -> Ca
     label_column = label_column or next((c for c in LABEL_COLUMNS if c in items.columns), "id")
     if label_column not in items.columns:
         raise ValueError(f"the index has no column '{label_column}'; columns: {', '.join(items.columns)}")
-    paths = items["path"].astype(str).to_numpy() if "path" in items.columns else np.full(len(items), "")
-    return Catalog(items, paths, label_column)
+    return Catalog(items, items["path"].astype(str).to_numpy(), label_column)
 
 
 def search_grid(engine: SearchEngine, catalog: Catalog, query: Query, query_image, k: int,

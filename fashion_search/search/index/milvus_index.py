@@ -99,12 +99,13 @@ def connect(uri: str, wait_s: float = 0.0):
         except Exception as err:  # pymilvus raises its own exception types, or OSError from Milvus Lite
             said = getattr(err, "message", None) or str(err)
             holders = set() if is_server(uri) else lock_holders(Path(uri))
-            if holders - {os.getpid()}:
+            others = holders - {os.getpid()}
+            if others:
                 if time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
-                raise IndexBusyError(f"cannot open Milvus at {uri}: another process (pid "
-                                     f"{', '.join(map(str, sorted(holders - {os.getpid()})))}) has this Milvus Lite "
+                who = f" (pid {', '.join(map(str, sorted(others)))})" if min(others) > 0 else ""
+                raise IndexBusyError(f"cannot open Milvus at {uri}: another process{who} has this Milvus Lite "
                                      "database open (Milvus Lite serves one process at a time): try again when it "
                                      "has finished, stop it (e.g. 'fashion-search serve'), or use a Milvus server "
                                      "(index.uri: http://host:19530)") from None
@@ -130,7 +131,7 @@ def lock_holders(folder: Path) -> set[int]:
         held = os.stat(lock)
         table = Path("/proc/locks").read_text()
     except OSError:
-        return {-1} if _flocked(lock) else set()
+        return {-1} if _flocked(lock) else set()  # -1: held, by a process that cannot be named
     device = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
     return {int(fields[4]) for fields in (line.split() for line in table.splitlines())
             if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device}
