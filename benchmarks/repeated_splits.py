@@ -25,7 +25,8 @@ from fashion_search.io import write_results
 from fashion_search.layout import RunLayout, variants
 from fashion_search.models import saved
 from fashion_search.params_file import load_params
-from fashion_search.pipeline.report import GAIN_DEFINITIONS, markdown_table, paired_gains
+from fashion_search.pipeline.report import GAIN_DEFINITIONS, paired_gains
+from fashion_search.pipeline.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parent
 PROTOCOL = "catalogue"

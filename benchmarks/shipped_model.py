@@ -36,7 +36,7 @@ from fashion_search.io import write_results
 from fashion_search.models.callbacks import gallery_ap
 from fashion_search.models.shipped import SHIPPED_NAME
 from fashion_search.params import IndexParams
-from fashion_search.pipeline.report import markdown_table
+from fashion_search.pipeline.tables import markdown_table
 from fashion_search.progress import progress_bar
 from fashion_search.search.embedding.embedder import embed_photos, load_embedder
 
@@ -84,11 +84,10 @@ def compare(scores: dict[str, dict], base: str, queries: np.ndarray, where: str)
             shared = scores[base][key].index.intersection(queries)
             for model, values in scores.items():
                 own = values[key].loc[shared].to_numpy()
-                difference = own - scores[base][key].loc[shared].to_numpy()
-                low, high = metrics.mean_interval(difference)
+                gain, low, high = metrics.paired_difference(own, scores[base][key].loc[shared].to_numpy())
                 rows.append({"queries": where, "relevance": relevance, "definition": label, "model": model,
                              "n": len(shared), f"map@{K}": round(float(own.mean()), 4),
-                             "gain": round(float(difference.mean()), 4), "low": round(low, 4),
+                             "gain": round(gain, 4), "low": round(low, 4),
                              "high": round(high, 4)})
     return rows
 

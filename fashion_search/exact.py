@@ -29,7 +29,7 @@ def jaccard_refusal(vectors: np.ndarray) -> str | None:
         return None
     share = float((vectors < 0).mean())
     return (f"weighted Jaccard needs {JACCARD_NEEDS}, and {share:.0%} of these values are negative (down to "
-            f"{float(vectors.min()):.3g}), as in an L2-normalised projection such as cosface's embedding")
+            f"{float(vectors.min()):.3g}), as in a learned projection such as an L2-normalised embedding")
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

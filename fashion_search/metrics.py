@@ -80,3 +80,10 @@ def mean_interval(values: np.ndarray, level: float = 0.95, resamples: int = BOOT
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def paired_difference(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float, float]:
+    """Mean of per-query ``ours - theirs`` (scores of the same queries, in the same order) with
+    its 95% paired bootstrap interval: (mean, low, high)."""
+    difference = np.asarray(ours, np.float64) - np.asarray(theirs, np.float64)
+    return (float(difference.mean()) if len(difference) else float("nan"), *mean_interval(difference))

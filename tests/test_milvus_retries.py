@@ -11,7 +11,8 @@ import pytest
 
 from fashion_search.params import IndexParams
 from fashion_search.search.index import milvus_index
-from fashion_search.search.index.milvus_index import MilvusUnavailableError, connect, lock_holders
+from fashion_search.search.index.milvus_index import MilvusUnavailableError, connect
+from fashion_search.search.index.milvus_lite_lock import lock_holders
 
 
 class Flaky:

@@ -170,3 +170,15 @@ def test_the_colour_weight_figure_draws_each_score_and_marks_the_choice():
     assert labels[:3] == ["type report", "type+colour report", "mean (what chooses)"]
     assert list(ax.get_lines()[-1].get_xdata()) == [0.5, 0.5]  # the vertical line at the chosen weight
     assert any("chosen: 0.5" in text.get_text() for text in ax.texts)
+
+
+def test_model_confusions_read_each_models_saved_catalogue_ranking(tmp_path):
+    from fashion_search.pipeline.evaluate import Ranking, model_confusions, save_ranking
+
+    whole = catalog(["Shirt", "Tee", "Bag", "Shirt", "Tee", "Bag"])
+    test = whole.subset("test")                            # catalogue rows 2 and 5: two bags
+    for model, neighbours in (("a", [[5, 0], [2, 1]]), ("b", [[5, 2], [2, 5]])):
+        save_ranking(Ranking(model, "cosine", np.array(neighbours), np.zeros((2, 2)), "catalogue"), tmp_path)
+    confused = model_confusions(tmp_path, ["a", "b"], "cosine", test, whole, 2)
+    assert confused["a"][["query_label", "result_label"]].values.tolist() == [["Bag", "Shirt"], ["Bag", "Tee"]]
+    assert confused["b"].empty  # every result a bag

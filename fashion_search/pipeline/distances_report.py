@@ -17,13 +17,12 @@ import pandas as pd
 from fashion_search import metrics
 from fashion_search.io import write_text_atomic
 from fashion_search.params import Params
-from fashion_search.pipeline.report import DEFINITIONS, MIN_KR, PROTOCOL_TITLES, is_available
+from fashion_search.pipeline.report import DEFINITIONS, GAIN_DEFINITIONS, MIN_KR, PROTOCOL_TITLES, is_available
 from fashion_search.pipeline.tables import estimate, markdown_table, paired_estimate
 
 BASELINE = "euclidean"
 DISTANCES_FILE = "distances.md"
 NOT_APPLICABLE_FILE = "not_applicable.csv"
-LABELS = {"report": "", "standard": f" {MIN_KR}"}
 
 
 def paired_difference(per_query: dict[tuple[str, str, str, str], pd.DataFrame], model: str, protocol: str,
@@ -37,9 +36,8 @@ def paired_difference(per_query: dict[tuple[str, str, str, str], pd.DataFrame], 
         return None
     if ours["id"].tolist() != theirs["id"].tolist():
         raise ValueError(f"{model}: {distance} and {against} were scored on different queries")
-    difference = ours[column].to_numpy() - theirs[column].to_numpy()
-    low, high = metrics.mean_interval(difference)
-    return {"mean": float(difference.mean()), "low": low, "high": high}
+    mean, low, high = metrics.paired_difference(ours[column].to_numpy(), theirs[column].to_numpy())
+    return {"mean": mean, "low": low, "high": high}
 
 
 def distances_table(summary: pd.DataFrame, per_query: dict[tuple[str, str, str, str], pd.DataFrame],
@@ -57,7 +55,7 @@ def distances_table(summary: pd.DataFrame, per_query: dict[tuple[str, str, str, 
             part = summary[(summary["model"] == model) & (summary["distance"] == distance)
                            & (summary["protocol"] == protocol) & (summary["relevance"] == relevance)
                            & (summary["k"] == k)]
-            for definition, label in LABELS.items():
+            for definition, label in GAIN_DEFINITIONS:
                 score = f"mAP@{k}{label} [95% CI]"
                 change = f"− {BASELINE}, mAP@{k}{label} [paired 95% CI]"
                 if not len(part):
@@ -85,8 +83,8 @@ def jaccard_verdict(per_query: dict[tuple[str, str, str, str], pd.DataFrame], mo
     if "jaccard" not in distances:
         return False, "Jaccard was not measured (`evaluate.distances` does not list it)."
     column, said, winners = f"ap_report@{k}", [], []
+    against = [d for d in distances if d != "jaccard"]
     for model in models:
-        against = [d for d in distances if d != "jaccard"]
         gains = {d: paired_difference(per_query, model, protocol, relevance, "jaccard", d, column) for d in against}
         if not against or any(g is None for g in gains.values()):
             continue

@@ -171,6 +171,16 @@ def confusions(labels: np.ndarray, neighbours: np.ndarray, k: int,
     return table[["query_label", "result_label", "count", "share", "query", "result"]].reset_index(drop=True)
 
 
+def model_confusions(folder: str | Path, models: list[str], distance: str, test: Catalog, catalog: Catalog,
+                     k: int) -> dict[str, pd.DataFrame]:
+    """Each model's :func:`confusions` under the catalogue protocol: its test queries' top ``k``
+    in the whole catalogue, from the rankings saved in ``folder``."""
+    labels = test.items[test.label_column].to_numpy()
+    catalogue_labels = catalog.items[catalog.label_column].to_numpy()
+    return {name: confusions(labels, load_neighbours(folder, name, distance, "catalogue")[0], k, catalogue_labels)
+            for name in models}
+
+
 def confusion_shares(tables: dict[str, pd.DataFrame], n: int) -> pd.DataFrame:
     """The ``n`` most frequent confusions of each model (``tables``: its :func:`confusions`), as
     one table: a row per (query label → result label) pair, a column per model, each cell the

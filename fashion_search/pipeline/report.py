@@ -14,7 +14,7 @@ from fashion_search.data.catalog import Catalog
 from fashion_search.io import write_text_atomic
 from fashion_search.layout import RunLayout
 from fashion_search.params import Params
-from fashion_search.pipeline.tables import estimate, interval_text, markdown_table, paired_estimate  # noqa: F401
+from fashion_search.pipeline.tables import interval_text, markdown_table, paired_estimate
 
 HEADLINE_FILE = "headline.md"
 MIN_KR = "(÷min(k,R))"  # mAP@k with the min(k, relevant items) denominator, named by its formula
@@ -77,7 +77,7 @@ def map_tables(summary: pd.DataFrame, manifests: dict[str, dict], ks: tuple[int,
                                        & (summary["relevance"] == relevance) & (summary["protocol"] == protocol)]
                         values = rows.set_index("k")[f"map_{definition}"].reindex(list(ks)).to_numpy()
                         # a distance the features cannot take (Jaccard on negative values): n/a
-                        table[column_title(manifest)] = [f"{v:.4f}" if v == v else "n/a" for v in values]
+                        table[column_title(manifest)] = [f"{v:.4f}" if pd.notna(v) else "n/a" for v in values]
                     frames.append(table)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*KEYS, "rank"])
 
@@ -166,9 +166,8 @@ def paired_gains(per_query: dict[str, pd.DataFrame], manifests: dict[str, dict],
         row = {"model": model, "against": base, "queries": len(per_query[model])}
         for definition, _ in GAIN_DEFINITIONS:
             column = f"ap_{definition}@{k}"
-            difference = per_query[model][column].to_numpy() - per_query[base][column].to_numpy()
-            row[f"gain_{definition}"] = float(difference.mean())
-            row[f"gain_{definition}_low"], row[f"gain_{definition}_high"] = metrics.mean_interval(difference)
+            row[f"gain_{definition}"], row[f"gain_{definition}_low"], row[f"gain_{definition}_high"] = \
+                metrics.paired_difference(per_query[model][column].to_numpy(), per_query[base][column].to_numpy())
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -10,7 +10,8 @@ import re
 import pandas as pd
 
 from fashion_search.layout import RunLayout
-from fashion_search.pipeline.report import KEYS, markdown_table, write_per_category_map
+from fashion_search.pipeline.report import KEYS, write_per_category_map
+from fashion_search.pipeline.tables import markdown_table
 
 
 def report_layout_markdown(tables: pd.DataFrame, missing: str = "") -> str:
@@ -35,7 +36,7 @@ def report_layout_markdown(tables: pd.DataFrame, missing: str = "") -> str:
     return "\n".join(lines + ([f"*{missing}*", ""] if missing else []))
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     """A map-table value as the notebook shows it: four decimals, or the table's own word (n/a)."""
     try:
         return f"{float(value):.4f}" if float(value) == float(value) else "n/a"

@@ -22,6 +22,7 @@ def paired_estimate(mean: float, low: float, high: float) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a Markdown table, its cells as they print."""
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     rows = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]

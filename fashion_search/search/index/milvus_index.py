@@ -15,7 +15,6 @@ interrupted before its commit leaves nothing a search sees.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -32,6 +31,7 @@ from fashion_search.params import IndexParams
 from fashion_search.search.embedding.embedder import IDENTITY_KEYS
 from fashion_search.search.index.faiss_index import to_distance
 from fashion_search.search.index.filters import Filter
+from fashion_search.search.index.milvus_lite_lock import lock_holders, named_pids
 from fashion_search.search.index.milvus_filters import COLOUR_NAMES, filter_expression, filter_values
 from fashion_search.search.index.generations import IndexBusyError, ProductIndexError
 from fashion_search.search.index.ownership import LITE_DIR as LITE_FILE
@@ -104,14 +104,13 @@ def connect(uri: str, wait_s: float = 0.0):
                 if time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
-                who = f" (pid {', '.join(map(str, sorted(others)))})" if min(others) > 0 else ""
-                raise IndexBusyError(f"cannot open Milvus at {uri}: another process{who} has this Milvus Lite "
-                                     "database open (Milvus Lite serves one process at a time): try again when it "
-                                     "has finished, stop it (e.g. 'fashion-search serve'), or use a Milvus server "
-                                     "(index.uri: http://host:19530)") from None
+                raise IndexBusyError(f"cannot open Milvus at {uri}: another process{named_pids(others)} has this Milvus Lite database "
+                                     "open (Milvus Lite serves one process at a time): try again when it has finished, "
+                                     "stop it (e.g. 'fashion-search serve'), or use a Milvus server (index.uri: "
+                                     "http://host:19530)") from None
             tries += 1
-            if os.getpid() in holders and tries < CONNECT_TRIES:
-                time.sleep(RETRY_PAUSE_S * tries)  # our own Lite database: its connection failed, not its lock
+            if os.getpid() in holders and tries < CONNECT_TRIES:  # our own Lite database: its connection failed
+                time.sleep(RETRY_PAUSE_S * tries)
                 continue
             if os.getpid() in holders:
                 raise MilvusUnavailableError(f"Milvus Lite, running in this process for {uri}, stopped answering "
@@ -119,33 +118,6 @@ def connect(uri: str, wait_s: float = 0.0):
                                              "be too busy; finished work is kept, so the same command again "
                                              "resumes") from None
             raise ProductIndexError(f"cannot open Milvus at {uri}: {said}") from None
-
-
-def lock_holders(folder: Path) -> set[int]:
-    """The processes holding Milvus Lite's lock on ``folder`` (Linux's /proc/locks; elsewhere, or
-    when it cannot be read, an flock test that cannot tell this process from another)."""
-    lock = folder / "LOCK"
-    if not lock.is_file():
-        return set()
-    try:
-        held = os.stat(lock)
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return {-1} if _flocked(lock) else set()  # -1: held, by a process that cannot be named
-    device = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
-    return {int(fields[4]) for fields in (line.split() for line in table.splitlines())
-            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device}
-
-
-def _flocked(lock: Path) -> bool:
-    """Whether an exclusive flock on ``lock`` is refused now."""
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
 
 
 def _metric(metric: str) -> str:
