@@ -102,3 +102,13 @@ def test_result_photos_are_named_below_the_folder_they_share(paths, names, folde
 
     shown, shared = photo_names(paths)
     assert shown == names and (str(shared) if shared else None) == folder
+
+
+def test_a_contact_sheet_tile_names_what_a_product_has_not_unknown():
+    import pandas as pd
+
+    from fashion_search.search.contact_sheet import known_value
+
+    row = pd.Series({"articleType": "unknown", "brand": "Acme", "colours": "navy"})
+    assert known_value(row, ["articleType", "brand", "colours"]) == "Acme"
+    assert known_value(pd.Series({"articleType": float("nan"), "brand": "unknown"}), ["articleType", "brand"]) == ""

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from fashion_search.data.metadata import MISSING_TEXT
 from fashion_search.images import UnusableImageError, fit_to_square, read_photo
 from fashion_search.io import atomic_path
 
@@ -39,13 +40,18 @@ def fitted(text: str, font: ImageFont.FreeTypeFont, width: float) -> str:
     return f"{text[:keep // 2]}…{text[len(text) - (keep - keep // 2):]}"
 
 
+def known_value(row: pd.Series, columns: list[str]) -> str:
+    """The first of ``columns`` the result has a value in ("unknown": a value it lacks), or ""."""
+    return next((str(row[c]) for c in columns if pd.notna(row[c]) and str(row[c]) not in ("", MISSING_TEXT)), "")
+
+
 def contact_sheet(results: pd.DataFrame, query_path: str | None) -> Image.Image:
     """The query (first tile, when it has a photo) and each result, in rows of :data:`PER_ROW`."""
     font = ImageFont.load_default(size=FONT_SIZE)
     tiles = [(query_path, "query", Path(query_path).name)] if query_path else []
     describe = [c for c in ("category", "articleType", "brand", "colours") if c in results.columns]
     for _, row in results.iterrows():
-        detail = str(row[describe[0]]) if describe else ""
+        detail = known_value(row, describe)
         scored = "score" in row and pd.notna(row["score"])  # results ranked by a colour blend, not by distance
         ranking = f"score {row['score']:.3f}" if scored else f"distance {row['distance']:.3f}"
         tiles.append((row["path"], f"#{row['rank']} {row['id']}", f"{ranking} · {detail}" if detail else ranking))
