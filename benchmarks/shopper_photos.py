@@ -38,8 +38,12 @@ ROOT = Path(__file__).resolve().parent
 
 
 def markdown(table: pd.DataFrame, pairs: pd.DataFrame, args: argparse.Namespace, machine: str) -> str:
+    options = f"--products {args.products} --pairs {args.pairs}" + (
+        f" --queries {args.queries}" if args.queries != "test" else "")
+    if (args.previous / "manifest.json").is_file():
+        options += f" --previous {os.path.relpath(args.previous, ROOT.parent)} --previous-label '{args.previous_label}'"
     lines = ["# Search from shopper-like photos", "",
-             f"`python benchmarks/shopper_photos.py --products {args.products} --pairs {args.pairs}` on {machine}: "
+             f"`python benchmarks/shopper_photos.py {options}` on {machine}: "
              f"{int(table['queries'].max())} usable products of "
              + ("the dev test half, each made into a shopper-like photo per condition (benchmark backgrounds, never "
                 "seen in training)" if args.queries == "test" else "the localiser's choosing third (validation "
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                              "backgrounds (for choosing settings, never the test half)")
     parser.add_argument("--previous", type=Path, default=ROOT.parent / "outputs/fashion_lite0-fused",
                         help="a model folder of the shipped model before the tuned recipe (left out if missing)")
+    parser.add_argument("--previous-label", default="fashion_lite0 before",
+                        help="what the tables call the --previous model")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     catalog = list_catalogue("photo_folder", args.photos)
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     backgrounds = load_backgrounds("benchmark" if args.queries == "test" else "validation")
     with tempfile.TemporaryDirectory() as folder:
         engines = {}
-        previous = ([("fashion_lite0 before", IndexParams(model=str(args.previous)), sq.METHODS)]
+        previous = ([(args.previous_label, IndexParams(model=str(args.previous)), sq.METHODS)]
                     if (args.previous / "manifest.json").is_file() else [])
         for name, settings, methods in [("frozen Lite0", IndexParams(model="efficientnet_lite0", image_size=224),
                                          ("whole photo",)), *previous,
