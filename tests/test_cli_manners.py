@@ -60,7 +60,10 @@ def test_a_bad_number_shows_the_query_commands_usage(index_dir, option, value, s
 def test_another_model_is_named_as_the_user_names_it(index_dir):
     done = cli("query", "--like", "100", "--index", str(index_dir), "--model", "fashion_lite0")
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "but the model given is fashion_lite0 (efficientnet_lite0, fused," in done.stderr
+    from fashion_search.models import shipped
+
+    recipe = shipped.provenance()["recipe"]
+    assert f"but the model given is fashion_lite0 (efficientnet_lite0, {recipe}," in done.stderr
 
 
 def test_the_result_table_is_narrow_and_names_the_photos_folder(index_dir, photo_folder):

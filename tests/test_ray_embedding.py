@@ -131,7 +131,8 @@ def test_index_with_ray_in_its_own_process_matches_the_local_index(photo_folder,
     on_ray = index_in_own_process(photo_folder, tmp_path / "ray", "--ray", *ray_params(tmp_path))
     assert on_ray.returncode == 0, on_ray.stderr[-2000:]
     assert "Traceback" not in on_ray.stderr and "indexed 25 products" in on_ray.stdout
-    said = [line for line in on_ray.stderr.splitlines() if "photo/s" not in line and line.strip()]
+    said = [line for line in on_ray.stderr.splitlines()
+            if "photo/s" not in line and "s/photo" not in line and line.strip()]   # progress, fast or slow
     assert said == ["embedding on a Ray started on this machine for this job (2 CPUs)"], said  # no Ray noise
     vectors = [np.fromfile(folder / "vectors.f32", np.float32) for folder in (local, tmp_path / "ray")]
     np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-5)

@@ -56,11 +56,12 @@ def test_the_provenance_is_the_trainers_recipe(record):
     assert record["command"] == shipped.COMMAND and record["recipe"] == "tuned"
     makefile = Path("Makefile").read_text()
     target = makefile[makefile.index("shipped-model:"):].split("\n\n")[0]
-    assert "fashion_search.models.tuned_training" in target and "fashion_search.models.shipped" in target
-    from fashion_search.models import tuned, tuned_training
+    assert "fashion_search.pipeline.tuned_training" in target and "fashion_search.models.shipped" in target
+    from fashion_search.models import tuned
+    from fashion_search.pipeline import tuned_training
 
     assert record["top_layers"][0] == tuned.TOP_FROM[record["backbone"]][record["top"]]
-    assert record["cache_layer"] == tuned.CACHE_LAYER[record["backbone"]]
+    assert record["cache_block"] == tuned.CACHE_BLOCK[record["backbone"]]
     assert (record["backbone"], record["image_size"]) == (tuned_training.BACKBONE, tuned_training.SIZE)
     assert record["data"]["training_photos"] > 32228 and record["data"]["seed"] == 42
     assert record["data"]["evaluation"] == "fashion-products-dev"

@@ -22,7 +22,7 @@ from fashion_search.params import FinetuneParams
 from fashion_search.pipeline import lower_cache
 
 SIZE = 64
-CUT = tuned.CACHE_LAYER["efficientnet_lite0"]
+CUT = tuned.CACHE_BLOCK["efficientnet_lite0"]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def test_the_upper_part_of_the_lower_part_is_the_backbone(extractor):
     pooled, maps = upper.predict(lower.predict(images, verbose=0), verbose=0)
     np.testing.assert_allclose(pooled, extractor.predict(images, verbose=0), atol=1e-5)
     assert maps.shape[1:3] == (grid_cells(extractor),) * 2
+    with pytest.raises(ValueError, match="no block"):
+        tuned.lower_part(extractor, "blocks_9_9")
 
 
 def test_only_the_chosen_top_trains_and_batch_normalisation_never(extractor):
@@ -188,7 +190,8 @@ def test_the_trainer_writes_a_model_folder_the_engine_embeds_with(tmp_path, monk
     import json
 
     from fashion_search.data import backgrounds
-    from fashion_search.models import saved, shipped, tuned_training
+    from fashion_search.models import saved, shipped
+    from fashion_search.pipeline import tuned_training
     from fashion_search.params import IndexParams
     from fashion_search.search.embedding.embedder import embed_photos, load_embedder
 

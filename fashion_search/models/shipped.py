@@ -1,7 +1,7 @@
 """The model that ships with fashion-search: what the search engine uses when no ``--model`` is given.
 
 It is the ``tuned`` recipe (:mod:`fashion_search.models.tuned`) trained by ``make shipped-model``
-(:mod:`fashion_search.models.tuned_training`) on 33,000 labelled product photos and shopper-like
+(:mod:`fashion_search.pipeline.tuned_training`) on 33,000 labelled product photos and shopper-like
 views of them, and chosen on other product photos at their native size. Only what training
 learned ships, in the package:
 
@@ -43,7 +43,7 @@ HASH_MODULE = Path(__file__).parent / "shipped_sha256.py"   # the provenance fil
 WEIGHTS_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.npz"
 PROVENANCE_FILE = SHIPPED_DIR / f"{SHIPPED_NAME}.json"
 COMMAND = "make shipped-model"
-TRAINER = "python -m fashion_search.models.tuned_training"
+TRAINER = "python -m fashion_search.pipeline.tuned_training"
 HEADS = ("type_head", "colour_head")   # the fused heads, learned on the top of the backbone
 TOP = "top"                            # key prefix of the backbone's trained layers
 
@@ -165,7 +165,7 @@ def ship(model_folder: str | Path, target: Path = SHIPPED_DIR, hash_module: Path
         "name": SHIPPED_NAME, "recipe": "tuned", "dim": int(model.output_shape[-1]), "heads": heads,
         "backbone_weights_sha256": manifest["weights_sha256"], "command": COMMAND, "trainer": TRAINER,
         **{key: manifest[key] for key in ("backbone", "image_size", "preprocessing", "colour_weight", "label_column",
-                                          "colour_column", "colour_dims", "top", "top_layers", "cache_layer",
+                                          "colour_column", "colour_dims", "top", "top_layers", "cache_block",
                                           "data", "finetune", "choices", "validation", "train_seconds")},
         "weights_file": weights.name, "weights_sha256": file_sha256(weights),
         "made_on": {"cpu": cpu_name(), "python": platform.python_version(),

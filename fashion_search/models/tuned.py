@@ -1,7 +1,7 @@
 """The ``tuned`` recipe's models: the fused recipe's heads (:mod:`fashion_search.models.fused`) on a
 backbone whose top blocks learned fashion too.
 
-The backbone is cut in two at a cache layer: the **lower** part (ImageNet, frozen) maps a photo to
+The backbone is cut in two after a cache block: the **lower** part (ImageNet, frozen) maps a photo to
 a feature map that is computed once and cached (:mod:`fashion_search.pipeline.lower_cache`); the
 **upper** part maps that feature map to the pooled features and the last feature map, and its
 blocks from a chosen layer on train with the heads. Batch normalisation keeps its ImageNet
@@ -19,20 +19,34 @@ import keras
 from fashion_search.models.fused import Heads, feature_map_of
 from fashion_search.models.recipes import CosFaceLoss, CosineClassifier
 
-# Per backbone: the layer whose output is cached, and where training may start (first layer trained)
-CACHE_LAYER = {"efficientnet_lite0": "add_5"}
+# Per backbone: the block whose output is cached (its residual sum: Keras numbers ``add_<n>`` layers
+# by how many were built before in the process, so the sum is found after the block's last layer),
+# and where training may start (the first layer trained)
+CACHE_BLOCK = {"efficientnet_lite0": "blocks_4_2"}
 TOP_FROM = {"efficientnet_lite0": {"last-block": "blocks_6_0_conv_pw_conv2d",
                                    "last-5-blocks": "blocks_5_0_conv_pw_conv2d"}}
 
 
-def lower_part(extractor: keras.Model, cache_layer: str) -> keras.Model:
-    """Preprocessed image → the cache layer's output."""
-    return keras.Model(extractor.inputs, extractor.get_layer(cache_layer).output, name=f"{extractor.name}_lower")
+def block_output(extractor: keras.Model, block: str):
+    """The output of ``block`` (e.g. ``blocks_4_2``): the residual sum after its projection's batch norm."""
+    names = [layer.name for layer in extractor.layers]
+    last = f"{block}_conv_pwl_bn"
+    if last not in names:
+        raise ValueError(f"{extractor.name} has no block {block!r}")
+    after = extractor.layers[names.index(last) + 1]
+    if not isinstance(after, keras.layers.Add):
+        raise ValueError(f"block {block!r} of {extractor.name} ends in no residual sum")
+    return after.output
 
 
-def upper_part(extractor: keras.Model, cache_layer: str) -> keras.Model:
-    """The cache layer's output → ``[pooled features, last feature map]``, sharing the backbone's layers."""
-    return keras.Model(extractor.get_layer(cache_layer).output, [extractor.output, feature_map_of(extractor)],
+def lower_part(extractor: keras.Model, cache_block: str) -> keras.Model:
+    """Preprocessed image → the cache block's output."""
+    return keras.Model(extractor.inputs, block_output(extractor, cache_block), name=f"{extractor.name}_lower")
+
+
+def upper_part(extractor: keras.Model, cache_block: str) -> keras.Model:
+    """The cache block's output → ``[pooled features, last feature map]``, sharing the backbone's layers."""
+    return keras.Model(block_output(extractor, cache_block), [extractor.output, feature_map_of(extractor)],
                        name=f"{extractor.name}_upper")
 
 

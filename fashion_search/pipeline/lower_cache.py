@@ -82,12 +82,12 @@ def build_lower_cache(lower, model_key: str, paths: list[Path], folder: str | Pa
                       cells: int, preprocess: Callable, backgrounds: list[np.ndarray], seed: int,
                       description: str = "lower blocks") -> LowerCache:
     """Run ``lower`` (a Keras model: preprocessed ``(size, size, 3)`` images → a feature map; its
-    weights named by ``model_key``) over ``copies`` views of each photo in ``paths`` and keep the
+    weights and cut named by ``model_key``) over ``copies`` views of each photo in ``paths`` and keep the
     results in ``folder`` (see the module)."""
     folder = Path(folder)
     out_shape = tuple(int(d) for d in lower.output.shape[1:])
     settings = {"model": model_key, "photos": work_key(images=[str(p) for p in paths]), "copies": copies, "size": size,
-                "cells": cells, "seed": seed, "shape": list(out_shape), "layer": lower.layers[-1].name}
+                "cells": cells, "seed": seed, "shape": list(out_shape)}
     maps, grids, done = _open(folder, settings, (copies, len(paths), *out_shape), cells)
     todo = [(copy, chunk) for copy in range(copies) for chunk in range(done.shape[1]) if not done[copy, chunk]]
 

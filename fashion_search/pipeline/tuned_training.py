@@ -10,7 +10,7 @@
    best mean over colour weights of type and type+colour mAP@10 (both definitions). The best
    epoch of the best top, and its colour weight, are kept.
 
-    python -m fashion_search.models.tuned_training --small ../shared/data/fashion-products-small \\
+    python -m fashion_search.pipeline.tuned_training --small ../shared/data/fashion-products-small \\
         --dev ../shared/data/fashion-products-dev --out outputs/tuned/model
 """
 from __future__ import annotations
@@ -94,12 +94,12 @@ def train(args: argparse.Namespace) -> dict:
     started = time.time()
     spec = get_spec(BACKBONE)
     extractor, source = build_feature_extractor(BACKBONE, "imagenet", SIZE)
-    cache_layer = tuned.CACHE_LAYER[BACKBONE]
-    lower, upper = tuned.lower_part(extractor, cache_layer), tuned.upper_part(extractor, cache_layer)
+    cache_block = tuned.CACHE_BLOCK[BACKBONE]
+    lower, upper = tuned.lower_part(extractor, cache_block), tuned.upper_part(extractor, cache_block)
     cells = grid_cells(extractor)
     photos = training_photos(args.small, args.dev, args.seed)
     choose, queries = choosing_photos(args.dev, args.seed)
-    model_key = f"{BACKBONE} {source.sha256}"
+    model_key = f"{BACKBONE} {source.sha256} {cache_block}"
     choose_cache = build_lower_cache(lower, model_key, choose.paths, args.cache / "choose", 1, SIZE, cells,
                                      spec.preprocess, [], args.seed, "validation photos")
     train_cache = build_lower_cache(lower, model_key, photos.paths, args.cache / "train", args.copies, SIZE, cells,
@@ -156,7 +156,7 @@ def train(args: argparse.Namespace) -> dict:
         "backbone": BACKBONE, "recipe": "tuned", "image_size": SIZE, "preprocessing": spec.preprocessing,
         "weights": "imagenet", "weights_sha256": source.sha256, "colour_weight": best["colour_weight"],
         "colour_column": COLOUR_COLUMN, "label_column": LABEL_COLUMN, "colour_dims": int(model.output_shape[-1])
-        - params.embedding_dim, "top": best["top"], "top_layers": top_layers, "cache_layer": cache_layer,
+        - params.embedding_dim, "top": best["top"], "top_layers": top_layers, "cache_block": cache_block,
         "type_classes": type_classes, "colour_classes": colour_classes,
         "heads": {"feature_dim": int(upper.outputs[0].shape[-1]), "map_shape": list(upper.outputs[1].shape[1:]),
                   "embedding_dim": params.embedding_dim, "dropout": params.dropout, "type_hidden": params.type_hidden,
