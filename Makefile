@@ -13,7 +13,8 @@ run: setup data
 
 ## shipped-model: rebuild the shipped model (fashion_lite0): Lite0's top blocks and the heads trained on cached lower blocks of ../shared/data/fashion-products-small and the dev photos' train part, chosen on their validation part (about 50 min on 2 cores)
 shipped-model: setup backgrounds
-	$(PY) -m fashion_search.pipeline.tuned_training --small ../shared/data/fashion-products-small --dev $(PHOTOS) --out outputs/tuned/model
+	$(PY) -m fashion_search.pipeline.tuned_training --small ../shared/data/fashion-products-small --dev $(PHOTOS) \
+		--tops last-5-blocks --top-epochs 10 --out outputs/tuned/model
 	$(PY) -m fashion_search.models.shipped outputs/tuned/model
 
 ## localiser: retrain the shipped garment localiser (its head) on made shopper photos; ~11 minutes on 2 cores

@@ -57,6 +57,8 @@ def test_the_provenance_is_the_trainers_recipe(record):
     makefile = Path("Makefile").read_text()
     target = makefile[makefile.index("shipped-model:"):].split("\n\n")[0]
     assert "fashion_search.pipeline.tuned_training" in target and "fashion_search.models.shipped" in target
+    finetune = record["finetune"]   # the target trains what shipped
+    assert f"--tops {' '.join(finetune['tops'])} --top-epochs {finetune['top_epochs']}" in target
     from fashion_search.models import tuned
     from fashion_search.pipeline import tuned_training
 
