@@ -85,12 +85,17 @@ def test_training_from_cached_maps_moves_the_top_and_the_whole_model_embeds_alik
     np.testing.assert_allclose(whole, np.hstack([type_part, 0.5 * colour_part]), atol=1e-4)
 
 
+def saved_photos(folder: Path, count: int, seed: int) -> list[Path]:
+    """``count`` catalogue-like photos written as JPEG files in ``folder``."""
+    rng = np.random.default_rng(seed)
+    paths = [folder / f"{i}.jpg" for i in range(count)]
+    for path in paths:
+        Image.fromarray(catalogue_photo(rng)).save(path)
+    return paths
+
+
 def test_the_cache_holds_each_photo_and_its_views_and_resumes(tmp_path, extractor, monkeypatch):
-    rng = np.random.default_rng(3)
-    paths = []
-    for i in range(5):
-        paths.append(tmp_path / f"{i}.jpg")
-        Image.fromarray(catalogue_photo(rng)).save(paths[-1])
+    paths = saved_photos(tmp_path, 5, 3)
     monkeypatch.setattr(lower_cache, "CHUNK", 2)
     lower = tuned.lower_part(extractor, CUT)
     preprocess = get_spec("efficientnet_lite0").preprocess
@@ -114,11 +119,7 @@ def test_the_cache_holds_each_photo_and_its_views_and_resumes(tmp_path, extracto
 
 
 def test_an_interrupted_cache_computes_only_what_is_missing(tmp_path, extractor, monkeypatch):
-    rng = np.random.default_rng(4)
-    paths = []
-    for i in range(4):
-        paths.append(tmp_path / f"{i}.jpg")
-        Image.fromarray(catalogue_photo(rng)).save(paths[-1])
+    paths = saved_photos(tmp_path, 4, 4)
     monkeypatch.setattr(lower_cache, "CHUNK", 2)
     lower = tuned.lower_part(extractor, CUT)
     preprocess = get_spec("efficientnet_lite0").preprocess
