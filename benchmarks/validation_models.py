@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    markdown = (f"# Models on the validation queries\n\n`python benchmarks/validation_models.py {' '.join(args.models)}` "
+    command = f"python benchmarks/validation_models.py {' '.join(args.models)}"
+    markdown = (f"# Models on the validation queries\n\n`{command}` "
                 f"on {machine}: {len(queries)} validation photos each searching {len(paths):,} (the dev validation "
                 f"half), mAP@{K}; photos/s embedding those {len(paths):,} photos end to end on TensorFlow, in this "
                 "run, one model after another.\n\n" + markdown_table(table) + "\n")

@@ -186,3 +186,18 @@ def test_ship_records_the_hashes_it_is_checked_against(tmp_path, monkeypatch):
     monkeypatch.setattr(shipped, "PROVENANCE_SHA256", namespace["PROVENANCE_SHA256"])
     assert shipped.provenance() == record and file_sha256(written) == namespace["PROVENANCE_SHA256"]
     assert shipped.checked_bytes(weights, record["weights_sha256"])
+
+
+def test_an_index_of_an_earlier_shipped_model_asks_to_be_built_again():
+    """After an upgrade that ships another fashion_lite0, a photo query names the change and the remedy."""
+    from fashion_search.search.embedding.embedder import ModelError, check_identity
+
+    now = {"model": shipped.SHIPPED_NAME, "backbone": "efficientnet_lite0", "recipe": "tuned",
+           "weights_sha256": "b" * 64, "image_size": 224, "preprocessing": "p", "dim": 320, "normalised": True}
+    earlier = dict(now, recipe="fused", weights_sha256="a" * 64)
+    with pytest.raises(ModelError, match="earlier fashion-search .* --overwrite"):
+        check_identity(earlier, now, "shop-index")
+    other = dict(now, model=None, backbone="resnet50")
+    with pytest.raises(ModelError, match="query with the index's own model"):
+        check_identity(other, now, "shop-index")
+    check_identity(now, dict(now), "shop-index")   # the same model: no complaint
