@@ -195,7 +195,7 @@ def test_an_index_of_an_earlier_shipped_model_asks_to_be_built_again():
     now = {"model": shipped.SHIPPED_NAME, "backbone": "efficientnet_lite0", "recipe": "tuned",
            "weights_sha256": "b" * 64, "image_size": 224, "preprocessing": "p", "dim": 320, "normalised": True}
     earlier = dict(now, recipe="fused", weights_sha256="a" * 64)
-    with pytest.raises(ModelError, match="earlier fashion-search .* --overwrite"):
+    with pytest.raises(ModelError, match="fashion_lite0 changed with this fashion-search: index the photos again"):
         check_identity(earlier, now, "shop-index")
     other = dict(now, model=None, backbone="resnet50")
     with pytest.raises(ModelError, match="query with the index's own model"):

@@ -107,15 +107,12 @@ def describe(identity: dict) -> str:
 def check_identity(index_identity: dict, model_identity: dict, where: str) -> None:
     """Refuse a model whose identity differs from the one the index at ``where`` was built with."""
     differ = [k for k in IDENTITY_KEYS if index_identity.get(k) != model_identity.get(k)]
-    if differ and index_identity.get("model") == model_identity.get("model") == SHIPPED_NAME:
-        raise ModelError(f"the index at {where} was built with the {SHIPPED_NAME} of an earlier "
-                         f"fashion-search ({describe(index_identity)}); this version ships another "
-                         f"({describe(model_identity)}): build the index again (fashion-search index <photos> "
-                         f"--index {where} --overwrite); queries by product (--like) work meanwhile")
+    upgraded = index_identity.get("model") == model_identity.get("model") == SHIPPED_NAME   # another shipped model
     if differ:
+        remedy = (f"{SHIPPED_NAME} changed with this fashion-search: index the photos again with --overwrite (--like "
+                  "works meanwhile)" if upgraded else "query with the index's own model, or build a new index")
         raise ModelError(f"the index at {where} was built with {describe(index_identity)}, but the model given is "
-                         f"{describe(model_identity)} ({', '.join(differ)} differ); query with the index's own "
-                         "model, or build a new index")
+                         f"{describe(model_identity)} ({', '.join(differ)} differ); {remedy}")
 
 
 def _load_trained(folder: Path, normalise: bool) -> Embedder:
