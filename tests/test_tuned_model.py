@@ -220,3 +220,13 @@ def test_the_trainer_writes_a_model_folder_the_engine_embeds_with(tmp_path, monk
     again = embed_photos(type(embedder)(rebuilt, embedder.image_size, embedder.preprocess, embedder.identity),
                          [photo], 1).vectors
     np.testing.assert_allclose(again, vectors, atol=0.05)   # float16 top layers and int8 heads
+
+
+def test_a_folder_of_someone_elses_arrays_is_refused_not_overwritten(tmp_path, extractor):
+    paths = saved_photos(tmp_path, 2, 5)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "maps.npy").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="no cache of this trainer wrote"):
+        lower_cache.build_lower_cache(tuned.lower_part(extractor, CUT), "m", paths, tmp_path / "cache", 1, SIZE, 1,
+                                      get_spec("efficientnet_lite0").preprocess, [], 0, "t")
+    assert (tmp_path / "cache" / "maps.npy").read_bytes() == b"mine"

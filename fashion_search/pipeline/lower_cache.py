@@ -67,6 +67,10 @@ def _open(folder: Path, settings: dict, maps_shape: tuple, cells: int) -> tuple[
     if same and done_path.exists():
         return (open_memmap(folder / "maps.npy", mode="r+"), open_memmap(folder / "grids.npy", mode="r+"),
                 np.load(done_path))
+    ours = ("maps.npy", "grids.npy", "done.npy")
+    if not settings_path.is_file() and any((folder / name).exists() for name in ours):
+        raise FileExistsError(f"{folder} holds {', '.join(ours)} files that no cache of this trainer wrote "
+                              "(no settings.json beside them); choose another --cache folder")
     folder.mkdir(parents=True, exist_ok=True)
     settings_path.unlink(missing_ok=True)
     maps = open_memmap(folder / "maps.npy", mode="w+", dtype=np.float16, shape=maps_shape)

@@ -194,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
-    result = train(args)
+    try:
+        result = train(args)
+    except FileExistsError as err:
+        print(f"fashion-search: {err}", file=sys.stderr)
+        return 2
     result["history"].to_csv(args.out / "history.csv", index=False)
     print(result["history"].to_string(), file=sys.stderr)
     return 0
