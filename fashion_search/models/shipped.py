@@ -5,8 +5,9 @@ It is the ``tuned`` recipe (:mod:`fashion_search.models.tuned`) trained by ``mak
 views of them, and chosen on other product photos at their native size. Only what training
 learned ships, in the package:
 
-- ``shipped/fashion_lite0.npz``: the weights of the backbone's trained top layers (float16) and
-  of the type head and the colour head (kernels as int8 with a scale per column);
+- ``shipped/fashion_lite0.npz``: how training changed the backbone's top layers, and the weights of
+  the type head and the colour head, each kernel as int8 steps of a fraction of its spread
+  (:mod:`~fashion_search.models.weight_codec`);
 - ``shipped/fashion_lite0.json``: its provenance: the data, the recipe, the command, the
   checksums, the choices and the validation figures of the run that made it.
 
@@ -31,8 +32,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fashion_search.io import atomic_path, file_sha256, write_json, write_text_atomic
+from fashion_search.io import file_sha256, write_json, write_text_atomic
 from fashion_search.models.shipped_sha256 import PROVENANCE_SHA256
+from fashion_search.models.weight_codec import SCALE, decoded, encoded, save_arrays
 
 if TYPE_CHECKING:
     import keras
@@ -46,6 +48,11 @@ COMMAND = "make shipped-model"
 TRAINER = "python -m fashion_search.pipeline.tuned_training"
 HEADS = ("type_head", "colour_head")   # the fused heads, learned on the top of the backbone
 TOP = "top"                            # key prefix of the backbone's trained layers
+TOP_STEP = 0.8    # the top layers' change from ImageNet, stored in steps of 0.8 of its spread per channel
+HEAD_STEP = 0.6   # the head kernels, stored in steps of 0.6 of their spread per column
+ENCODING = (f"top layers: the change from the ImageNet weights as int8 steps of {TOP_STEP} standard deviations "
+            f"per output channel; heads: kernels as int8 steps of {HEAD_STEP} standard deviations per column, "
+            "biases as float16; LZMA-compressed npz")
 
 
 class ShippedModelError(ValueError):
@@ -71,21 +78,11 @@ def provenance() -> dict:
     return json.loads(checked_bytes(PROVENANCE_FILE, PROVENANCE_SHA256))
 
 
-def head_arrays(model: "keras.Model") -> dict[str, np.ndarray]:
+def head_arrays(model: "keras.Model", step: float = HEAD_STEP) -> dict[str, np.ndarray]:
     """The learned weights of a fused embedding model's heads, keyed ``<head>/<index>``: each
-    kernel as int8 with a float32 scale per output column (``<key>/scale``), each bias as float16.
-    A quarter of float32's size; the validation figures stay within 0.005 of the float32 model's."""
-    arrays = {}
-    for head in HEADS:
-        for i, weight in enumerate(model.get_layer(head).get_weights()):
-            key = f"{head}/{i}"
-            if weight.ndim == 2:
-                scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
-                arrays[key] = np.round(weight / scale).astype(np.int8)
-                arrays[f"{key}/scale"] = scale.astype(np.float32)
-            else:
-                arrays[key] = weight.astype(np.float16)
-    return arrays
+    kernel as int8 steps of ``step`` standard deviations per column, each bias as float16."""
+    return {key: array for head in HEADS for i, weight in enumerate(model.get_layer(head).get_weights())
+            for key, array in encoded(weight, f"{head}/{i}", step).items()}
 
 
 def backbone_of(model: "keras.Model") -> "keras.Model":
@@ -93,17 +90,16 @@ def backbone_of(model: "keras.Model") -> "keras.Model":
     return next(layer for layer in model.layers if layer.name.endswith("_features") and hasattr(layer, "get_layer"))
 
 
-def top_arrays(model: "keras.Model", layer_names: list[str]) -> dict[str, np.ndarray]:
-    """The weights of the backbone's trained layers as float16, keyed ``top/<layer>/<index>``."""
+def top_arrays(model: "keras.Model", layer_names: list[str], imagenet: "keras.Model",
+               step: float = TOP_STEP) -> dict[str, np.ndarray]:
+    """How training changed the backbone's layers ``layer_names`` from their weights in ``imagenet``
+    (the same backbone, untrained), keyed ``top/<layer>/<index>``: int8 steps of ``step``
+    standard deviations of the change, per output channel."""
     backbone = backbone_of(model)
-    return {f"{TOP}/{name}/{i}": weight.astype(np.float16)
-            for name in layer_names for i, weight in enumerate(backbone.get_layer(name).get_weights())}
-
-
-def head_weight(arrays, key: str) -> np.ndarray:
-    """One weight of :func:`head_arrays` as float32 again."""
-    weight = arrays[key].astype(np.float32)
-    return weight * arrays[f"{key}/scale"] if f"{key}/scale" in arrays.files else weight
+    return {key: array for name in layer_names
+            for i, (weight, start) in enumerate(zip(backbone.get_layer(name).get_weights(),
+                                                    imagenet.get_layer(name).get_weights()))
+            for key, array in encoded(weight, f"{TOP}/{name}/{i}", step, start).items()}
 
 
 def description(record: dict) -> str:
@@ -133,10 +129,11 @@ def build_shipped(weights: str | Path | None = None, record: dict | None = None)
     with np.load(io.BytesIO(data)) as arrays:
         for name in record["top_layers"]:
             layer = extractor.get_layer(name)
-            layer.set_weights([arrays[f"{TOP}/{name}/{i}"].astype(np.float32) for i in range(len(layer.weights))])
+            layer.set_weights([decoded(arrays, f"{TOP}/{name}/{i}", start)
+                               for i, start in enumerate(layer.get_weights())])
         for head, layer in zip(HEADS, (heads.type_embedding, heads.colour_embedding)):
             count = len(layer.get_weights())
-            layer.set_weights([head_weight(arrays, f"{head}/{i}") for i in range(count)])
+            layer.set_weights([decoded(arrays, f"{head}/{i}") for i in range(count)])
     return fused_embedding_model(extractor, heads, float(record["colour_weight"]))
 
 
@@ -152,22 +149,23 @@ def ship(model_folder: str | Path, target: Path = SHIPPED_DIR, hash_module: Path
     manifest = saved.read_manifest(model_folder)
     if not manifest or manifest.get("recipe") != "tuned" or not saved.is_usable(model_folder):
         raise ValueError(f"{model_folder} holds no usable tuned model; run `{TRAINER}` first")
+    from fashion_search.models.backbones import build_feature_extractor
+
     model = saved.load_model(model_folder)
-    arrays = {**top_arrays(model, manifest["top_layers"]), **head_arrays(model)}
+    imagenet, _ = build_feature_extractor(manifest["backbone"], "imagenet", manifest["image_size"])
+    arrays = {**top_arrays(model, manifest["top_layers"], imagenet), **head_arrays(model)}
     target.mkdir(parents=True, exist_ok=True)
     weights = target / f"{SHIPPED_NAME}.npz"
-    with atomic_path(weights) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+    save_arrays(weights, arrays)
     heads = dict(manifest["heads"], arrays={key: list(value.shape) for key, value in arrays.items()
-                                            if key.split("/")[0] in HEADS and not key.endswith("/scale")})
+                                            if key.split("/")[0] in HEADS and not key.endswith(f"/{SCALE}")})
     record = {
         "name": SHIPPED_NAME, "recipe": "tuned", "dim": int(model.output_shape[-1]), "heads": heads,
         "backbone_weights_sha256": manifest["weights_sha256"], "command": COMMAND, "trainer": TRAINER,
         **{key: manifest[key] for key in ("backbone", "image_size", "preprocessing", "colour_weight", "label_column",
                                           "colour_column", "colour_dims", "top", "top_layers", "cache_block",
                                           "data", "finetune", "choices", "validation", "train_seconds")},
-        "weights_file": weights.name, "weights_sha256": file_sha256(weights),
+        "weights_file": weights.name, "weights_sha256": file_sha256(weights), "weights_encoding": ENCODING,
         "made_on": {"cpu": cpu_name(), "python": platform.python_version(),
                     "tensorflow": tensorflow.__version__, "keras": keras.__version__,
                     "note": "training on a CPU is not bit-reproducible across processors"},

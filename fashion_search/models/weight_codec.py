@@ -1,0 +1,62 @@
+"""Trained weights stored small, for the package: each kernel as int8 multiples of a step (a fixed
+fraction of its own standard deviation, per output channel), in an LZMA-compressed ``.npz`` that
+:func:`numpy.load` reads as any other.
+
+Where the weights started from known ones (a backbone's ImageNet layers), only the change is
+stored: fine-tuning moves them by about a tenth of their spread, so the same step size costs far
+fewer bits than the weights themselves would.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from fashion_search.io import atomic_path
+
+SCALE = "scale"   # suffix of the key holding an array's step per output channel
+
+
+def output_axis(kernel: np.ndarray) -> int:
+    """The axis of a kernel's output channels: a depthwise kernel ``(k, k, C, 1)`` has them on ``C``."""
+    return kernel.ndim - 2 if kernel.ndim == 4 and kernel.shape[-1] == 1 else kernel.ndim - 1
+
+
+def quantised(kernel: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """``kernel`` as int8 multiples of ``step`` standard deviations of each output channel, and the
+    step of each channel (float32): ``multiples * steps`` is within half a step of the kernel."""
+    axis = output_axis(kernel)
+    others = tuple(i for i in range(kernel.ndim) if i != axis)
+    steps = np.maximum(kernel.std(axis=others, keepdims=True), 1e-12) * step
+    multiples = np.clip(np.round(kernel / steps), -127, 127).astype(np.int8)
+    return multiples, steps.ravel().astype(np.float32)
+
+
+def encoded(kernel: np.ndarray, key: str, step: float, start: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The arrays that store ``kernel`` under ``key`` (its change from ``start`` where one is given);
+    a vector (a bias) is stored as float16."""
+    if kernel.ndim == 1:
+        return {key: kernel.astype(np.float16)}
+    multiples, steps = quantised(kernel - start if start is not None else kernel, step)
+    return {key: multiples, f"{key}/{SCALE}": steps}
+
+
+def decoded(arrays, key: str, start: np.ndarray | None = None) -> np.ndarray:
+    """The float32 weight :func:`encoded` stored under ``key`` (plus ``start``, which it was the change from)."""
+    weight = arrays[key].astype(np.float32)
+    if f"{key}/{SCALE}" in arrays:
+        shape = [1] * weight.ndim
+        shape[output_axis(weight)] = -1
+        weight = weight * arrays[f"{key}/{SCALE}"].reshape(shape)
+    return weight + start if start is not None else weight
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an LZMA-compressed ``.npz`` (atomically)."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_LZMA) as archive:
+        for key, value in arrays.items():
+            buffer = io.BytesIO()
+            np.save(buffer, value)
+            archive.writestr(f"{key}.npy", buffer.getvalue())
