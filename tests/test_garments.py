@@ -8,8 +8,8 @@ from fashion_search.data import backgrounds
 from fashion_search.data.cutouts import GROUPS, cut_out, garment_group, product_mask
 from fashion_search.data.shopper_photos import CONDITIONS, Conditions, compose
 from fashion_search.models.localiser import CLASSES, Garment, garments_from, square_frame
-from fashion_search.search.embedding.garments import (GarmentError, drawn_box, garment_pixels, looks_like_catalogue,
-                                                      pick, whole_photo)
+from fashion_search.search.embedding.garments import (GarmentError, GarmentFinder, drawn_box, garment_pixels,
+                                                      looks_like_catalogue, pick, whole_photo)
 
 
 def catalogue_photo(colour=(200, 30, 40), box=(60, 80, 160, 240), size=(300, 225)) -> np.ndarray:
@@ -66,6 +66,20 @@ def test_the_localiser_s_cells_become_garments_in_the_photo_s_pixels():
     assert garments_from(np.eye(CLASSES)[np.zeros((28, 28), int)].astype(np.float32), 100, 100) == []
 
 
+def test_a_product_taken_partly_for_another_group_is_cut_out_whole():
+    probabilities = np.zeros((28, 28, CLASSES), np.float32)
+    probabilities[..., 0] = 1.0
+    probabilities[4:20, 8:20] = np.eye(CLASSES)[1]    # a top ...
+    probabilities[14:20, 8:20] = np.eye(CLASSES)[2]   # ... whose lower part looks like trousers
+    photo = np.zeros((224, 224, 3), np.uint8)          # a dark product on a dark floor: only the mask tells
+    main = garments_from(probabilities, 224, 224)[0]
+    assert main.group == "top"
+    kept = garment_pixels(photo, Garment((0, 0, 224, 224), main.group, main.score, main.mask)) == 0
+    rows = kept.all(axis=-1).any(axis=1)
+    assert rows[14 * 8 + 4:20 * 8 - 4].all()   # the lower part is kept, not whitened
+    assert not rows[:4 * 8 - 4].any()           # the floor above it is whitened
+
+
 def test_a_garment_is_cut_out_with_the_rest_whitened():
     photo = np.zeros((100, 200, 3), np.uint8)
     mask = np.zeros((50, 100), bool)
@@ -81,6 +95,19 @@ def test_catalogue_photos_are_searched_whole_and_shopper_photos_are_not():
     textured = np.random.default_rng(0).integers(0, 255, (300, 225, 3)).astype(np.uint8)
     assert not looks_like_catalogue(textured)
     assert whole_photo(textured).box == (0, 0, 225, 300)
+
+
+def test_a_product_small_on_its_page_is_cut_out_and_a_framed_one_is_searched_whole():
+    finder = GarmentFinder(runtime="tensorflow", head_sha256="0" * 64)   # a page photo needs no model
+    framed = finder.find(catalogue_photo(box=(30, 40, 200, 270)))
+    assert [g.group for g in framed] == ["whole photo"]
+    small = finder.find(catalogue_photo(box=(100, 120, 150, 200)))   # 50 x 80 of 225 x 300, as if from afar
+    assert len(small) == 1 and small[0].group == "product on a plain page"
+    x0, y0, x1, y1 = small[0].box
+    assert abs(x0 - 100) <= 3 and abs(y0 - 120) <= 3 and abs(x1 - 150) <= 3 and abs(y1 - 200) <= 3
+    crop = garment_pixels(catalogue_photo(box=(100, 120, 150, 200)), small[0])
+    assert crop.shape[0] < 100 and crop.shape[1] < 70 and (crop == (200, 30, 40)).all(axis=-1).mean() > 0.6
+    assert finder._call is None   # the localiser's model was never loaded
 
 
 def test_a_drawn_box_is_clipped_and_a_box_or_number_outside_is_refused():

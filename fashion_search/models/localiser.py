@@ -105,8 +105,8 @@ def save_head(head: "keras.Model", path: Path) -> None:
 @dataclass
 class Garment:
     """One product found in a photo: its box ``(x0, y0, x1, y1)`` in the photo's pixels (end
-    exclusive), its group, a score (larger: more surely a product, and larger), and its mask
-    over the photo at a reduced size (same aspect)."""
+    exclusive), its group, a score (larger: more surely a product, and larger), and the mask it is
+    cut out by (within its box) over the photo at a reduced size (same aspect)."""
 
     box: tuple[int, int, int, int]
     group: str
@@ -146,15 +146,18 @@ def class_planes(probabilities: np.ndarray, height: int, width: int) -> np.ndarr
 def garments_from(probabilities: np.ndarray, height: int, width: int, min_share: float = MIN_GARMENT_SHARE
                   ) -> list[Garment]:
     """The garments in a photo of ``height`` × ``width`` pixels, best first: each connected region
-    of one group where a product is likelier than background, of at least ``min_share`` of the photo."""
+    of one group where a product is likelier than background, of at least ``min_share`` of the photo.
+    Each is boxed by its region; its mask is every pixel where a product is likelier than background
+    (a region's own pixels miss the parts of a product taken for another group)."""
     from scipy import ndimage
 
     planes = class_planes(probabilities, height, width)
     labels, foreground = planes.argmax(axis=-1), 1.0 - planes[..., 0]
+    products = foreground > 0.5   # the mask each garment is cut out by: a product split between groups stays whole
     to_photo = width / planes.shape[1], height / planes.shape[0]
     found = []
     for group in range(1, planes.shape[-1]):
-        regions, count = ndimage.label((labels == group) & (foreground > 0.5))
+        regions, count = ndimage.label((labels == group) & products)
         for region, (rows, cols) in enumerate(ndimage.find_objects(regions), start=1):
             mask = regions[rows, cols] == region
             share = mask.sum() / labels.size
@@ -164,5 +167,5 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
                 box = (int(cols.start * to_photo[0]), int(rows.start * to_photo[1]),
                        min(width, int(np.ceil(cols.stop * to_photo[0]))),
                        min(height, int(np.ceil(rows.stop * to_photo[1]))))
-                found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), full))
+                found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), products))
     return sorted(found, key=lambda g: -g.score)

@@ -5,7 +5,8 @@ localiser (:mod:`fashion_search.models.localiser`) finds each product, best firs
 and a mask; :func:`garment_pixels` crops the photo to the chosen one's box and whitens what is
 outside its mask, so the embedder and the colour descriptor see a catalogue-like photo of that
 product alone. A photo that already looks like a catalogue photo (a plain light page around
-the product) is searched whole, so catalogue queries are unchanged.
+the product) is searched whole, so catalogue queries are unchanged, unless the product is small
+on it: then the page gives its mask, and it is cut out and framed as the catalogue frames products.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from fashion_search.models.shipped import checked_bytes
 from fashion_search.search.embedding.runtime import model_call, remembered_call
 
 PAGE_SHARE = 0.2     # a photo whose plain border region covers this share of it is a catalogue photo
+SMALL_ON_PAGE = 0.5  # a product on a page spanning less than this share of both sides is cut out and framed
 FILLS_PHOTO = 0.7    # a main garment whose box covers this share of the photo: the photo is searched whole
 PAGE_LIGHTNESS = 80  # CIELAB L of that region, at least
 PAGE_SIDE = 96       # the page is looked for on the photo shrunk to this longer side
@@ -36,16 +38,35 @@ class GarmentError(ValueError):
     """A garment that cannot be searched: a number beyond those found, or a box outside the photo."""
 
 
-def looks_like_catalogue(pixels: np.ndarray) -> bool:
-    """Whether a photo shows a product on a plain light page, as catalogue photos do: the region of
-    near-border colour that touches the edge covers :data:`PAGE_SHARE` of it and is light."""
+def catalogue_page(pixels: np.ndarray) -> np.ndarray | None:
+    """The plain light page around the product, as catalogue photos have (on the photo shrunk to
+    :data:`PAGE_SIDE`): the region of near-border colour that touches the edge, when it covers
+    :data:`PAGE_SHARE` of the photo and is light; else None."""
     height, width = pixels.shape[:2]
     shrink = min(1.0, PAGE_SIDE / max(height, width))
     small = Image.fromarray(pixels).resize((max(1, round(width * shrink)), max(1, round(height * shrink))),
                                            Image.BILINEAR)
     lab = srgb_to_lab(np.asarray(small))
     page = backgrounds(lab[None])[0]
-    return bool(page.mean() >= PAGE_SHARE and np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS)
+    return page if page.mean() >= PAGE_SHARE and np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
+
+
+def looks_like_catalogue(pixels: np.ndarray) -> bool:
+    """Whether a photo shows a product on a plain light page, as catalogue photos do."""
+    return catalogue_page(pixels) is not None
+
+
+def small_on_page(page: np.ndarray, height: int, width: int) -> Garment | None:
+    """The product on a page when it spans less than :data:`SMALL_ON_PAGE` of the photo's width
+    and of its height (photographed from afar, or turned): its box in the photo's pixels and its
+    mask, to be cut out and framed; None for a product framed as the catalogue frames them."""
+    ys, xs = np.nonzero(~page)
+    if len(xs) == 0 or max((np.ptp(xs) + 1) / page.shape[1], (np.ptp(ys) + 1) / page.shape[0]) >= SMALL_ON_PAGE:
+        return None
+    scale_x, scale_y = width / page.shape[1], height / page.shape[0]
+    box = (int(xs.min() * scale_x), int(ys.min() * scale_y),
+           min(width, int(np.ceil((xs.max() + 1) * scale_x))), min(height, int(np.ceil((ys.max() + 1) * scale_y))))
+    return Garment(box, "product on a plain page", 1.0, ~page)
 
 
 def box_share(box: tuple[int, int, int, int], pixels: np.ndarray) -> float:
@@ -141,10 +162,12 @@ class GarmentFinder:
         return self._call
 
     def find(self, pixels: np.ndarray) -> list[Garment]:
-        """The garments in a photo, best first. A catalogue-like photo, one where nothing is found
-        and one whose main garment fills it are one garment: the whole photo."""
-        if looks_like_catalogue(pixels):
-            return [whole_photo(pixels)]
+        """The garments in a photo, best first. A catalogue-like photo is one garment: the product
+        when it is small on its page, else the whole photo; so are a photo where nothing is found
+        and one whose main garment fills it."""
+        page = catalogue_page(pixels)
+        if page is not None:
+            return [small_on_page(page, *pixels.shape[:2]) or whole_photo(pixels)]
         square = fit_to_square(pixels, SIZE)[None].astype(np.float32)
         probabilities = np.asarray(self.ready()(get_spec(BACKBONE).preprocess(square)))[0]
         found = garments_from(probabilities, *pixels.shape[:2])

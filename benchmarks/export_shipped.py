@@ -1,0 +1,36 @@
+"""Save the shipped model (``fashion_lite0``) of the fashion-search being imported as a model folder,
+so benchmarks can score an earlier version's shipped model beside this one (``--previous``).
+
+    git worktree add /tmp/fashion-search-before bc03809    # the version whose model is wanted
+    PYTHONPATH=/tmp/fashion-search-before python benchmarks/export_shipped.py outputs/fashion_lite0-fused
+
+It uses only what every version with a shipped model has: its provenance, ``build_shipped`` and
+``saved.save_model``. The folder's manifest is the provenance, with the keys a model folder has.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fashion_search.models import saved, shipped
+
+PACKAGE_ONLY = (   # provenance keys a model folder's manifest does not have
+    "weights_sha256", "weights_file", "weights_encoding", "made_on", "command", "trainer", "name", "dim")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="the model folder to write (outputs/...)")
+    args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"{args.out} exists; name a new folder")
+    record = shipped.provenance()
+    manifest = {key: value for key, value in record.items() if key not in PACKAGE_ONLY}
+    manifest.update(weights="imagenet", weights_sha256=record.get("backbone_weights_sha256", ""))
+    saved.save_model(shipped.build_shipped(record=record), manifest, args.out)
+    print(f"saved {shipped.__file__}'s {record['name']} ({record['recipe']}) as {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
