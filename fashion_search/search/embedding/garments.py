@@ -56,12 +56,12 @@ def looks_like_catalogue(pixels: np.ndarray) -> bool:
     return catalogue_page(pixels) is not None
 
 
-def small_on_page(page: np.ndarray, height: int, width: int) -> Garment | None:
-    """The product on a page when it spans less than :data:`SMALL_ON_PAGE` of the photo's width
-    and of its height (photographed from afar, or turned): its box in the photo's pixels and its
-    mask, to be cut out and framed; None for a product framed as the catalogue frames them."""
+def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL_ON_PAGE) -> Garment | None:
+    """The product on a page when it spans less than ``span`` of the photo's width and of its
+    height (photographed from afar, or turned): its box in the photo's pixels and its mask, to be
+    cut out and framed; None for a product framed as the catalogue frames them."""
     ys, xs = np.nonzero(~page)
-    if len(xs) == 0 or max((np.ptp(xs) + 1) / page.shape[1], (np.ptp(ys) + 1) / page.shape[0]) >= SMALL_ON_PAGE:
+    if len(xs) == 0 or max((np.ptp(xs) + 1) / page.shape[1], (np.ptp(ys) + 1) / page.shape[0]) >= span:
         return None
     scale_x, scale_y = width / page.shape[1], height / page.shape[0]
     box = (int(xs.min() * scale_x), int(ys.min() * scale_y),
