@@ -102,7 +102,7 @@ def test_a_product_small_on_its_page_is_cut_out_and_a_framed_one_is_searched_who
     framed = finder.find(catalogue_photo(box=(30, 40, 200, 270)))
     assert [g.group for g in framed] == ["whole photo"]
     small = finder.find(catalogue_photo(box=(100, 120, 150, 200)))   # 50 x 80 of 225 x 300, as if from afar
-    assert len(small) == 1 and small[0].group == "product on a plain page"
+    assert len(small) == 1 and small[0].group == "product"
     x0, y0, x1, y1 = small[0].box
     assert abs(x0 - 100) <= 3 and abs(y0 - 120) <= 3 and abs(x1 - 150) <= 3 and abs(y1 - 200) <= 3
     crop = garment_pixels(catalogue_photo(box=(100, 120, 150, 200)), small[0])

@@ -66,7 +66,7 @@ def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL
     scale_x, scale_y = width / page.shape[1], height / page.shape[0]
     box = (int(xs.min() * scale_x), int(ys.min() * scale_y),
            min(width, int(np.ceil((xs.max() + 1) * scale_x))), min(height, int(np.ceil((ys.max() + 1) * scale_y))))
-    return Garment(box, "product on a plain page", 1.0, ~page)
+    return Garment(box, "product", 1.0, ~page)
 
 
 def box_share(box: tuple[int, int, int, int], pixels: np.ndarray) -> float:
