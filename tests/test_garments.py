@@ -66,6 +66,18 @@ def test_the_localiser_s_cells_become_garments_in_the_photo_s_pixels():
     assert garments_from(np.eye(CLASSES)[np.zeros((28, 28), int)].astype(np.float32), 100, 100) == []
 
 
+def test_pieces_of_one_group_a_cell_apart_are_one_garment_and_far_apart_two():
+    probabilities = np.zeros((28, 28, CLASSES), np.float32)
+    probabilities[..., 0] = 1.0
+    probabilities[8:20, 4:10] = np.eye(CLASSES)[4]    # a shoe ...
+    probabilities[8:20, 11:17] = np.eye(CLASSES)[4]   # ... and its pair, one cell to its right
+    probabilities[8:20, 24:27] = np.eye(CLASSES)[4]   # another shoe, far off
+    garments = sorted(garments_from(probabilities, 224, 224), key=lambda g: g.box[0])
+    assert [g.group for g in garments] == ["footwear", "footwear"]
+    assert garments[0].box[0] < 4 * 8 + 8 and garments[0].box[2] > 17 * 8 - 8   # the pair, boxed together
+    assert garments[1].box[0] > 20 * 8
+
+
 def test_a_product_taken_partly_for_another_group_is_cut_out_whole():
     probabilities = np.zeros((28, 28, CLASSES), np.float32)
     probabilities[..., 0] = 1.0

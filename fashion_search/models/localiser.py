@@ -27,6 +27,7 @@ CELLS = SIZE // 4  # the grid the head answers on
 CLASSES = len(GROUPS) + 1  # background, then each group
 SHIPPED_HEAD = Path(__file__).with_name("shipped") / "garment_localiser.npz"
 MIN_GARMENT_SHARE = 0.01  # smaller regions of a photo are not taken for products
+JOIN_CELLS = 1  # regions of one group at most this many grid cells apart are one garment (a shoe pair, a split top)
 MASK_SIDE = 256  # garment masks are kept at most this large
 
 
@@ -146,9 +147,10 @@ def class_planes(probabilities: np.ndarray, height: int, width: int) -> np.ndarr
 def garments_from(probabilities: np.ndarray, height: int, width: int, min_share: float = MIN_GARMENT_SHARE
                   ) -> list[Garment]:
     """The garments in a photo of ``height`` × ``width`` pixels, best first: each connected region
-    of one group where a product is likelier than background, of at least ``min_share`` of the photo.
-    Each is boxed by its region; its mask is every pixel where a product is likelier than background
-    (a region's own pixels miss the parts of a product taken for another group)."""
+    of one group where a product is likelier than background (regions of one group at most
+    :data:`JOIN_CELLS` grid cells apart are joined), of at least ``min_share`` of the photo. Each is
+    boxed by its region; its mask is every pixel where a product is likelier than background (a
+    region's own pixels miss the parts of a product taken for another group)."""
     from scipy import ndimage
 
     planes = class_planes(probabilities, height, width)
@@ -156,9 +158,15 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
     products = foreground > 0.5   # the mask each garment is cut out by: a product split between groups stays whole
     to_photo = width / planes.shape[1], height / planes.shape[0]
     found = []
+    reach = max(1, round(max(planes.shape[:2]) / CELLS * JOIN_CELLS))   # JOIN_CELLS in the planes' pixels
     for group in range(1, planes.shape[-1]):
-        regions, count = ndimage.label((labels == group) & products)
-        for region, (rows, cols) in enumerate(ndimage.find_objects(regions), start=1):
+        own = (labels == group) & products
+        regions, count = ndimage.label(ndimage.binary_dilation(own, iterations=reach))
+        regions[~own] = 0   # pieces of one group that nearly touch are one garment (of their own pixels)
+        for region, where in enumerate(ndimage.find_objects(regions), start=1):
+            if where is None:
+                continue
+            rows, cols = where
             mask = regions[rows, cols] == region
             share = mask.sum() / labels.size
             if share >= min_share:
