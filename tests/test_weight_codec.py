@@ -27,6 +27,17 @@ def test_a_kernel_comes_back_within_half_a_step_of_each_channel(shape):
     assert error.max() > 0   # it is rounded: not a copy
 
 
+def test_a_constant_or_empty_channel_comes_back():
+    kernel = np.zeros((6, 3), np.float32)
+    kernel[:, 0] = 0.5                    # constant: no spread to take a step from
+    kernel[:, 1] = [0, 0, 0, 0, 0, 9.0]   # one large value among zeros
+    back = decoded(encoded(kernel, "k", step=0.6), "k")
+    np.testing.assert_allclose(back[:, 0], 0.5, atol=0.5 / 127)
+    _, steps = quantised(kernel, 0.6)
+    assert np.abs(back[:, 1] - kernel[:, 1]).max() <= steps[1] / 2 * 1.001
+    assert (back[:, 2] == 0).all()
+
+
 def test_a_change_is_stored_and_added_back_to_its_start():
     rng = np.random.default_rng(1)
     start = rng.normal(size=(1, 1, 32, 64)).astype(np.float32)
@@ -50,7 +61,11 @@ def test_saved_arrays_are_an_lzma_npz_that_numpy_reads(tmp_path):
     save_arrays(path, arrays)
     with zipfile.ZipFile(path) as archive:
         assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_LZMA}
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}   # no file times
     with np.load(path) as loaded:
         assert sorted(loaded.files) == sorted(arrays)
         np.testing.assert_array_equal(loaded["a/0"], arrays["a/0"])
     assert [p.name for p in tmp_path.iterdir()] == ["weights.npz"]   # no temporary file left beside it
+    again = tmp_path / "again" / "weights.npz"
+    save_arrays(again, arrays)
+    assert again.read_bytes() == path.read_bytes()   # the same arrays, the same bytes

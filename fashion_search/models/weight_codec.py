@@ -26,11 +26,13 @@ def output_axis(kernel: np.ndarray) -> int:
 
 def quantised(kernel: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
     """``kernel`` as int8 multiples of ``step`` standard deviations of each output channel, and the
-    step of each channel (float32): ``multiples * steps`` is within half a step of the kernel."""
+    step of each channel (float32): ``multiples * steps`` is within half a step of the kernel. A
+    channel whose largest value is over 127 such steps from zero (a constant one) gets a larger step."""
     axis = output_axis(kernel)
     others = tuple(i for i in range(kernel.ndim) if i != axis)
-    steps = np.maximum(kernel.std(axis=others, keepdims=True), 1e-12) * step
-    multiples = np.clip(np.round(kernel / steps), -127, 127).astype(np.int8)
+    steps = np.maximum(np.maximum(kernel.std(axis=others, keepdims=True), 1e-12) * step,
+                       np.abs(kernel).max(axis=others, keepdims=True) / 127)
+    multiples = np.round(kernel / steps).astype(np.int8)
     return multiples, steps.ravel().astype(np.float32)
 
 
@@ -54,9 +56,12 @@ def decoded(arrays, key: str, start: np.ndarray | None = None) -> np.ndarray:
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an LZMA-compressed ``.npz`` (atomically)."""
+    """Write ``arrays`` as an LZMA-compressed ``.npz`` (atomically); the same arrays give the same
+    bytes (no file times), so the same model ships with the same checksum."""
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_LZMA) as archive:
         for key, value in arrays.items():
             buffer = io.BytesIO()
             np.save(buffer, value)
-            archive.writestr(f"{key}.npy", buffer.getvalue())
+            entry = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_LZMA
+            archive.writestr(entry, buffer.getvalue())
