@@ -7,12 +7,13 @@ validation backgrounds; never the test half), each product is made into shopper-
 several ways before the same search with the shipped model:
 
 - the localiser's box with every product pixel as the mask (what the engine does), or with only
-  its own group's region (as before), or no mask;
+  its own group's pixels (about what it did before: its group's region), or no mask;
 - the true box with either mask, or none; the localiser's box with the true mask; the true mask;
 - on catalogue photos (every one of the choosing third) and products scaled and turned on white:
   cut out by the page below each span (the share of the photo's width and height the product
   spans), else searched whole.
 
+    make backgrounds   # once: the background photos' Debian packages
     python benchmarks/garment_cutting.py --photos ../shared/data/fashion-products-dev
 
 Writes benchmarks/results/garment_cutting.{json,md}.
@@ -47,10 +48,6 @@ ON_WHITE = "scaled and rotated, on white"
 SPANS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 
-def whole_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
-    return (0, 0, pixels.shape[1], pixels.shape[0])
-
-
 def localised_ways(finder: cutting.GarmentFinder, pixels: np.ndarray, true_mask: np.ndarray) -> dict[str, Garment]:
     """The main garment cut out each way: the localiser's or the true box, with each mask."""
     square = fit_to_square(pixels, localiser.SIZE)[None].astype(np.float32)
@@ -61,13 +58,13 @@ def localised_ways(finder: cutting.GarmentFinder, pixels: np.ndarray, true_mask:
         found = [cutting.whole_photo(pixels)]
     main, true_box, no_mask = found[0], box_of(true_mask), np.ones((1, 1), bool)
     planes = localiser.class_planes(probabilities, height, width)
-    region = (planes.argmax(axis=-1) == localiser.GROUPS.index(main.group) + 1) if main.group in localiser.GROUPS \
-        else no_mask
+    region = ((planes.argmax(axis=-1) == localiser.GROUPS.index(main.group) + 1) & (planes[..., 0] < 0.5)
+              if main.group in localiser.GROUPS else no_mask)
     return {"localiser box, every product pixel (the engine)": main,
-            "localiser box, its group's region": Garment(main.box, main.group, 1.0, region),
+            "localiser box, its group's pixels": Garment(main.box, main.group, 1.0, region),
             "localiser box, no mask": Garment(main.box, main.group, 1.0, no_mask),
             "true box, every product pixel": Garment(true_box, main.group, 1.0, main.mask),
-            "true box, the group's region": Garment(true_box, main.group, 1.0, region),
+            "true box, its group's pixels": Garment(true_box, main.group, 1.0, region),
             "true box, no mask": Garment(true_box, main.group, 1.0, no_mask),
             "localiser box, true mask": Garment(main.box, main.group, 1.0, true_mask),
             "true mask": Garment(true_box, main.group, 1.0, true_mask)}
@@ -93,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     catalog = list_catalogue("photo_folder", args.photos)
     items = catalog.items.assign(id=catalog.items["id"].astype(str)).set_index("id", drop=False)
+    backgrounds = load_backgrounds("validation")
     chosen = items.loc[dev_thirds(args.photos, args.seed)[1]["id"].astype(str)]
     sample = chosen.sample(args.products, random_state=args.seed)
     cutouts = read_cutouts(sample["id"].tolist(), sample["path"].tolist(), sample["subCategory"].tolist(),
                            "cutting out products")
-    queries = made_queries(cutouts, load_backgrounds("validation"), args.seed)
+    queries = made_queries(cutouts, backgrounds, args.seed)
     finder, rows = cutting.GarmentFinder(), []
     with tempfile.TemporaryDirectory() as folder:
         build_index(catalog, Path(folder) / "index", IndexParams())

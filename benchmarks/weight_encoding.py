@@ -6,7 +6,10 @@ output channel, the head kernels per column), read back, and scored on the tuned
 validation queries (494 dev photos searching the 1,480-photo validation half; never the test half),
 beside the folder's own float32 model.
 
+    make shipped-model   # trains outputs/tuned/model (about 50 minutes on 2 cores)
     python benchmarks/weight_encoding.py outputs/tuned/model --top-steps 0.5,0.8,1.0 --head-steps 0.4,0.6,0.8
+
+Any model folder of the tuned recipe will do, e.g. one made by ``benchmarks/export_shipped.py``.
 
 Writes benchmarks/results/weight_encoding.{json,md}.
 """
@@ -17,6 +20,7 @@ import platform
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from validation_models import scores   # the same scoring as the other validation benchmark (beside this file)
 
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                           **shipped.head_arrays(model, head_step)}
                 path = Path(folder) / "weights.npz"
                 save_arrays(path, arrays)
+                arrays = dict(np.load(path))   # read back, as the engine reads the shipped file
                 for name, layer in layers.items():
                     prefix = f"{shipped.TOP}/{name}" if name in manifest["top_layers"] else name
                     starts = imagenet.get_layer(name).get_weights() if prefix.startswith(shipped.TOP) else None

@@ -8,8 +8,8 @@ from fashion_search.data import backgrounds
 from fashion_search.data.cutouts import GROUPS, cut_out, garment_group, product_mask
 from fashion_search.data.shopper_photos import CONDITIONS, Conditions, compose
 from fashion_search.models.localiser import CLASSES, Garment, garments_from, square_frame
-from fashion_search.search.embedding.garments import (GarmentError, GarmentFinder, drawn_box, garment_pixels,
-                                                      looks_like_catalogue, pick, whole_photo)
+from fashion_search.search.embedding.garments import (GarmentError, GarmentFinder, catalogue_page, drawn_box,
+                                                      garment_pixels, pick, whole_photo)
 
 
 def catalogue_photo(colour=(200, 30, 40), box=(60, 80, 160, 240), size=(300, 225)) -> np.ndarray:
@@ -103,9 +103,9 @@ def test_a_garment_is_cut_out_with_the_rest_whitened():
 
 
 def test_catalogue_photos_are_searched_whole_and_shopper_photos_are_not():
-    assert looks_like_catalogue(catalogue_photo())
+    assert catalogue_page(catalogue_photo()) is not None
     textured = np.random.default_rng(0).integers(0, 255, (300, 225, 3)).astype(np.uint8)
-    assert not looks_like_catalogue(textured)
+    assert catalogue_page(textured) is None
     assert whole_photo(textured).box == (0, 0, 225, 300)
 
 

@@ -48,11 +48,13 @@ def test_a_change_is_stored_and_added_back_to_its_start():
     assert np.abs(decoded(stored, "top/layer/0")).max() < np.abs(start).max()   # without its start: only the change
 
 
-def test_a_bias_is_kept_as_float16():
+def test_a_bias_is_kept_as_float16_and_as_its_change_when_it_has_a_start():
     bias = np.linspace(-1, 1, 10).astype(np.float32)
     stored = encoded(bias, "b", step=0.6)
     assert list(stored) == ["b"] and stored["b"].dtype == np.float16
     np.testing.assert_allclose(decoded(stored, "b"), bias, atol=1e-3)
+    start = np.full(10, 3.0, np.float32)
+    np.testing.assert_allclose(decoded(encoded(bias + start, "b", 0.6, start), "b", start), bias + start, atol=1e-3)
 
 
 def test_saved_arrays_are_an_lzma_npz_that_numpy_reads(tmp_path):

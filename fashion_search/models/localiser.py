@@ -156,17 +156,15 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
     planes = class_planes(probabilities, height, width)
     labels, foreground = planes.argmax(axis=-1), 1.0 - planes[..., 0]
     products = foreground > 0.5   # the mask each garment is cut out by: a product split between groups stays whole
+    products.setflags(write=False)   # one array, shared by every garment found
     to_photo = width / planes.shape[1], height / planes.shape[0]
     found = []
     reach = max(1, round(max(planes.shape[:2]) / CELLS * JOIN_CELLS))   # JOIN_CELLS in the planes' pixels
     for group in range(1, planes.shape[-1]):
         own = (labels == group) & products
-        regions, count = ndimage.label(ndimage.binary_dilation(own, iterations=reach))
+        regions, _ = ndimage.label(ndimage.binary_dilation(own, iterations=reach))
         regions[~own] = 0   # pieces of one group that nearly touch are one garment (of their own pixels)
-        for region, where in enumerate(ndimage.find_objects(regions), start=1):
-            if where is None:
-                continue
-            rows, cols = where
+        for region, (rows, cols) in enumerate(ndimage.find_objects(regions), start=1):
             mask = regions[rows, cols] == region
             share = mask.sum() / labels.size
             if share >= min_share:

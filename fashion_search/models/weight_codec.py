@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from fashion_search.io import atomic_path
 
-SCALE = "scale"   # suffix of the key holding an array's step per output channel
+SCALE = "scale"   # suffix of the key holding a kernel's step per output channel
 
 
 def output_axis(kernel: np.ndarray) -> int:
@@ -39,13 +40,14 @@ def quantised(kernel: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
 def encoded(kernel: np.ndarray, key: str, step: float, start: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The arrays that store ``kernel`` under ``key`` (its change from ``start`` where one is given);
     a vector (a bias) is stored as float16."""
-    if kernel.ndim == 1:
-        return {key: kernel.astype(np.float16)}
-    multiples, steps = quantised(kernel - start if start is not None else kernel, step)
+    change = kernel - start if start is not None else kernel
+    if change.ndim == 1:
+        return {key: change.astype(np.float16)}
+    multiples, steps = quantised(change, step)
     return {key: multiples, f"{key}/{SCALE}": steps}
 
 
-def decoded(arrays, key: str, start: np.ndarray | None = None) -> np.ndarray:
+def decoded(arrays: Mapping[str, np.ndarray], key: str, start: np.ndarray | None = None) -> np.ndarray:
     """The float32 weight :func:`encoded` stored under ``key`` (plus ``start``, which it was the change from)."""
     weight = arrays[key].astype(np.float32)
     if f"{key}/{SCALE}" in arrays:

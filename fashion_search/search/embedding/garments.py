@@ -51,11 +51,6 @@ def catalogue_page(pixels: np.ndarray) -> np.ndarray | None:
     return page if page.mean() >= PAGE_SHARE and np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
 
 
-def looks_like_catalogue(pixels: np.ndarray) -> bool:
-    """Whether a photo shows a product on a plain light page, as catalogue photos do."""
-    return catalogue_page(pixels) is not None
-
-
 def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL_ON_PAGE) -> Garment | None:
     """The product on a page when it spans less than ``span`` of the photo's width and of its
     height (photographed from afar, or turned): its box in the photo's pixels and its mask, to be
