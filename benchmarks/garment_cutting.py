@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_search.backbone_specs import get_spec
 from fashion_search.data import list_catalogue
 from fashion_search.data.backgrounds import load_backgrounds
 from fashion_search.data.cutouts import box_of, read_cutouts
-from fashion_search.images import fit_to_square, read_photo
+from fashion_search.images import read_photo
 from fashion_search.io import write_results
 from fashion_search.models import localiser
 from fashion_search.models.localiser import Garment
@@ -49,15 +48,11 @@ SPANS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def localised_ways(finder: cutting.GarmentFinder, pixels: np.ndarray, true_mask: np.ndarray) -> dict[str, Garment]:
-    """The main garment cut out each way: the localiser's or the true box, with each mask."""
-    square = fit_to_square(pixels, localiser.SIZE)[None].astype(np.float32)
-    probabilities = np.asarray(finder.ready()(get_spec(localiser.BACKBONE).preprocess(square)))[0]
+    """The main garment cut out each way: the engine's (the localiser's box and mask), or the
+    localiser's or the true box with each mask."""
     height, width = pixels.shape[:2]
-    found = localiser.garments_from(probabilities, height, width)
-    if not found or cutting.box_share(found[0].box, pixels) >= cutting.FILLS_PHOTO:
-        found = [cutting.whole_photo(pixels)]
-    main, true_box, no_mask = found[0], box_of(true_mask), np.ones((1, 1), bool)
-    planes = localiser.class_planes(probabilities, height, width)
+    main, true_box, no_mask = finder.find(pixels)[0], box_of(true_mask), np.ones((1, 1), bool)
+    planes = localiser.class_planes(finder.probabilities(pixels), height, width)
     region = ((planes.argmax(axis=-1) == localiser.GROUPS.index(main.group) + 1) & (planes[..., 0] < 0.5)
               if main.group in localiser.GROUPS else no_mask)
     return {"localiser box, every product pixel (the engine)": main,

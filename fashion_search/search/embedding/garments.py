@@ -19,6 +19,7 @@ from PIL import Image
 
 from fashion_search.backbone_specs import get_spec
 from fashion_search.colour import backgrounds, srgb_to_lab
+from fashion_search.data.cutouts import box_of
 from fashion_search.images import fit_to_square
 from fashion_search.models.localiser import BACKBONE, SHIPPED_HEAD, SIZE, Garment, garments_from
 from fashion_search.models.localiser_sha256 import HEAD_SHA256
@@ -55,12 +56,12 @@ def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL
     """The product on a page when it spans less than ``span`` of the photo's width and of its
     height (photographed from afar, or turned): its box in the photo's pixels and its mask, to be
     cut out and framed; None for a product framed as the catalogue frames them."""
-    ys, xs = np.nonzero(~page)
-    if len(xs) == 0 or max((np.ptp(xs) + 1) / page.shape[1], (np.ptp(ys) + 1) / page.shape[0]) >= span:
+    x0, y0, x1, y1 = box_of(~page)
+    if x1 == 0 or max((x1 - x0) / page.shape[1], (y1 - y0) / page.shape[0]) >= span:
         return None
     scale_x, scale_y = width / page.shape[1], height / page.shape[0]
-    box = (int(xs.min() * scale_x), int(ys.min() * scale_y),
-           min(width, int(np.ceil((xs.max() + 1) * scale_x))), min(height, int(np.ceil((ys.max() + 1) * scale_y))))
+    box = (int(x0 * scale_x), int(y0 * scale_y), min(width, int(np.ceil(x1 * scale_x))),
+           min(height, int(np.ceil(y1 * scale_y))))
     return Garment(box, "product", 1.0, ~page)
 
 
@@ -156,6 +157,11 @@ class GarmentFinder:
             self._call, _ = model_call(localiser.build_localiser(extractor, head), self.runtime, probe, self.key)
         return self._call
 
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """The localiser's cell probabilities ``(CELLS, CELLS, classes)`` for a photo framed as a query."""
+        square = fit_to_square(pixels, SIZE)[None].astype(np.float32)
+        return np.asarray(self.ready()(get_spec(BACKBONE).preprocess(square)))[0]
+
     def find(self, pixels: np.ndarray) -> list[Garment]:
         """The garments in a photo, best first. A catalogue-like photo is one garment: the product
         when it is small on its page, else the whole photo; so are a photo where nothing is found
@@ -163,9 +169,7 @@ class GarmentFinder:
         page = catalogue_page(pixels)
         if page is not None:
             return [small_on_page(page, *pixels.shape[:2]) or whole_photo(pixels)]
-        square = fit_to_square(pixels, SIZE)[None].astype(np.float32)
-        probabilities = np.asarray(self.ready()(get_spec(BACKBONE).preprocess(square)))[0]
-        found = garments_from(probabilities, *pixels.shape[:2])
+        found = garments_from(self.probabilities(pixels), *pixels.shape[:2])
         if not found or box_share(found[0].box, pixels) >= FILLS_PHOTO:
             return [whole_photo(pixels)]
         return found
