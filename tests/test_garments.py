@@ -109,6 +109,15 @@ def test_catalogue_photos_are_searched_whole_and_shopper_photos_are_not():
     assert whole_photo(textured).box == (0, 0, 225, 300)
 
 
+def test_a_light_patch_of_a_scene_along_part_of_the_edge_is_not_a_page():
+    scene = np.full((300, 300, 3), (30, 60, 140), np.uint8)   # a dark blue wall ...
+    scene[:, :210] = (235, 240, 250)                          # ... most of it light, along 60% of the edge
+    scene[120:180, 100:160] = (200, 30, 30)                   # and a red product on it
+    assert catalogue_page(scene) is None
+    scene[:, 210:] = (235, 240, 250)                          # the light page now runs round the product
+    assert catalogue_page(scene) is not None
+
+
 def test_a_product_small_on_its_page_is_cut_out_and_a_framed_one_is_searched_whole():
     finder = GarmentFinder(runtime="tensorflow", head_sha256="0" * 64)   # a page photo needs no model
     framed = finder.find(catalogue_photo(box=(30, 40, 200, 270)))

@@ -27,6 +27,7 @@ from fashion_search.models.shipped import checked_bytes
 from fashion_search.search.embedding.runtime import model_call, remembered_call
 
 PAGE_SHARE = 0.2     # a photo whose plain border region covers this share of it is a catalogue photo
+PAGE_EDGE = 0.8      # and this share of its edge (a page runs round the product; a light patch of a scene does not)
 SMALL_ON_PAGE = 0.5  # a product on a page spanning less than this share of both sides is cut out and framed
 FILLS_PHOTO = 0.7    # a main garment whose box covers this share of the photo: the photo is searched whole
 PAGE_LIGHTNESS = 80  # CIELAB L of that region, at least
@@ -42,14 +43,16 @@ class GarmentError(ValueError):
 def catalogue_page(pixels: np.ndarray) -> np.ndarray | None:
     """The plain light page around the product, as catalogue photos have (on the photo shrunk to
     :data:`PAGE_SIDE`): the region of near-border colour that touches the edge, when it covers
-    :data:`PAGE_SHARE` of the photo and is light; else None."""
+    :data:`PAGE_SHARE` of the photo and :data:`PAGE_EDGE` of its edge, and is light; else None."""
     height, width = pixels.shape[:2]
     shrink = min(1.0, PAGE_SIDE / max(height, width))
     small = Image.fromarray(pixels).resize((max(1, round(width * shrink)), max(1, round(height * shrink))),
                                            Image.BILINEAR)
     lab = srgb_to_lab(np.asarray(small))
     page = backgrounds(lab[None])[0]
-    return page if page.mean() >= PAGE_SHARE and np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
+    edge = np.concatenate([page[0], page[-1], page[:, 0], page[:, -1]])
+    plain = page.mean() >= PAGE_SHARE and edge.mean() >= PAGE_EDGE
+    return page if plain and np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
 
 
 def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL_ON_PAGE) -> Garment | None:
