@@ -14,7 +14,8 @@ Odd but valid files are converted rather than refused: CMYK and 16-bit images ar
 RGB, palette and transparent images are composited onto white (product cut-outs have a white page
 behind them), a strip of rows at a time, so that a conversion holds little beyond the decoded
 photo and the RGB result. Large JPEGs come out reduced by libjpeg while decoding
-(:data:`DECODE_SIDE`), which costs a fraction of a full decode. Files that cannot be used raise
+(:data:`DECODE_SIDE`), which costs a fraction of a full decode; the ``_and_size`` readers also give
+the photo's own size, so that boxes on it are told in its pixels. Files that cannot be used raise
 :class:`UnusableImageError`, whose message is the reason a catalogue report lists.
 """
 from __future__ import annotations
@@ -41,6 +42,8 @@ RGB_BYTES = 3            # the decoded-size limit is that of max_pixels RGB pixe
 # analysis 64), and decoding a 3-megapixel photo in full costs more CPU than the model embedding it.
 DECODE_SIDE = 640
 STRIP_ROWS = 64  # rows converted to RGB at a time
+EXIF_ORIENTATION = 0x0112
+TURNED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the photo a quarter: width and height swap
 WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # single-channel modes of more than 8 bits
 
 
@@ -97,7 +100,13 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The photo at ``path`` as an RGB uint8 array ``(H, W, 3)``, EXIF rotation applied.
+    """The photo at ``path`` as an RGB uint8 array ``(H, W, 3)``, EXIF rotation applied; see :func:`read_photo_and_size`."""
+    return read_photo_and_size(path, max_pixels)[0]
+
+
+def read_photo_and_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
+    """The photo at ``path`` as an RGB uint8 array ``(H, W, 3)``, EXIF rotation applied, and the
+    photo's own ``(width, height)`` (larger than the array's when libjpeg reduced a large JPEG).
 
     Raises :class:`UnusableImageError` for a missing, empty, truncated, corrupt or non-image
     file, and for one of more than ``max_pixels`` pixels (checked before decoding).
@@ -115,7 +124,7 @@ def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             raise UnusableImageError("not a regular file")
         if info.st_size == 0:
             raise UnusableImageError("empty file")
-        return decode_photo(handle, max_pixels)
+        return decode_photo_and_size(handle, max_pixels)
 
 
 def _reason(err: Exception) -> str:
@@ -140,9 +149,16 @@ def _check_size(image: Image.Image, max_pixels: int) -> None:
 
 
 def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Photo bytes (or an open binary file) → RGB uint8 ``(H, W, 3)``; the format is sniffed
-    from the content, never trusted from a name, only :data:`PHOTO_FORMATS` are decoded, and
-    the size is checked before decoding."""
+    """Photo bytes (or an open binary file) → RGB uint8 ``(H, W, 3)``; see :func:`decode_photo_and_size`."""
+    return decode_photo_and_size(source, max_pixels)[0]
+
+
+def decode_photo_and_size(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS
+                          ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Photo bytes (or an open binary file) → RGB uint8 ``(H, W, 3)`` and the photo's own
+    ``(width, height)``, EXIF rotation applied to both (the pixels are fewer when libjpeg reduced
+    a large JPEG, :data:`DECODE_SIDE`); the format is sniffed from the content, never trusted
+    from a name, only :data:`PHOTO_FORMATS` are decoded, and the size is checked before decoding."""
     if isinstance(source, bytes):
         if not source:
             raise UnusableImageError("empty file")
@@ -157,8 +173,10 @@ def decode_photo(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS) -> np.n
                 image.draft(image.mode, (max(1, width * DECODE_SIDE // longer),  # JPEG only
                                          max(1, height * DECODE_SIDE // longer)))
                 image.load()  # decodes everything: truncated files fail here
+                if image.getexif().get(EXIF_ORIENTATION, 1) in TURNED_ORIENTATIONS:
+                    width, height = height, width
                 ImageOps.exif_transpose(image, in_place=True)
-                return _to_rgb(image)
+                return _to_rgb(image), (width, height)
     except UnusableImageError:
         raise
     except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours, checked in open()

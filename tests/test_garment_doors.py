@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +42,23 @@ def scene(path: Path) -> Path:
 
 
 class TwoGarments:
-    """A localiser that always finds the same two garments (the top and the trousers of :func:`scene`)."""
+    """A localiser that always finds the same two garments (the top and the trousers of :func:`scene`);
+    ``relative``: where they are on a photo of any size showing the scene."""
+
+    def __init__(self, relative: bool = False):
+        self.relative = relative
 
     def ready(self) -> None:
         return None
 
     def find(self, pixels: np.ndarray) -> list[Garment]:
         height, width = pixels.shape[:2]
-        top, trousers = np.zeros((height, width), bool), np.zeros((height, width), bool)
+        top, trousers = np.zeros((300, 400), bool), np.zeros((300, 400), bool)
         top[30:150, 110:290], trousers[155:290, 150:250] = True, True
-        return [Garment((110, 30, 290, 150), "top", 0.9, top), Garment((150, 155, 250, 290), "bottom", 0.8, trousers)]
+        boxes = [(110, 30, 290, 150), (150, 155, 250, 290)]
+        if self.relative:
+            boxes = [tuple(round(v * width / 400) for v in box) for box in boxes]
+        return [Garment(boxes[0], "top", 0.9, top), Garment(boxes[1], "bottom", 0.8, trousers)]
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess:
@@ -86,6 +94,26 @@ def test_the_cli_lists_the_garments_and_searches_the_one_picked(cli_index, tmp_p
     assert plain.returncode == 0 and ("found" in plain.stdout or "whole photo" not in plain.stdout)
 
 
+def large_jpeg(path: Path, small: Path, factor: int = 6) -> Path:
+    """``small`` enlarged ``factor`` times as a JPEG, large enough to be decoded at a reduced scale."""
+    with Image.open(small) as image:
+        image.resize((image.width * factor, image.height * factor), Image.BILINEAR).save(path, quality=92)
+    return path
+
+
+def test_boxes_of_a_large_jpeg_are_in_its_own_pixels_from_the_cli(cli_index, tmp_path):
+    small = scene(tmp_path / "scene.png")
+    large = large_jpeg(tmp_path / "scene.jpg", small)   # 2400 x 1800, decoded at half size
+    on_small = json.loads(cli("query", str(small), "--index", str(cli_index), "--json").stdout)
+    on_large = json.loads(cli("query", str(large), "--index", str(cli_index), "--json").stdout)
+    assert len(on_large["garments"]) == len(on_small["garments"])
+    for big, little in zip(on_large["garments"], on_small["garments"]):
+        assert np.allclose(big["box"], np.multiply(little["box"], 6), atol=120), (big, little)  # 5% of its width
+    beyond_half = "1300,1000,2000,1700"   # inside the photo, outside the half-size decode
+    boxed = json.loads(cli("query", str(large), "--index", str(cli_index), "--json", "--box", beyond_half).stdout)
+    assert boxed["searched"]["box"] == [1300, 1000, 2000, 1700]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--like", "100", "--garment", "2"], "give a photo"),
     (["{photo}", "--box", "1,2,3"], "not four whole numbers"),
@@ -100,13 +128,17 @@ def test_garment_mistakes_give_one_line_and_exit_2(cli_index, photo_folder, argv
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
 
+def serve_two_garments(photo_folder: Path, folder: Path, settings=SETTINGS, relative: bool = False):
+    """A server whose localiser finds the two garments of :func:`scene`: its address, the server and its engine."""
+    build_index(list_photo_folder(photo_folder), folder, settings, embedder=pixel_embedder())
+    engine = SearchEngine(open_index(folder, settings), settings, pixel_embedder())
+    engine._garment_finder = TwoGarments(relative)
+    return (*serve(create_app(engine)), engine)
+
+
 @pytest.fixture
 def two_garment_service(photo_folder, tmp_path):
-    folder = tmp_path / "index"
-    build_index(list_photo_folder(photo_folder), folder, SETTINGS, embedder=pixel_embedder())
-    engine = SearchEngine(open_index(folder, SETTINGS), SETTINGS, pixel_embedder())
-    engine._garment_finder = TwoGarments()
-    url, server = serve(create_app(engine))
+    url, server, engine = serve_two_garments(photo_folder, tmp_path / "index")
     yield url, engine
     server.should_exit = True
 
@@ -134,6 +166,23 @@ def test_the_api_answers_with_the_garments_and_searches_the_one_asked(two_garmen
         assert search(box="0,0,100,100", garment="2").status_code == 400  # one would go unused: said, not ignored
         assert search(garment="2", localise="false").status_code == 400
         assert search(garment="0").status_code == 422
+
+
+def test_the_api_tells_the_boxes_of_a_large_jpeg_in_its_own_pixels(photo_folder, tmp_path):
+    import httpx
+
+    url, server, _ = serve_two_garments(photo_folder, tmp_path / "index",
+                                        replace(SETTINGS, max_image_pixels=5_000_000), relative=True)
+    photo = large_jpeg(tmp_path / "scene.jpg", scene(tmp_path / "scene.png")).read_bytes()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        answer = client.post("/search", files={"photo": ("scene.jpg", photo)})
+        assert answer.status_code == 200, answer.text
+        main = answer.json()
+        assert main["photo"] == {"width": 2400, "height": 1800}
+        assert main["garments"][1]["box"] == [900, 930, 1500, 1740]   # the trousers, 6 times their box in scene()
+        drawn = client.post("/search", files={"photo": ("scene.jpg", photo)}, data={"box": "1300,1000,2000,1700"})
+        assert drawn.status_code == 200 and drawn.json()["searched"]["box"] == [1300, 1000, 2000, 1700]
+    server.should_exit = True
 
 
 def test_the_page_draws_the_garments_and_searches_a_click_or_a_drawn_box_on_a_phone(two_garment_service, tmp_path):

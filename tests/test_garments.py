@@ -133,9 +133,9 @@ def test_a_product_small_on_its_page_is_cut_out_and_a_framed_one_is_searched_who
 
 def test_a_drawn_box_is_clipped_and_a_box_or_number_outside_is_refused():
     photo = catalogue_photo()
-    assert drawn_box(photo, (-10, 5, 100, 400)).box == (0, 5, 100, 300)
-    with pytest.raises(GarmentError, match="holds no part"):
-        drawn_box(photo, (300, 300, 400, 400))
+    assert drawn_box((225, 300), (-10, 5, 100, 400)).box == (0, 5, 100, 300)
+    with pytest.raises(GarmentError, match="holds no part of the 225 x 300 photo"):
+        drawn_box((225, 300), (300, 300, 400, 400))
     with pytest.raises(GarmentError, match="photo has 1"):
         pick([whole_photo(photo)], 2)
 

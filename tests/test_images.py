@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_search.images import UnusableImageError, decode_photo, fit_to_square, read_photo
+from fashion_search.images import (UnusableImageError, decode_photo, decode_photo_and_size, fit_to_square,
+                                   read_photo, read_photo_and_size)
 
 
 def test_cmyk_sixteen_bit_palette_and_alpha_images_become_rgb(tmp_path):
@@ -105,6 +106,9 @@ def test_a_large_jpeg_keeps_its_exif_rotation_and_a_cut_one_is_still_refused(tmp
     exif[0x0112] = 6  # stored on its side: rotate 90° to view
     _product_photo(2000, 1500).save(tmp_path / "turned.jpg", exif=exif)
     assert read_photo(tmp_path / "turned.jpg").shape == (1000, 750, 3)
+    pixels, size = read_photo_and_size(tmp_path / "turned.jpg")
+    assert pixels.shape == (1000, 750, 3) and size == (1500, 2000)   # its own size, as viewed
+    assert decode_photo_and_size((tmp_path / "turned.jpg").read_bytes())[1] == (1500, 2000)
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "turned.jpg").read_bytes()[:20_000])
     with pytest.raises(UnusableImageError, match="not a readable image"):
         read_photo(tmp_path / "cut.jpg")

@@ -118,6 +118,16 @@ class Garment:
         """The garment for JSON: box, group and score."""
         return {"box": list(self.box), "group": self.group, "score": round(self.score, 3)}
 
+    def scaled(self, factor: float, width: int, height: int) -> "Garment":
+        """The same garment on the photo at ``factor`` times the size, ``width`` × ``height`` (its
+        mask covers the whole photo, so it stays); itself when the size is the same."""
+        if factor == 1:
+            return self
+        x0, y0, x1, y1 = self.box
+        box = (int(x0 * factor), int(y0 * factor), min(width, int(np.ceil(x1 * factor))),
+               min(height, int(np.ceil(y1 * factor))))
+        return Garment(box, self.group, self.score, self.mask)
+
 
 def square_frame(height: int, width: int, size: int = SIZE) -> tuple[float, int, int]:
     """How :func:`~fashion_search.images.fit_to_square` places a photo: its scale, left and top offsets."""

@@ -22,7 +22,7 @@ import pandas as pd
 
 from fashion_search.data.catalog import Catalog
 from fashion_search.data.metadata import RESERVED_COLUMNS, check_new_columns
-from fashion_search.images import UnusableImageError, fit_to_square, read_photo
+from fashion_search.images import UnusableImageError, fit_to_square, read_photo_and_size
 from fashion_search.params import IndexParams
 from fashion_search.search.embedding.batching import ModelBatcher
 from fashion_search.colour import ColourError, colour_descriptor, descriptor_distance, swatch_distance, swatch_lab
@@ -140,10 +140,10 @@ class SearchEngine:
                     localise: bool = True) -> Query:
         """A query photo (raises UnusableImageError when it cannot be read); see :meth:`pixels_query`."""
         try:
-            pixels = read_photo(path)
+            pixels, size = read_photo_and_size(path)
         except UnusableImageError as err:
             raise UnusableImageError(f"cannot read the query photo {path}: {err}") from None
-        return self.pixels_query(pixels, f"photo {path}", str(path), garment, box, localise)
+        return self.pixels_query(pixels, f"photo {path}", str(path), garment, box, localise, size)
 
     @property
     def garment_finder(self) -> GarmentFinder:
@@ -153,19 +153,26 @@ class SearchEngine:
         return self._garment_finder
 
     def locate(self, pixels: np.ndarray, garment: int | None = None, box: tuple | None = None,
-               localise: bool = True) -> tuple[list[Garment], Garment, np.ndarray]:
+               localise: bool = True, size: tuple[int, int] | None = None) -> tuple[list[Garment], Garment, np.ndarray]:
         """The garments the localiser finds in a photo (none when ``localise`` is off or a ``box``
         is given), the one to search (number ``garment``, 1 the main one; or the ``box`` a person
-        drew; or the whole photo), and its pixels cut out and whitened around it."""
+        drew; or the whole photo), and its pixels cut out and whitened around it. Boxes, given and
+        found, are in the photo's own pixels: ``size`` (width, height), when the pixels are a reduced decode."""
         check_choice(garment, box, localise)
-        found = self.garment_finder.find(pixels) if localise and box is None else []
-        chosen = drawn_box(pixels, box) if box is not None else pick(found, garment) if found else whole_photo(pixels)
-        return found, chosen, pixels if chosen.group == "whole photo" else garment_pixels(pixels, chosen)
+        height, width = pixels.shape[:2]
+        size = size or (width, height)
+        scale = size[0] / width   # the photo's pixels per decoded pixel
+        found = [g.scaled(scale, *size) for g in self.garment_finder.find(pixels)] if localise and box is None else []
+        chosen = (drawn_box(size, box) if box is not None else pick(found, garment) if found
+                  else whole_photo(pixels).scaled(scale, *size))
+        searched = pixels if chosen.group == "whole photo" else garment_pixels(pixels, chosen.scaled(1 / scale, width,
+                                                                                                     height))
+        return found, chosen, searched
 
     def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None, garment: int | None = None,
-                     box: tuple | None = None, localise: bool = True) -> Query:
+                     box: tuple | None = None, localise: bool = True, size: tuple[int, int] | None = None) -> Query:
         """A query from decoded RGB pixels: the garment :meth:`locate` chooses, framed like a catalogue photo."""
-        found, chosen, searched = self.locate(pixels, garment, box, localise)
+        found, chosen, searched = self.locate(pixels, garment, box, localise, size)
         return replace(self.framed_query(self.frame(searched), label, path), garments=found, garment=chosen)
 
     def frame(self, pixels: np.ndarray, colours: bool = True) -> Framed:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from fashion_search.data.catalog import Catalog
 from fashion_search.figures import frame_tile, show_image
-from fashion_search.images import decode_photo
+from fashion_search.images import decode_photo_and_size
 from fashion_search.params import IndexParams
 from fashion_search.search.embedding.garments import parse_box
 from fashion_search.search.engine import Query, SearchEngine
@@ -54,22 +54,24 @@ def index_catalogue(engine: SearchEngine, label_column: str | None = None) -> Ca
 
 
 def search_grid(engine: SearchEngine, catalog: Catalog, query: Query, query_image, k: int,
-                filters: list[str], query_label: str | None = None, swatch: str | None = None
-                ) -> tuple[pd.DataFrame, Figure]:
-    """Search (with a colour to prefer, ``swatch``), and draw the query with its results."""
+                filters: list[str], query_label: str | None = None, swatch: str | None = None,
+                shown_scale: float = 1.0) -> tuple[pd.DataFrame, Figure]:
+    """Search (with a colour to prefer, ``swatch``), and draw the query with its results;
+    ``shown_scale``: pixels of ``query_image`` per pixel of the photo (a large JPEG is decoded reduced)."""
     results = engine.search(query, k, filters, swatch=swatch)
     figure = plot_search_grid(query_image, results, item_images(catalog, results["id"].tolist(), engine),
-                              query.label, catalog.label_column, query_label, garment_boxes(query))
+                              query.label, catalog.label_column, query_label, garment_boxes(query, shown_scale))
     return results, figure
 
 
-def garment_boxes(query: Query) -> list[tuple[tuple, str, bool]]:
-    """The boxes to draw on a query photo: each garment found (numbered) and a drawn box; the searched one marked."""
+def garment_boxes(query: Query, shown_scale: float = 1.0) -> list[tuple[tuple, str, bool]]:
+    """The boxes to draw on a query photo shown at ``shown_scale`` of its size: each garment found
+    (numbered) and a drawn box; the searched one marked."""
     boxes = [(g.box, f"{i} {g.group}", g is query.garment) for i, g in enumerate(query.garments, 1)
              if g.group != "whole photo"]
     if query.garment is not None and query.garment.group == "drawn box":
         boxes.append((query.garment.box, "your box", True))
-    return boxes
+    return [(tuple(v * shown_scale for v in box), label, searched) for box, label, searched in boxes]
 
 
 def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, images: list[np.ndarray | str],
@@ -136,15 +138,15 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
     swatch = colour.strip() or None
     try:
         if upload:
-            pixels = decode_photo(bytes(upload[0]["content"]), engine.settings.max_image_pixels)
+            pixels, size = decode_photo_and_size(bytes(upload[0]["content"]), engine.settings.max_image_pixels)
             box = parse_box(box_text) if box_text.strip() else None
             query = engine.pixels_query(pixels, f"photo {upload[0]['name']}", garment=garment or None, box=box,
-                                        localise=localise)
-            image, label = pixels, None
+                                        localise=localise, size=size)
+            image, label, shown_scale = pixels, None, pixels.shape[1] / size[0]
         else:
             query, image = engine.product_query(item.strip()), item_images(catalog, [item.strip()], engine)[0]
-            label = _label_of(catalog, item.strip())
-        results, figure = search_grid(engine, catalog, query, image, k, wanted, label, swatch)
+            label, shown_scale = _label_of(catalog, item.strip()), 1.0
+        results, figure = search_grid(engine, catalog, query, image, k, wanted, label, swatch, shown_scale)
     except ValueError as err:
         return f"error: {err}"
     if len(results):

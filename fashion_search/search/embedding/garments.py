@@ -87,9 +87,10 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return tuple(int(p) for p in parts)
 
 
-def drawn_box(pixels: np.ndarray, box: tuple[int, int, int, int]) -> Garment:
-    """A box a person drew ``(x0, y0, x1, y1)``, clipped to the photo, as the garment (kept whole)."""
-    height, width = pixels.shape[:2]
+def drawn_box(size: tuple[int, int], box: tuple[int, int, int, int]) -> Garment:
+    """A box a person drew ``(x0, y0, x1, y1)`` on a photo of ``size`` (width, height), clipped
+    to the photo, as the garment (kept whole)."""
+    width, height = size
     x0, y0, x1, y1 = (int(v) for v in box)
     if x1 <= x0 or y1 <= y0:
         raise GarmentError(f"the box {list(box)} is turned around: give x0,y0,x1,y1 with x0 < x1 and y0 < y1 "

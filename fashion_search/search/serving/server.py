@@ -218,14 +218,14 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         except GarmentError as err:
             raise HTTPException(400, str(err)) from None
 
-        def located(pixels: np.ndarray) -> tuple:
+        def located(pixels: np.ndarray, size: tuple[int, int]) -> tuple:
             try:
-                found, chosen, searched = service.engine.locate(pixels, garment, drawn, localise)
+                found, chosen, searched = service.engine.locate(pixels, garment, drawn, localise, size)
             except GarmentError as err:
                 raise HTTPException(400, str(err)) from None
-            return found, chosen, pixels.shape[:2], service.engine.frame(searched, colours=by_own_colours)
+            return found, chosen, size, service.engine.frame(searched, colours=by_own_colours)
 
-        found, chosen, (height, width), framed = service.read_upload(photo, located)
+        found, chosen, (width, height), framed = service.read_upload(photo, located)
         service.count("search")
         engine = service.current()
         query = engine.framed_query(framed, f"upload {photo.filename or ''}".strip())
@@ -276,7 +276,7 @@ def create_app(engine: SearchEngine, api_key: str | None = None, max_upload_byte
         if not is_safe_id(id):
             raise HTTPException(400, f"malformed id: {SAFE_ID_RULE} characters")
         fields = metadata_from_json(metadata)
-        png = service.read_upload(photo, encode_png)
+        png = service.read_upload(photo, lambda pixels, _size: encode_png(pixels))
         with service.writing() as engine:
             # Re-encoded, so only our own bytes are served; a fresh name per add, so a failed add
             # never changes the photo an indexed product shows (debris clean-up removes it later).

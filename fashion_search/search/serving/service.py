@@ -14,7 +14,7 @@ import numpy as np
 from fastapi import HTTPException, UploadFile
 
 from fashion_search.data.catalog import SAFE_ID_RULE, is_safe_id
-from fashion_search.images import UnusableImageError, decode_photo
+from fashion_search.images import UnusableImageError, decode_photo_and_size
 from fashion_search.search.engine import SearchEngine
 
 DECODES_AT_ONCE = 2  # full-size uploads decoded at once (each may be 16 Mpx)
@@ -84,8 +84,9 @@ class Service:
         name = "".join(c for c in (upload.filename or "") if c.isprintable())[:80]
         return name or "the upload"
 
-    def read_upload(self, upload: UploadFile, reduce: Callable[[np.ndarray], T]) -> T:
-        """``reduce`` of the upload's pixels, computed within a decode slot so that at most
+    def read_upload(self, upload: UploadFile, reduce: Callable[[np.ndarray, tuple[int, int]], T]) -> T:
+        """``reduce`` of the upload's pixels and its own size (width, height; larger than the pixels'
+        when a large JPEG was decoded reduced), computed within a decode slot so that at most
         :data:`DECODES_AT_ONCE` full-size photos are in memory; 413 when too large, 415 when
         not a readable image or over the pixel budget."""
         data = upload.file.read(self.max_upload_bytes + 1)
@@ -93,10 +94,10 @@ class Service:
             raise HTTPException(413, f"{self.upload_name(upload)} is larger than {self.max_upload_bytes:,} bytes")
         with self.decode_slots:
             try:
-                pixels = decode_photo(data, self.max_upload_pixels)
+                pixels, size = decode_photo_and_size(data, self.max_upload_pixels)
             except UnusableImageError as err:
                 raise HTTPException(415, f"{self.upload_name(upload)} is {err}") from None
-            reduced = reduce(pixels)
+            reduced = reduce(pixels, size)
             del pixels
             release_freed_memory()
             return reduced
