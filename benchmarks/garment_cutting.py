@@ -12,6 +12,9 @@ several ways before the same search with the shipped model:
 - on catalogue photos (every one of the choosing third) and products scaled and turned on white:
   cut out by the page below each span (the share of the photo's width and height the product
   spans), else searched whole.
+- which photos count as catalogue pages: the engine as it is, with the share of the photo's edge
+  a light page must hold set to each of :data:`EDGE_SHARES` (0: any light region touching the
+  edge, as before that rule), on the catalogue photos and on the made photos of each condition.
 
     make backgrounds   # once: the background photos' Debian packages
     python benchmarks/garment_cutting.py --photos ../shared/data/fashion-products-dev
@@ -21,6 +24,7 @@ Writes benchmarks/results/garment_cutting.{json,md}.
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 from pathlib import Path
 
@@ -45,6 +49,7 @@ ROOT = Path(__file__).resolve().parent
 LOCALISED = ("on a real-photo background", "all together")
 ON_WHITE = "scaled and rotated, on white"
 SPANS = (0.4, 0.5, 0.6, 0.7, 0.8)
+EDGE_SHARES = (0.0, 0.7, 0.8, 0.9)
 
 
 def localised_ways(finder: cutting.GarmentFinder, pixels: np.ndarray, true_mask: np.ndarray) -> dict[str, Garment]:
@@ -76,10 +81,19 @@ def page_ways(pixels: np.ndarray) -> dict[str, Garment]:
     return ways
 
 
+def edge_finders(finder: cutting.GarmentFinder) -> dict[str, cutting.GarmentFinder]:
+    """The engine's finder with each share of the edge a catalogue page must hold (one model, shared)."""
+    finders = {}
+    for share in EDGE_SHARES:
+        finders[f"a page holds {share:.0%} of the edge"] = copy.copy(finder)
+        finders[f"a page holds {share:.0%} of the edge"].page_edge = share
+    return finders
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=ROOT.parent.parent / "shared/data/fashion-products-dev")
-    parser.add_argument("--products", type=int, default=100)
+    parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "garment_cutting")
     args = parser.parse_args(argv)
@@ -101,18 +115,20 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"query photo": condition, "cut out": way,
                          **scores(engine.search(query, K + 1), product, items)})
 
+        finder.ready()
+        edges = edge_finders(finder)
         for product in chosen["id"]:   # every catalogue photo of the choosing third
             pixels = read_photo(items.loc[product, "path"])
-            for way, garment in page_ways(pixels).items():
+            ways = {**page_ways(pixels), **{way: found.find(pixels)[0] for way, found in edges.items()}}
+            for way, garment in ways.items():
                 score("catalogue photo", way, pixels, garment, product)
         for made in queries:
             pixels, product = made.photo.pixels, made.products[0]
+            ways = {way: found.find(pixels)[0] for way, found in edges.items()}
             if made.condition == ON_WHITE:
-                ways = page_ways(pixels)
+                ways.update(page_ways(pixels))
             elif made.condition in LOCALISED:
-                ways = localised_ways(finder, pixels, made.photo.masks[0])
-            else:
-                continue
+                ways.update(localised_ways(finder, pixels, made.photo.masks[0]))
             for way, garment in ways.items():
                 score(made.condition, way, pixels, garment, product)
     table = (pd.DataFrame(rows).groupby(["query photo", "cut out"], sort=False)

@@ -40,10 +40,10 @@ class GarmentError(ValueError):
     """A garment that cannot be searched: a number beyond those found, or a box outside the photo."""
 
 
-def catalogue_page(pixels: np.ndarray) -> np.ndarray | None:
+def catalogue_page(pixels: np.ndarray, edge_share: float = PAGE_EDGE) -> np.ndarray | None:
     """The plain light page around the product, as catalogue photos have (on the photo shrunk to
     :data:`PAGE_SIDE`): the region of near-border colour that touches the edge, when it covers
-    :data:`PAGE_SHARE` of the photo and :data:`PAGE_EDGE` of its edge, and is light; else None."""
+    :data:`PAGE_SHARE` of the photo and ``edge_share`` of its edge, and is light; else None."""
     height, width = pixels.shape[:2]
     shrink = min(1.0, PAGE_SIDE / max(height, width))
     small = Image.fromarray(pixels).resize((max(1, round(width * shrink)), max(1, round(height * shrink))),
@@ -51,7 +51,7 @@ def catalogue_page(pixels: np.ndarray) -> np.ndarray | None:
     lab = srgb_to_lab(np.asarray(small))
     page = backgrounds(lab[None])[0]
     edge = np.concatenate([page[0], page[-1], page[:, 0], page[:, -1]])
-    plain = page.mean() >= PAGE_SHARE and edge.mean() >= PAGE_EDGE
+    plain = page.mean() >= PAGE_SHARE and edge.mean() >= edge_share
     return page if plain and np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
 
 
@@ -136,8 +136,9 @@ class GarmentFinder:
     """The shipped localiser, ready to find garments; the model loads on first use, on ONNX
     Runtime when an earlier process converted it (no TensorFlow then), else built and converted."""
 
-    def __init__(self, runtime: str = "auto", head: Path = SHIPPED_HEAD, head_sha256: str = HEAD_SHA256):
-        self.runtime, self.head, self.head_sha256 = runtime, head, head_sha256
+    def __init__(self, runtime: str = "auto", head: Path = SHIPPED_HEAD, head_sha256: str = HEAD_SHA256,
+                 page_edge: float = PAGE_EDGE):
+        self.runtime, self.head, self.head_sha256, self.page_edge = runtime, head, head_sha256, page_edge
         self._call: Callable | None = None
 
     @property
@@ -170,7 +171,7 @@ class GarmentFinder:
         """The garments in a photo, best first. A catalogue-like photo is one garment: the product
         when it is small on its page, else the whole photo; so are a photo where nothing is found
         and one whose main garment fills it."""
-        page = catalogue_page(pixels)
+        page = catalogue_page(pixels, self.page_edge)
         if page is not None:
             return [small_on_page(page, *pixels.shape[:2]) or whole_photo(pixels)]
         found = garments_from(self.probabilities(pixels), *pixels.shape[:2])
