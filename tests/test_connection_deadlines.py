@@ -159,7 +159,9 @@ def test_a_ceiling_full_of_stalled_connections_still_answers_a_fresh_client(url,
                      b"Content-Length: %d\r\n\r\n" % len(upload))
     pieces = [upload[i:i + 6_000] for i in range(0, len(upload), 6_000)]
     uploader.sendall(pieces.pop(0))
-    time.sleep(0.3)  # read by the server before the others come, or it would be the one waiting longest
+    with httpx.Client(base_url=url, timeout=5) as first:   # its headers read before the others come, or it
+        assert first.get("/health").status_code == 200     # would be the one waiting longest: a round trip
+    time.sleep(0.1)                                         # of the server's loop after them sees to that
     slow_posts = []
     for _ in range(CAP):  # the whole ceiling: bodies at 5 bytes a second
         slow_posts.append(connect(url))
