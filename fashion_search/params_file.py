@@ -141,7 +141,7 @@ def _parse_finetune(raw: Any) -> FinetuneParams:
     if "multitask" in recipes and len(set(columns)) < 2:
         raise ConfigError("the multitask recipe needs 'finetune.task_columns' to list two or more label "
                           f"columns, e.g. [articleType, baseColour]; got {list(columns)}")
-    trains = any(r not in ("frozen", "fused", "shipped") for r in recipes)  # fused trains heads only (head_epochs)
+    trains = any(r not in ("frozen", "fused", "shipped", "shipped_heads") for r in recipes)  # fused trains heads only (head_epochs)
     if trains and params.frozen_epochs + params.unfrozen_epochs == 0:
         raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
                           "'finetune.recipes' trains; train at least one epoch or use recipes: [frozen]")
@@ -194,9 +194,10 @@ def parse_params(raw: Any) -> Params:
         visualise=simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
         index=parse_index(raw.get("index")),
     )
-    if "shipped" in params.finetune.recipes and any(
+    shipped = [r for r in params.finetune.recipes if r in ("shipped", "shipped_heads")]
+    if shipped and any(
             (b.name, b.weights, b.input_size) != ("efficientnet_lite0", "imagenet", 224) for b in params.backbones):
-        raise ConfigError("the 'shipped' recipe is the shipped model, EfficientNet-Lite0 with ImageNet weights at "
+        raise ConfigError(f"the '{shipped[0]}' recipe is a shipped model, EfficientNet-Lite0 with ImageNet weights at "
                           "224 px: with it, 'backbones' must list only {name: efficientnet_lite0, weights: imagenet, "
                           "image_size: 224}")
     if params.visualise.top_k > max(params.evaluate.ks):

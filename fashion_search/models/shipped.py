@@ -110,12 +110,13 @@ def description(record: dict) -> str:
             f"({data['training']})")
 
 
-def build_shipped(weights: str | Path | None = None, record: dict | None = None) -> "keras.Model":
+def build_shipped(weights: str | Path | None = None, record: dict | None = None,
+                  command: str = COMMAND) -> "keras.Model":
     """The shipped embedding model: the backbone from its package with its trained top layers, and
     the heads, from ``weights`` (default: the package's), checked against the SHA-256 ``record``
-    names before anything is built."""
+    names before anything is built (a refusal names ``command`` to restore the file)."""
     record = record or provenance()
-    data = checked_bytes(Path(weights or WEIGHTS_FILE), record["weights_sha256"])
+    data = checked_bytes(Path(weights or WEIGHTS_FILE), record["weights_sha256"], command)
     from fashion_search.models.backbones import build_feature_extractor
     from fashion_search.models.fused import build_heads, fused_embedding_model
     from fashion_search.params import FinetuneParams

@@ -25,7 +25,7 @@ import pandas as pd
 
 from fashion_search.data.catalog import Catalog, relevance_codes
 from fashion_search.layout import RunLayout, Variant, variants
-from fashion_search.models import saved, shipped
+from fashion_search.models import saved, shipped, shipped_heads
 from fashion_search.models.backbones import build_feature_extractor
 from fashion_search.models.callbacks import (BEST_WEIGHTS, EpochProgress, ResumableCheckpoint, RetrievalValidation,
                                              TrainingState, trim_history)
@@ -40,6 +40,10 @@ from fashion_search.pipeline.input_pipeline import make_dataset
 HISTORY_FILE = "history.csv"
 COLOUR_WEIGHTS_FILE = "colour_weights.csv"  # fused recipe: validation scores per colour weight
 CHECKPOINT_DIR = "checkpoint"
+SHIPPED_RECIPES = {  # recipe: (its provenance, its model), models shipped in the package, not trained here
+    "shipped": (shipped.provenance, shipped.build_shipped),
+    "shipped_heads": (shipped_heads.provenance, shipped_heads.build_shipped_heads),
+}
 
 
 @dataclass
@@ -143,13 +147,13 @@ def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: in
 
 def model_fingerprint(variant: Variant, params: Params) -> str:
     """Hash of everything that determines one backbone and recipe's embedding model."""
-    training = None if variant.recipe in ("frozen", "shipped") else dataclasses.asdict(params.finetune)
+    training = None if variant.recipe in ("frozen", *SHIPPED_RECIPES) else dataclasses.asdict(params.finetune)
     if training:
         training.pop("recipes")  # adding a recipe to the list changes no other recipe's model
         if variant.recipe not in BACKBONE_RECIPES:  # devices and precision apply to backbone training only
             training.pop("devices"), training.pop("precision")
-    if variant.recipe == "shipped":
-        training = {"shipped_sha256": shipped.provenance()["weights_sha256"]}
+    if variant.recipe in SHIPPED_RECIPES:
+        training = {"shipped_sha256": SHIPPED_RECIPES[variant.recipe][0]()["weights_sha256"]}
     inputs = {"backbone": dataclasses.asdict(variant.backbone), "recipe": variant.recipe, "data": dataclasses.asdict(params.data),
               "seed": params.seed, "finetune": training}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
@@ -194,9 +198,10 @@ def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Cata
                                                             if fused.choices["colour_column"] else [])])
         fused.history.to_csv(folder / HISTORY_FILE, index=False)
         fused.weights.to_csv(folder / COLOUR_WEIGHTS_FILE, index=False)
-    elif recipe == "shipped":
-        record = shipped.provenance()
-        embedding = shipped.build_shipped(record=record)
+    elif recipe in SHIPPED_RECIPES:
+        read_provenance, build = SHIPPED_RECIPES[recipe]
+        record = read_provenance()
+        embedding = build(record=record)
         manifest.update(feature_layer="fused", feature_dim=record["dim"], colour_dims=record["colour_dims"],
                         colour_weight=record["colour_weight"], colour_column=record["colour_column"],
                         shipped_sha256=record["weights_sha256"], trained_on=[record["label_column"],

@@ -88,7 +88,7 @@ def shopper_photos(engines: dict[str, SearchEngine], catalog: Catalog, figures: 
         return str(err)
     items = catalog.items.assign(id=catalog.items["id"].astype(str), path=list(catalog.images)).set_index(
         "id", drop=False)
-    main = next((name for name in engines if "shipped" in name), list(engines)[-1])  # the engine's default model
+    main = next((name for name in engines if name.endswith("shipped")), list(engines)[-1])  # the engine's default
     names = [name for name in engines if name != main] + [main]
     chosen = {name: (engines[name], shopper_queries.METHODS if name == main else ("whole photo", "localiser"))
               for name in names}
