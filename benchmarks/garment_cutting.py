@@ -14,7 +14,8 @@ several ways before the same search with the shipped model:
   spans), else searched whole.
 - which photos count as catalogue pages: the engine as it is, with the share of the photo's edge
   a light page must hold set to each of :data:`EDGE_SHARES` (0: any light region touching the
-  edge, as before that rule), on the catalogue photos and on the made photos of each condition.
+  edge, as before that rule; a page holding two opposite sides counts at every share), on the
+  catalogue photos and on the made photos of each condition.
 
     make backgrounds   # once: the background photos' Debian packages
     python benchmarks/garment_cutting.py --photos ../shared/data/fashion-products-dev
@@ -85,8 +86,8 @@ def edge_finders(finder: cutting.GarmentFinder) -> dict[str, cutting.GarmentFind
     """The engine's finder with each share of the edge a catalogue page must hold (one model, shared)."""
     finders = {}
     for share in EDGE_SHARES:
-        finders[f"a page holds {share:.0%} of the edge"] = copy.copy(finder)
-        finders[f"a page holds {share:.0%} of the edge"].page_edge = share
+        finders[f"a page holds {share:.0%} of the edge"] = edged = copy.copy(finder)
+        edged.page_edge = share
     return finders
 
 

@@ -42,8 +42,6 @@ RGB_BYTES = 3            # the decoded-size limit is that of max_pixels RGB pixe
 # analysis 64), and decoding a 3-megapixel photo in full costs more CPU than the model embedding it.
 DECODE_SIDE = 640
 STRIP_ROWS = 64  # rows converted to RGB at a time
-EXIF_ORIENTATION = 0x0112
-TURNED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the photo a quarter: width and height swap
 WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # single-channel modes of more than 8 bits
 
 
@@ -173,10 +171,10 @@ def decode_photo_and_size(source: BinaryIO | bytes, max_pixels: int = MAX_PIXELS
                 image.draft(image.mode, (max(1, width * DECODE_SIDE // longer),  # JPEG only
                                          max(1, height * DECODE_SIDE // longer)))
                 image.load()  # decodes everything: truncated files fail here
-                if image.getexif().get(EXIF_ORIENTATION, 1) in TURNED_ORIENTATIONS:
-                    width, height = height, width
+                decoded = image.size
                 ImageOps.exif_transpose(image, in_place=True)
-                return _to_rgb(image), (width, height)
+                turned = image.size != decoded   # a quarter turn: its own width and height swap too
+                return _to_rgb(image), (height, width) if turned else (width, height)
     except UnusableImageError:
         raise
     except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours, checked in open()

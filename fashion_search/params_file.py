@@ -19,9 +19,9 @@ import yaml
 
 from fashion_search.io import write_text_atomic
 from fashion_search.backbone_specs import BACKBONES, WEIGHT_CHOICES
-from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, PRECISIONS, RECIPES, BackboneParams,
-                                   ConfigError, DataParams, EvaluateParams, FeaturesParams, FinetuneParams, Params,
-                                   PerClass, SplitFractions, VisualiseParams)
+from fashion_search.params import (DATA_SOURCES, DEFAULT_LABEL_COLUMN, DISTANCES, PRECISIONS, RECIPES, SHIPPED_RECIPES,
+                                   BackboneParams, ConfigError, DataParams, EvaluateParams, FeaturesParams,
+                                   FinetuneParams, Params, PerClass, SplitFractions, VisualiseParams)
 from fashion_search.params_index import parse_index
 from fashion_search.params_values import check_keys, choice, integer, mapping, number, simple_block
 
@@ -141,7 +141,7 @@ def _parse_finetune(raw: Any) -> FinetuneParams:
     if "multitask" in recipes and len(set(columns)) < 2:
         raise ConfigError("the multitask recipe needs 'finetune.task_columns' to list two or more label "
                           f"columns, e.g. [articleType, baseColour]; got {list(columns)}")
-    trains = any(r not in ("frozen", "fused", "shipped", "shipped_heads") for r in recipes)  # fused trains heads only (head_epochs)
+    trains = any(r not in ("frozen", "fused", *SHIPPED_RECIPES) for r in recipes)  # fused trains heads only (head_epochs)
     if trains and params.frozen_epochs + params.unfrozen_epochs == 0:
         raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
                           "'finetune.recipes' trains; train at least one epoch or use recipes: [frozen]")
@@ -194,7 +194,7 @@ def parse_params(raw: Any) -> Params:
         visualise=simple_block(VisualiseParams, raw.get("visualise"), "visualise"),
         index=parse_index(raw.get("index")),
     )
-    shipped = [r for r in params.finetune.recipes if r in ("shipped", "shipped_heads")]
+    shipped = [r for r in params.finetune.recipes if r in SHIPPED_RECIPES]
     if shipped and any(
             (b.name, b.weights, b.input_size) != ("efficientnet_lite0", "imagenet", 224) for b in params.backbones):
         raise ConfigError(f"the '{shipped[0]}' recipe is a shipped model, EfficientNet-Lite0 with ImageNet weights at "

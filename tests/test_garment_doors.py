@@ -168,6 +168,29 @@ def test_the_api_answers_with_the_garments_and_searches_the_one_asked(two_garmen
         assert search(garment="0").status_code == 422
 
 
+class BottomStrip:
+    """A localiser that finds one garment: the bottom 50 rows of whatever pixels it is given."""
+
+    def find(self, pixels: np.ndarray) -> list[Garment]:
+        height, width = pixels.shape[:2]
+        mask = np.zeros((height, width), bool)
+        mask[height - 50:] = True
+        return [Garment((0, height - 50, width, height), "bottom", 0.9, mask)]
+
+
+def test_boxes_move_between_the_decode_and_the_photo_by_each_sides_own_ratio(two_garment_service):
+    """A 1125 x 5000 photo decodes to 282 x 1250: the sides shrink by 3.99 and 4 (each rounds up on its own)."""
+    _, engine = two_garment_service
+    engine._garment_finder = BottomStrip()
+    pixels = np.zeros((1250, 282, 3), np.uint8)
+    found, chosen, searched = engine.locate(pixels, size=(1125, 5000))
+    assert found[0] is chosen and chosen.box == (0, 4800, 1125, 5000) and searched.size
+    whole = engine.locate(pixels, localise=False, size=(1125, 5000))[1]
+    assert whole.box == (0, 0, 1125, 5000)
+    _, drawn, cut = engine.locate(pixels, box=(0, 4992, 1125, 5000), size=(1125, 5000))   # its last 8 rows
+    assert drawn.box == (0, 4992, 1125, 5000) and cut.shape[0] >= 2 and cut.shape[1] == 282
+
+
 def test_the_api_tells_the_boxes_of_a_large_jpeg_in_its_own_pixels(photo_folder, tmp_path):
     import httpx
 

@@ -118,6 +118,14 @@ def test_a_light_patch_of_a_scene_along_part_of_the_edge_is_not_a_page():
     assert catalogue_page(scene) is not None
 
 
+
+def test_a_catalogue_product_touching_two_opposite_edges_keeps_its_page():
+    page = np.full((300, 225, 3), 255, np.uint8)
+    page[:, 50:175] = (40, 60, 120)          # a model cut at head and feet, over half the width
+    assert catalogue_page(page) is not None   # the page holds only 72% of the edge, but both sides whole
+    assert catalogue_page(page.transpose(1, 0, 2).copy()) is not None   # a bag wider than the photo
+
+
 def test_a_product_small_on_its_page_is_cut_out_and_a_framed_one_is_searched_whole():
     finder = GarmentFinder(runtime="tensorflow", head_sha256="0" * 64)   # a page photo needs no model
     framed = finder.find(catalogue_photo(box=(30, 40, 200, 270)))

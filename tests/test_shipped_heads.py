@@ -23,6 +23,7 @@ def test_its_files_are_the_ones_its_provenance_names(record):
     with np.load(shipped_heads.WEIGHTS_FILE) as arrays:
         shapes = {key: list(arrays[key].shape) for key in arrays.files if not key.endswith("/scale")}
     assert shapes == record["heads"]["arrays"]
+    assert shipped_heads.arrays_sha256(shipped_heads.WEIGHTS_FILE) == record["released_as"]["arrays_sha256"]
 
 
 @pytest.mark.slow

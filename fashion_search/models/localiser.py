@@ -118,15 +118,22 @@ class Garment:
         """The garment for JSON: box, group and score."""
         return {"box": list(self.box), "group": self.group, "score": round(self.score, 3)}
 
-    def scaled(self, factor: float, width: int, height: int) -> "Garment":
-        """The same garment on the photo at ``factor`` times the size, ``width`` × ``height`` (its
-        mask covers the whole photo, so it stays); itself when the size is the same."""
-        if factor == 1:
+    def on(self, shape: tuple[int, int], size: tuple[int, int]) -> "Garment":
+        """The same garment, its box found on pixels of ``shape`` (height, width), told on the photo of
+        ``size`` (width, height) (its mask covers the whole photo, so it stays); itself when they agree."""
+        if tuple(shape) == (size[1], size[0]):
             return self
-        x0, y0, x1, y1 = self.box
-        box = (int(x0 * factor), int(y0 * factor), min(width, int(np.ceil(x1 * factor))),
-               min(height, int(np.ceil(y1 * factor))))
-        return Garment(box, self.group, self.score, self.mask)
+        return Garment(box_on(self.box, shape, size), self.group, self.score, self.mask)
+
+
+def box_on(box: tuple[int, int, int, int], shape: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A box ``(x0, y0, x1, y1)`` on pixels of ``shape`` (height, width) moved onto an image of ``size``
+    (width, height), each axis by its own ratio (a reduced decode rounds each side on its own); it
+    grows outwards to whole pixels and stays inside the image."""
+    scale_x, scale_y = size[0] / shape[1], size[1] / shape[0]
+    x0, y0, x1, y1 = box
+    return (max(0, int(x0 * scale_x)), max(0, int(y0 * scale_y)), min(size[0], int(np.ceil(x1 * scale_x))),
+            min(size[1], int(np.ceil(y1 * scale_y))))
 
 
 def square_frame(height: int, width: int, size: int = SIZE) -> tuple[float, int, int]:

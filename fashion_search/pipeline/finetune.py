@@ -40,7 +40,7 @@ from fashion_search.pipeline.input_pipeline import make_dataset
 HISTORY_FILE = "history.csv"
 COLOUR_WEIGHTS_FILE = "colour_weights.csv"  # fused recipe: validation scores per colour weight
 CHECKPOINT_DIR = "checkpoint"
-SHIPPED_RECIPES = {  # recipe: (its provenance, its model), models shipped in the package, not trained here
+SHIPPED_MODELS = {  # recipe: (its provenance, its model), models shipped in the package, not trained here
     "shipped": (shipped.provenance, shipped.build_shipped),
     "shipped_heads": (shipped_heads.provenance, shipped_heads.build_shipped_heads),
 }
@@ -147,13 +147,13 @@ def train_recipe(recipe: str, extractor: keras.Model, catalog: Catalog, size: in
 
 def model_fingerprint(variant: Variant, params: Params) -> str:
     """Hash of everything that determines one backbone and recipe's embedding model."""
-    training = None if variant.recipe in ("frozen", *SHIPPED_RECIPES) else dataclasses.asdict(params.finetune)
+    training = None if variant.recipe in ("frozen", *SHIPPED_MODELS) else dataclasses.asdict(params.finetune)
     if training:
         training.pop("recipes")  # adding a recipe to the list changes no other recipe's model
         if variant.recipe not in BACKBONE_RECIPES:  # devices and precision apply to backbone training only
             training.pop("devices"), training.pop("precision")
-    if variant.recipe in SHIPPED_RECIPES:
-        training = {"shipped_sha256": SHIPPED_RECIPES[variant.recipe][0]()["weights_sha256"]}
+    if variant.recipe in SHIPPED_MODELS:
+        training = {"shipped_sha256": SHIPPED_MODELS[variant.recipe][0]()["weights_sha256"]}
     inputs = {"backbone": dataclasses.asdict(variant.backbone), "recipe": variant.recipe, "data": dataclasses.asdict(params.data),
               "seed": params.seed, "finetune": training}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
@@ -198,8 +198,8 @@ def prepare_embedding_model(backbone: BackboneParams, recipe: str, catalog: Cata
                                                             if fused.choices["colour_column"] else [])])
         fused.history.to_csv(folder / HISTORY_FILE, index=False)
         fused.weights.to_csv(folder / COLOUR_WEIGHTS_FILE, index=False)
-    elif recipe in SHIPPED_RECIPES:
-        read_provenance, build = SHIPPED_RECIPES[recipe]
+    elif recipe in SHIPPED_MODELS:
+        read_provenance, build = SHIPPED_MODELS[recipe]
         record = read_provenance()
         embedding = build(record=record)
         manifest.update(feature_layer="fused", feature_dim=record["dim"], colour_dims=record["colour_dims"],

@@ -159,15 +159,15 @@ class SearchEngine:
         drew; or the whole photo), and its pixels cut out and whitened around it. Boxes, given and
         found, are in the photo's own pixels: ``size`` (width, height), when the pixels are a reduced decode."""
         check_choice(garment, box, localise)
-        height, width = pixels.shape[:2]
-        size = size or (width, height)
-        scale = size[0] / width   # the photo's pixels per decoded pixel
-        found = [g.scaled(scale, *size) for g in self.garment_finder.find(pixels)] if localise and box is None else []
-        chosen = (drawn_box(size, box) if box is not None else pick(found, garment) if found
-                  else whole_photo(pixels).scaled(scale, *size))
-        searched = pixels if chosen.group == "whole photo" else garment_pixels(pixels, chosen.scaled(1 / scale, width,
-                                                                                                     height))
-        return found, chosen, searched
+        shape, size = pixels.shape[:2], size or (pixels.shape[1], pixels.shape[0])
+        if box is not None:
+            chosen = drawn_box(size, box)
+            return [], chosen, garment_pixels(pixels, chosen.on((size[1], size[0]), (shape[1], shape[0])))
+        found = self.garment_finder.find(pixels) if localise else []
+        cut = pick(found, garment) if found else whole_photo(pixels)
+        told = [g.on(shape, size) for g in found]
+        chosen = next((t for g, t in zip(found, told) if g is cut), None) or cut.on(shape, size)
+        return told, chosen, pixels if cut.group == "whole photo" else garment_pixels(pixels, cut)
 
     def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None, garment: int | None = None,
                      box: tuple | None = None, localise: bool = True, size: tuple[int, int] | None = None) -> Query:

@@ -21,13 +21,14 @@ from fashion_search.backbone_specs import get_spec
 from fashion_search.colour import backgrounds, srgb_to_lab
 from fashion_search.data.cutouts import box_of
 from fashion_search.images import fit_to_square
-from fashion_search.models.localiser import BACKBONE, SHIPPED_HEAD, SIZE, Garment, garments_from
+from fashion_search.models.localiser import BACKBONE, SHIPPED_HEAD, SIZE, Garment, box_on, garments_from
 from fashion_search.models.localiser_sha256 import HEAD_SHA256
 from fashion_search.models.shipped import checked_bytes
 from fashion_search.search.embedding.runtime import model_call, remembered_call
 
 PAGE_SHARE = 0.2     # a photo whose plain border region covers this share of it is a catalogue photo
 PAGE_EDGE = 0.8      # and this share of its edge (a page runs round the product; a light patch of a scene does not)
+PAGE_SIDES = 0.9     # or this share of each of two opposite sides (a product touching the other two)
 SMALL_ON_PAGE = 0.5  # a product on a page spanning less than this share of both sides is cut out and framed
 FILLS_PHOTO = 0.7    # a main garment whose box covers this share of the photo: the photo is searched whole
 PAGE_LIGHTNESS = 80  # CIELAB L of that region, at least
@@ -43,16 +44,23 @@ class GarmentError(ValueError):
 def catalogue_page(pixels: np.ndarray, edge_share: float = PAGE_EDGE) -> np.ndarray | None:
     """The plain light page around the product, as catalogue photos have (on the photo shrunk to
     :data:`PAGE_SIDE`): the region of near-border colour that touches the edge, when it covers
-    :data:`PAGE_SHARE` of the photo and ``edge_share`` of its edge, and is light; else None."""
+    :data:`PAGE_SHARE` of the photo, :func:`runs_round` it and is light; else None."""
     height, width = pixels.shape[:2]
     shrink = min(1.0, PAGE_SIDE / max(height, width))
     small = Image.fromarray(pixels).resize((max(1, round(width * shrink)), max(1, round(height * shrink))),
                                            Image.BILINEAR)
     lab = srgb_to_lab(np.asarray(small))
     page = backgrounds(lab[None])[0]
-    edge = np.concatenate([page[0], page[-1], page[:, 0], page[:, -1]])
-    plain = page.mean() >= PAGE_SHARE and edge.mean() >= edge_share
-    return page if plain and np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
+    return page if page.mean() >= PAGE_SHARE and runs_round(page, edge_share) and \
+        np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
+
+
+def runs_round(page: np.ndarray, edge_share: float = PAGE_EDGE) -> bool:
+    """Whether a page runs round the product: it holds ``edge_share`` of the photo's edge, or two
+    opposite sides (:data:`PAGE_SIDES` of each: a model cut at head and feet, a bag wider than the photo)."""
+    top, bottom, left, right = page[0].mean(), page[-1].mean(), page[:, 0].mean(), page[:, -1].mean()
+    edge = np.concatenate([page[0], page[-1], page[:, 0], page[:, -1]]).mean()
+    return edge >= edge_share or max(min(left, right), min(top, bottom)) >= PAGE_SIDES
 
 
 def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL_ON_PAGE) -> Garment | None:
@@ -62,10 +70,7 @@ def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL
     x0, y0, x1, y1 = box_of(~page)
     if x1 == 0 or max((x1 - x0) / page.shape[1], (y1 - y0) / page.shape[0]) >= span:
         return None
-    scale_x, scale_y = width / page.shape[1], height / page.shape[0]
-    box = (int(x0 * scale_x), int(y0 * scale_y), min(width, int(np.ceil(x1 * scale_x))),
-           min(height, int(np.ceil(y1 * scale_y))))
-    return Garment(box, "product", 1.0, ~page)
+    return Garment(box_on((x0, y0, x1, y1), page.shape, (width, height)), "product", 1.0, ~page)
 
 
 def box_share(box: tuple[int, int, int, int], pixels: np.ndarray) -> float:
@@ -108,6 +113,8 @@ def garment_pixels(pixels: np.ndarray, garment: Garment) -> np.ndarray:
     x0, y0, x1, y1 = garment.box
     pad_x, pad_y = int((x1 - x0) * MARGIN), int((y1 - y0) * MARGIN)
     x0, y0, x1, y1 = max(0, x0 - pad_x), max(0, y0 - pad_y), min(width, x1 + pad_x), min(height, y1 + pad_y)
+    if x1 <= x0 or y1 <= y0:
+        raise GarmentError(f"the garment's box {list(garment.box)} holds no part of the {width} x {height} photo")
     crop = pixels[y0:y1, x0:x1].copy()
     if garment.mask.size > 1:
         mask = Image.fromarray(garment.mask.astype(np.uint8) * 255).resize((width, height), Image.BILINEAR)
