@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fashion_search.models import saved, shipped, shipped_heads
+from fashion_search.models import saved
+from fashion_search.pipeline.finetune import SHIPPED_MODELS
 
 PACKAGE_ONLY = (   # provenance keys a model folder's manifest does not have
     "weights_sha256", "weights_file", "weights_encoding", "made_on", "command", "trainer", "name", "dim",
@@ -32,13 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"{args.out} exists; name a new folder")
-    source = shipped_heads if args.earlier else shipped
-    record = source.provenance()
+    read_provenance, build = SHIPPED_MODELS["shipped_heads" if args.earlier else "shipped"]
+    record = read_provenance()
     manifest = {key: value for key, value in record.items() if key not in PACKAGE_ONLY}
     manifest.update(weights="imagenet", weights_sha256=record.get("backbone_weights_sha256", ""))
-    model = shipped_heads.build_shipped_heads(record) if args.earlier else shipped.build_shipped(record=record)
-    saved.save_model(model, manifest, args.out)
-    print(f"saved {source.__file__}'s {record['name']} ({record['recipe']}) as {args.out}")
+    saved.save_model(build(record=record), manifest, args.out)
+    print(f"saved the package's {record['name']} ({record['recipe']}) as {args.out}")
     return 0
 
 

@@ -98,7 +98,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The photo at ``path`` as an RGB uint8 array ``(H, W, 3)``, EXIF rotation applied; see :func:`read_photo_and_size`."""
+    """The photo at ``path`` as RGB uint8 ``(H, W, 3)``, EXIF rotation applied; see :func:`read_photo_and_size`."""
     return read_photo_and_size(path, max_pixels)[0]
 
 

@@ -141,7 +141,7 @@ def _parse_finetune(raw: Any) -> FinetuneParams:
     if "multitask" in recipes and len(set(columns)) < 2:
         raise ConfigError("the multitask recipe needs 'finetune.task_columns' to list two or more label "
                           f"columns, e.g. [articleType, baseColour]; got {list(columns)}")
-    trains = any(r not in ("frozen", "fused", *SHIPPED_RECIPES) for r in recipes)  # fused trains heads only (head_epochs)
+    trains = any(r not in ("frozen", "fused", *SHIPPED_RECIPES) for r in recipes)  # fused: heads only (head_epochs)
     if trains and params.frozen_epochs + params.unfrozen_epochs == 0:
         raise ConfigError("'finetune.frozen_epochs' and 'finetune.unfrozen_epochs' are both 0 while "
                           "'finetune.recipes' trains; train at least one epoch or use recipes: [frozen]")

@@ -117,7 +117,8 @@ def test_dev_photo_config_is_valid_where_the_photos_are():
         return
     params = load_params(params_path)
     assert params.data.source == "photo_folder" and Path(params.data.path).is_absolute()
-    assert params.finetune.recipes == ("frozen", "shipped_heads", "shipped", "fused") and params.backbones[0].input_size == 224
+    assert params.finetune.recipes == ("frozen", "shipped_heads", "shipped", "fused")
+    assert params.backbones[0].input_size == 224
     assert params.finetune.task_columns == ("articleType", "baseColour")
 
 

@@ -118,22 +118,23 @@ class Garment:
         """The garment for JSON: box, group and score."""
         return {"box": list(self.box), "group": self.group, "score": round(self.score, 3)}
 
-    def on(self, shape: tuple[int, int], size: tuple[int, int]) -> "Garment":
-        """The same garment, its box found on pixels of ``shape`` (height, width), told on the photo of
-        ``size`` (width, height) (its mask covers the whole photo, so it stays); itself when they agree."""
-        if tuple(shape) == (size[1], size[0]):
+    def on(self, found_on: tuple[int, int], told_on: tuple[int, int]) -> "Garment":
+        """The same garment, its box moved from an image of ``found_on`` (width, height) onto one of
+        ``told_on`` (:func:`box_on`; the mask covers the whole photo, so it stays); itself when they agree."""
+        if tuple(found_on) == tuple(told_on):
             return self
-        return Garment(box_on(self.box, shape, size), self.group, self.score, self.mask)
+        return Garment(box_on(self.box, found_on, told_on), self.group, self.score, self.mask)
 
 
-def box_on(box: tuple[int, int, int, int], shape: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A box ``(x0, y0, x1, y1)`` on pixels of ``shape`` (height, width) moved onto an image of ``size``
-    (width, height), each axis by its own ratio (a reduced decode rounds each side on its own); it
-    grows outwards to whole pixels and stays inside the image."""
-    scale_x, scale_y = size[0] / shape[1], size[1] / shape[0]
+def box_on(box: tuple[int, int, int, int], from_size: tuple[int, int], to_size: tuple[int, int]
+           ) -> tuple[int, int, int, int]:
+    """A box ``(x0, y0, x1, y1)`` on an image of ``from_size`` (width, height) moved onto one of
+    ``to_size``, each side by its own ratio (a reduced decode rounds each side on its own); it grows
+    outwards to whole pixels and stays inside the image."""
+    scale_x, scale_y = to_size[0] / from_size[0], to_size[1] / from_size[1]
     x0, y0, x1, y1 = box
-    return (max(0, int(x0 * scale_x)), max(0, int(y0 * scale_y)), min(size[0], int(np.ceil(x1 * scale_x))),
-            min(size[1], int(np.ceil(y1 * scale_y))))
+    return (max(0, int(x0 * scale_x)), max(0, int(y0 * scale_y)), min(to_size[0], int(np.ceil(x1 * scale_x))),
+            min(to_size[1], int(np.ceil(y1 * scale_y))))
 
 
 def square_frame(height: int, width: int, size: int = SIZE) -> tuple[float, int, int]:
@@ -174,7 +175,6 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
     labels, foreground = planes.argmax(axis=-1), 1.0 - planes[..., 0]
     products = foreground > 0.5   # the mask each garment is cut out by: a product split between groups stays whole
     products.setflags(write=False)   # one array, shared by every garment found
-    to_photo = width / planes.shape[1], height / planes.shape[0]
     found = []
     reach = max(1, round(max(planes.shape[:2]) / CELLS * JOIN_CELLS))   # JOIN_CELLS in the planes' pixels
     for group in range(1, planes.shape[-1]):
@@ -187,8 +187,7 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
             if share >= min_share:
                 full = np.zeros(labels.shape, bool)
                 full[rows, cols] = mask
-                box = (int(cols.start * to_photo[0]), int(rows.start * to_photo[1]),
-                       min(width, int(np.ceil(cols.stop * to_photo[0]))),
-                       min(height, int(np.ceil(rows.stop * to_photo[1]))))
+                box = box_on((cols.start, rows.start, cols.stop, rows.stop), (planes.shape[1], planes.shape[0]),
+                             (width, height))
                 found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), products))
     return sorted(found, key=lambda g: -g.score)

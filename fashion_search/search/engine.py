@@ -152,21 +152,22 @@ class SearchEngine:
             self._garment_finder = GarmentFinder(self.settings.runtime)
         return self._garment_finder
 
-    def locate(self, pixels: np.ndarray, garment: int | None = None, box: tuple | None = None,
-               localise: bool = True, size: tuple[int, int] | None = None) -> tuple[list[Garment], Garment, np.ndarray]:
+    def locate(self, pixels: np.ndarray, garment: int | None = None, box: tuple | None = None, localise: bool = True,
+               size: tuple[int, int] | None = None) -> tuple[list[Garment], Garment, np.ndarray]:
         """The garments the localiser finds in a photo (none when ``localise`` is off or a ``box``
         is given), the one to search (number ``garment``, 1 the main one; or the ``box`` a person
         drew; or the whole photo), and its pixels cut out and whitened around it. Boxes, given and
         found, are in the photo's own pixels: ``size`` (width, height), when the pixels are a reduced decode."""
         check_choice(garment, box, localise)
-        shape, size = pixels.shape[:2], size or (pixels.shape[1], pixels.shape[0])
+        decoded = (pixels.shape[1], pixels.shape[0])
+        size = size or decoded
         if box is not None:
             chosen = drawn_box(size, box)
-            return [], chosen, garment_pixels(pixels, chosen.on((size[1], size[0]), (shape[1], shape[0])))
+            return [], chosen, garment_pixels(pixels, chosen.on(size, decoded))
         found = self.garment_finder.find(pixels) if localise else []
         cut = pick(found, garment) if found else whole_photo(pixels)
-        told = [g.on(shape, size) for g in found]
-        chosen = next((t for g, t in zip(found, told) if g is cut), None) or cut.on(shape, size)
+        told = [g.on(decoded, size) for g in found]
+        chosen = next((t for g, t in zip(found, told) if g is cut), None) or cut.on(decoded, size)
         return told, chosen, pixels if cut.group == "whole photo" else garment_pixels(pixels, cut)
 
     def pixels_query(self, pixels: np.ndarray, label: str, path: str | None = None, garment: int | None = None,

@@ -51,8 +51,9 @@ def catalogue_page(pixels: np.ndarray, edge_share: float = PAGE_EDGE) -> np.ndar
                                            Image.BILINEAR)
     lab = srgb_to_lab(np.asarray(small))
     page = backgrounds(lab[None])[0]
-    return page if page.mean() >= PAGE_SHARE and runs_round(page, edge_share) and \
-        np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
+    if page.mean() < PAGE_SHARE or not runs_round(page, edge_share):
+        return None
+    return page if np.median(lab[page][:, 0]) >= PAGE_LIGHTNESS else None
 
 
 def runs_round(page: np.ndarray, edge_share: float = PAGE_EDGE) -> bool:
@@ -70,7 +71,7 @@ def small_on_page(page: np.ndarray, height: int, width: int, span: float = SMALL
     x0, y0, x1, y1 = box_of(~page)
     if x1 == 0 or max((x1 - x0) / page.shape[1], (y1 - y0) / page.shape[0]) >= span:
         return None
-    return Garment(box_on((x0, y0, x1, y1), page.shape, (width, height)), "product", 1.0, ~page)
+    return Garment(box_on((x0, y0, x1, y1), (page.shape[1], page.shape[0]), (width, height)), "product", 1.0, ~page)
 
 
 def box_share(box: tuple[int, int, int, int], pixels: np.ndarray) -> float:
@@ -114,7 +115,7 @@ def garment_pixels(pixels: np.ndarray, garment: Garment) -> np.ndarray:
     pad_x, pad_y = int((x1 - x0) * MARGIN), int((y1 - y0) * MARGIN)
     x0, y0, x1, y1 = max(0, x0 - pad_x), max(0, y0 - pad_y), min(width, x1 + pad_x), min(height, y1 + pad_y)
     if x1 <= x0 or y1 <= y0:
-        raise GarmentError(f"the garment's box {list(garment.box)} holds no part of the {width} x {height} photo")
+        raise GarmentError(f"the box {list(garment.box)} holds no pixel of the photo")
     crop = pixels[y0:y1, x0:x1].copy()
     if garment.mask.size > 1:
         mask = Image.fromarray(garment.mask.astype(np.uint8) * 255).resize((width, height), Image.BILINEAR)
