@@ -203,12 +203,15 @@ def test_the_trainer_writes_a_model_folder_the_engine_embeds_with(tmp_path, monk
     out = tmp_path / "model"
     assert tuned_training.main(["--small", str(tmp_path / "small"), "--dev", str(tmp_path / "dev"), "--out", str(out),
                                 "--cache", str(tmp_path / "cache"), "--copies", "2", "--tops", "last-block",
-                                "--head-epochs", "1", "--top-epochs", "1", "--batch-size", "8"]) == 0
+                                "--head-epochs", "1", "--top-epochs", "1", "--top-schedule", "cosine",
+                                "--batch-size", "8"]) == 0
     manifest = saved.read_manifest(out)
     assert manifest["recipe"] == "tuned" and manifest["top_layers"][0] == "blocks_6_0_conv_pw_conv2d"
     assert manifest["data"]["training_photos"] == 24 + 12   # the small photos and two thirds of the dev half
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == [1, 2] and (out / "colour_weights.csv").is_file()
+    assert history["learning_rate_at_end"].iloc[0] == pytest.approx(1e-3)   # the heads alone: constant
+    assert history["learning_rate_at_end"].iloc[1] < 1e-9   # the top's cosine has fallen to zero
     embedder = load_embedder(IndexParams(model=str(out), runtime="tensorflow"))
     photo = str(next((tmp_path / "dev" / "images").iterdir()))
     vectors = embed_photos(embedder, [photo], 1).vectors

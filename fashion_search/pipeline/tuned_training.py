@@ -4,8 +4,8 @@
    and over ``copies - 1`` shopper-like views of each, and once over the dev validation half;
    their outputs are cached on disk as float16.
 2. The heads train alone for ``head_epochs`` (the top frozen), then the top blocks from each
-   candidate layer of ``--tops`` train with them for ``top_epochs``, every photo seen as one of
-   its cached views drawn at random each epoch.
+   candidate layer of ``--tops`` train with them for ``top_epochs`` (at a constant learning rate, or
+   one falling along half a cosine), every photo seen as one of its cached views drawn at random each epoch.
 3. After every epoch each validation photo searches the dev validation half; the score is the
    best mean over colour weights of type and type+colour mAP@10 (both definitions). The best
    epoch of the best top, and its colour weight, are kept.
@@ -67,6 +67,13 @@ class CachedBatches:
         return _Batches(*args, **kwargs)
 
 
+def cosine_rate(rate: float, steps: int):
+    """A learning rate falling from ``rate`` to zero over ``steps`` batches along half a cosine."""
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
+
+
 def weight_table(type_part: np.ndarray, colour_part: np.ndarray, type_codes: np.ndarray, both_codes: np.ndarray,
                  queries: np.ndarray, k: int = MONITOR_K) -> pd.DataFrame:
     """Validation mAP@k per colour weight: type and type+colour, the report's and min(k, R), and their mean."""
@@ -115,14 +122,15 @@ def train(args: argparse.Namespace) -> dict:
     best: dict = {"score": -1.0}
     initial = [w.copy() for w in upper.get_weights()]
 
-    def evaluate(models: tuned.TunedModels, heads, top: str, epoch: int, loss: float) -> None:
+    def evaluate(models: tuned.TunedModels, heads, top: str, epoch: int, loss: float, rate: float) -> None:
         type_part, colour_part = models.embedding.predict(
             [np.asarray(choose_cache.maps[0], np.float32), np.asarray(choose_cache.grids[0], np.float32)],
             batch_size=128, verbose=0)
         table = weight_table(type_part, colour_part, eval_type, eval_both, queries)
         row = table.loc[table["mean"].idxmax()]
         colour_off = float(table.loc[table["colour_weight"] == 0, "type report"].iloc[0])
-        history.append({"top": top, "epoch": epoch, "loss": loss, "seconds": round(time.time() - started, 1),
+        history.append({"top": top, "epoch": epoch, "loss": loss, "learning_rate_at_end": f"{rate:.3g}",
+                        "seconds": round(time.time() - started, 1),
                         **{key: round(float(value), 4) for key, value in row.items()},
                         "type report, colour off": round(colour_off, 4)})
         print(json.dumps(history[-1]), flush=True)
@@ -142,13 +150,16 @@ def train(args: argparse.Namespace) -> dict:
         epoch = 0
         for first, epochs, rate in stages:
             tuned.set_trainable(upper, first)
+            if first is not None and args.top_schedule == "cosine":
+                rate = cosine_rate(rate, epochs * -(-len(train_cache) // args.batch_size))
             tuned.compile_tuned(models.training, rate, params.scale, params.margin)
             for _ in range(epochs):
                 epoch += 1
                 batches = CachedBatches(train_cache, type_codes, colour_codes, args.batch_size, rng,
                                         args.train_copies or args.copies)
                 fit = models.training.fit(batches, epochs=1, verbose=0)
-                evaluate(models, heads, top, epoch, float(fit.history["loss"][-1]))
+                evaluate(models, heads, top, epoch, float(fit.history["loss"][-1]),
+                         float(models.training.optimizer.learning_rate))
     best["models"].training.set_weights(best["weights"])
     model = fused_embedding_model(extractor, best["heads"], best["colour_weight"])
     top_layers = [layer.name for layer in tuned.trained_layers(upper, tuned.TOP_FROM[BACKBONE][best["top"]])]
@@ -191,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-epochs", type=int, default=5)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--top-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--top-schedule", choices=["constant", "cosine"], default="constant",
+                        help="the top stage's learning rate: constant, or falling to zero along half a cosine")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
