@@ -259,10 +259,15 @@ def test_the_jupyterlab_panel_draws_the_garments_and_takes_a_number_or_a_box(two
     buffer = io.BytesIO()
     Image.open(scene(tmp_path / "scene.png")).save(buffer, format="PNG")
     upload = ({"name": "scene.png", "content": buffer.getvalue()},)
-    figure = panel_search({"m": engine}, catalog, "m", upload, "", 4, "", garment=2)
-    texts = [t.get_text() for t in figure.axes[0].texts]
+    answer = panel_search({"m": engine}, catalog, "m", upload, "", 4, "", garment=2)
+    texts = [t.get_text() for t in answer.figure.axes[0].texts]
     assert texts == ["1 top", "2 bottom"]
-    assert panel_search({"m": engine}, catalog, "m", upload, "", 4, "", garment=3).startswith("error: garment 3")
-    assert panel_search({"m": engine}, catalog, "m", upload, "", 4, "", box_text="1,2").startswith("error: the box")
+    assert answer.text.startswith("the photo is ") and "2 garments found: 1 top at " in answer.text
+    assert "Searching 2 (bottom)" in answer.text
+    query_tile, result_tile = answer.figure.axes[0].get_position(), answer.figure.axes[1].get_position()
+    assert query_tile.width > 1.5 * result_tile.width   # a photo with garments is drawn large
+    assert panel_search({"m": engine}, catalog, "m", upload, "", 4, "", garment=3).text.startswith("error: garment 3")
+    assert panel_search({"m": engine}, catalog, "m", upload, "", 4, "", box_text="1,2").text.startswith("error: the box")
     boxed = panel_search({"m": engine}, catalog, "m", upload, "", 4, "", box_text="0,0,100,100")
-    assert [t.get_text() for t in boxed.axes[0].texts] == ["your box"]  # a drawn box: nothing to look for
+    assert [t.get_text() for t in boxed.figure.axes[0].texts] == ["your box"]  # a drawn box: nothing to look for
+    assert "Searching your box 0,0,100,100" in boxed.text

@@ -124,8 +124,8 @@ from fashion_search.search.widget import panel_search
 engine = SearchEngine.open(sys.argv[1], IndexParams())
 items = engine.index.products[engine.index.live].reset_index(drop=True)
 catalog = Catalog(items, items["path"].to_numpy(str), "gender")
-print(panel_search({"m": engine}, catalog, "m", (), "N101", 5, "gender=Mne"))
-print(type(panel_search({"m": engine}, catalog, "m", (), "N101", 5, "price=..100")).__name__)
+print(panel_search({"m": engine}, catalog, "m", (), "N101", 5, "gender=Mne").text)
+print(type(panel_search({"m": engine}, catalog, "m", (), "N101", 5, "price=..100").figure).__name__)
 """
 
 

@@ -23,11 +23,14 @@ def test_the_panel_searches_an_item_or_an_upload_and_draws_the_grid(photo_folder
                                   catalog.images[4], 5, ["gender=Men"])
     assert len(results) == 5 and "104" not in set(results["id"]) and len(figure.axes) == 6
     upload = ({"name": "q.jpg", "content": memoryview((photo_folder / "images" / "110.jpg").read_bytes())},)
-    assert isinstance(panel_search(engines, catalog, "pixels", upload, "100", 4, ""), Figure)
-    assert isinstance(panel_search(engines, catalog, "pixels", (), "108", 4, "baseColour=Red"), Figure)
-    assert "unknown filter key 'size'" in panel_search(engines, catalog, "pixels", (), "108", 4, "size=M")
+    photo = panel_search(engines, catalog, "pixels", upload, "100", 4, "")
+    assert isinstance(photo.figure, Figure) and photo.text.startswith("the photo is ")
+    item = panel_search(engines, catalog, "pixels", (), "108", 4, "baseColour=Red")
+    assert isinstance(item.figure, Figure) and item.text == ""
+    unknown = panel_search(engines, catalog, "pixels", (), "108", 4, "size=M")
+    assert "unknown filter key 'size'" in unknown.text and unknown.figure is None
     broken = ({"name": "q.jpg", "content": memoryview(b"not a photo")},)
-    assert panel_search(engines, catalog, "pixels", broken, "108", 4, "").startswith("error: not a readable image")
+    assert panel_search(engines, catalog, "pixels", broken, "108", 4, "").text.startswith("error: not a readable image")
     assert len(search_widget(engines, catalog).children) == 6  # upload and item, model and k, filters, garment, button, output
 
 
@@ -81,13 +84,14 @@ filters, colour = panel.children[2].children
 button, output = panel.children[4:]
 def shown():
     button.click()
-    out = output.outputs[0]
-    if out["output_type"] == "stream":
-        return {"text": out["text"]}
-    grey = np.asarray(Image.open(io.BytesIO(base64.b64decode(out["data"]["image/png"]))).convert("RGB")).astype(int)
+    text = "".join(out["text"] for out in output.outputs if out["output_type"] == "stream")
+    grids = [out for out in output.outputs if out["output_type"] != "stream"]
+    if not grids:
+        return {"text": text}
+    grey = np.asarray(Image.open(io.BytesIO(base64.b64decode(grids[0]["data"]["image/png"]))).convert("RGB")).astype(int)
     green = ((grey[..., 1] > 100) & (grey[..., 0] < 80) & (grey[..., 2] < 80)).mean()
     red = ((grey[..., 0] > 150) & (grey[..., 1] < 60) & (grey[..., 2] < 60)).mean()
-    return {"png": True, "green": float(green), "red": float(red), "said": searched.value}
+    return {"png": True, "green": float(green), "red": float(red), "said": searched.value, "text": text}
 said = {"options": len(item.options)}
 item.value = "104"
 said["item"] = shown()
@@ -125,6 +129,8 @@ def test_the_panel_opens_any_index_by_its_path_in_its_own_process(photo_folder, 
     assert said["options"] == 25  # every product, not the first few hundred
     assert said["item"]["png"] and said["item"]["green"] > 0.002 and said["item"]["said"] == "searching item 104"
     assert said["upload"]["png"] and said["upload"]["said"] == "searching the uploaded photo up.jpg"
+    assert said["upload"]["text"].startswith("the photo is ")   # its size and garments, above the grid
+    assert said["item"]["text"] == ""
     assert said["picked_after_upload"]["said"] == "searching item 112" and said["picked_after_upload"]["green"] > 0.002
     assert said["bad_colour"]["text"].startswith("error: ") and "purple-ish" in said["bad_colour"]["text"]
     assert said["colour_hint"]["text"].startswith("no product is read as green")

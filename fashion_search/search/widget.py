@@ -10,6 +10,7 @@ itself: no figure manager or inline backend state is shared between one search a
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,15 @@ from fashion_search.search.index.filters import no_match_hints
 
 LABEL_COLUMNS = ("articleType", "category", "subCategory", "label")  # an index's column framed green or red
 MISSING_PHOTO = np.full((8, 8, 3), 200, np.uint8)  # a grey tile for a product whose photo is not at hand
+RESULT_COLUMNS = 5  # result tiles per row beside a query photo drawn large (with its garments)
+
+
+@dataclass
+class PanelAnswer:
+    """What the panel shows for one search: lines of text (the garments found in a photo, or why
+    there are no results) and the results grid, when there are results."""
+    text: str
+    figure: Figure | None = None
 
 
 def item_images(catalog: Catalog, ids: list[str], engine: SearchEngine | None = None) -> list[np.ndarray | str]:
@@ -88,15 +98,10 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
         (image, f"#{row['rank']} {row['id']}\n{_short(row.get(shown_label, '')) if shown_label else ''} "
                 f"{row['distance']:.3f}")
         for image, (_, row) in zip(images, results.iterrows())]
-    columns = min(6, max(len(tiles), 1))
-    rows = -(-len(tiles) // columns) or 1
-    fig = Figure(figsize=(columns * 1.4, rows * 2.0))  # about 840 px wide: shown unscaled in a notebook
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    axes = _grid_axes(len(tiles), query is not None and bool(boxes))
     labels = [None] * (query is not None) + [row.get(label_column) if label_column else None
                                              for _, row in results.iterrows()]
-    for position, (ax, (image, caption)) in enumerate(zip(axes.ravel(), tiles)):
+    for position, (ax, (image, caption)) in enumerate(zip(axes, tiles)):
         show_image(ax, image)
         ax.axis("on")
         is_result = position >= (query is not None)
@@ -105,11 +110,32 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
         for (x0, y0, x1, y1), label, searched in (boxes or []) if not is_result else []:
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2 if searched else 1,
                                    color="red" if searched else "orange"))
-            ax.text(x0, y0, label, fontsize=5, color="white", va="bottom",
+            ax.text(x0, y0, label, fontsize=7, color="white", va="top",
                     bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
+    fig = axes[0].figure
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _grid_axes(tiles: int, large_query: bool) -> list:
+    """A figure's axes for ``tiles`` tiles, in reading order, all off until drawn on: six to a row,
+    or, with ``large_query``, the first (a query photo with its garments) two rows and two
+    columns large and the results :data:`RESULT_COLUMNS` to a row beside it."""
+    if not large_query:
+        columns = min(6, max(tiles, 1))
+        rows = -(-tiles // columns) or 1
+        fig = Figure(figsize=(columns * 1.4, rows * 2.0))  # about 840 px wide: shown unscaled in a notebook
+        axes = list(fig.subplots(rows, columns, squeeze=False).ravel())
+    else:
+        rows = max(2, -(-(tiles - 1) // RESULT_COLUMNS))
+        fig = Figure(figsize=((RESULT_COLUMNS + 2) * 1.4, rows * 2.0))
+        grid = fig.add_gridspec(rows, RESULT_COLUMNS + 2)
+        axes = [fig.add_subplot(grid[:2, :2])] + [fig.add_subplot(grid[r, 2 + c]) for r in range(rows)
+                                                  for c in range(RESULT_COLUMNS)]
+    for ax in axes:
+        ax.axis("off")
+    return axes
 
 
 def _short(text: object, limit: int = 15) -> str:
@@ -127,12 +153,13 @@ def figure_png(figure: Figure) -> bytes:
 
 def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str, upload: tuple, item: str, k: int,
                  filters_text: str, garment: int = 0, box_text: str = "", localise: bool = True,
-                 colour: str = "") -> Figure | str:
+                 colour: str = "") -> PanelAnswer:
     """What the panel shows for its current inputs: the results grid (an item's results framed
-    green where they share its label, red where not), or the reason in words (an unreadable
-    photo, an unknown item, a malformed or unknown filter or colour, a filter that matches
-    nothing, a garment number or box the photo does not have). ``upload`` (empty: search the
-    item) is searched when given; ``garment`` 0 is the main one; ``colour`` a colour to prefer."""
+    green where they share its label, red where not) under the garments found in an uploaded
+    photo, or the reason in words (an unreadable photo, an unknown item, a malformed or unknown
+    filter or colour, a filter that matches nothing, a garment number or box the photo does not
+    have). ``upload`` (empty: search the item) is searched when given; ``garment`` 0 is the main
+    one; ``colour`` a colour to prefer."""
     engine = engines[model]
     wanted = [f.strip() for f in filters_text.split(",") if f.strip()]
     swatch = colour.strip() or None
@@ -142,17 +169,35 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
             box = parse_box(box_text) if box_text.strip() else None
             query = engine.pixels_query(pixels, f"photo {upload[0]['name']}", garment=garment or None, box=box,
                                         localise=localise, size=size)
-            image, label, shown_scale = pixels, None, pixels.shape[1] / size[0]
+            image, label, shown_scale, note = pixels, None, pixels.shape[1] / size[0], garment_note(query, size)
         else:
             query, image = engine.product_query(item.strip()), item_images(catalog, [item.strip()], engine)[0]
-            label, shown_scale = _label_of(catalog, item.strip()), 1.0
+            label, shown_scale, note = _label_of(catalog, item.strip()), 1.0, ""
         results, figure = search_grid(engine, catalog, query, image, k, wanted, label, swatch, shown_scale)
     except ValueError as err:
-        return f"error: {err}"
+        return PanelAnswer(f"error: {err}")
     if len(results):
-        return figure
+        return PanelAnswer(note, figure)
     hints = no_match_hints(wanted, engine.index.products, engine.index.live)
-    return "\n".join(hints) if hints else "no product matches these filters together"
+    return PanelAnswer("\n".join(filter(None, [note, *(hints or ["no product matches these filters together"])])))
+
+
+def garment_note(query: Query, size: tuple[int, int]) -> str:
+    """The photo's size, the garments found in it with their boxes (in the photo's own pixels, as
+    a box is typed), and which one is searched."""
+    photo = f"the photo is {size[0]}×{size[1]} px"
+    searched = query.garment
+    if searched is None or searched.group == "whole photo":
+        why = (" (it looks like a catalogue photo, or no garment stands out)" if query.garments else "")
+        return f"{photo}; searching the whole photo{why}. To search a part, type a box x0,y0,x1,y1 in its pixels."
+    found = [(i, g) for i, g in enumerate(query.garments, 1) if g.group not in ("whole photo", "drawn box")]
+    listed = "; ".join(f"{i} {g.group} at {','.join(map(str, g.box))}" for i, g in found)
+    garments = f"{len(found)} garment{'s' if len(found) != 1 else ''} found" + (f": {listed}" if found else "")
+    if searched.group == "drawn box":
+        return f"{photo}{'; ' + garments if found else ''}. Searching your box {','.join(map(str, searched.box))}."
+    number = next(i for i, g in found if g is searched)
+    return (f"{photo}; {garments}. Searching {number} ({searched.group}): pick another by its number, "
+            "or type a box x0,y0,x1,y1 in the photo's pixels.")
 
 
 def _label_of(catalog: Catalog, item: str) -> str | None:
@@ -181,7 +226,7 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
     wide = {"description_width": "initial"}  # labels in full, not cut to the default width
     colour = widgets.Text(placeholder="red, navy or #1f3a93 (optional)", description="prefer colour", style=wide)
     garment = widgets.BoundedIntText(value=0, min=0, max=50, description="garment",
-                                     tooltip="which garment found in the photo: 0 or 1 is the main one")
+                                     tooltip="which garment of the photo to search: its number on the photo (0: the main one)")
     box = widgets.Text(placeholder="x0,y0,x1,y1 (pixels; optional)", description="or box")
     localise = widgets.Checkbox(value=True, description="find the garment in the photo", style=wide)
     button = widgets.Button(description="Search", button_style="primary")
@@ -201,10 +246,10 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
         shown = panel_search(engines, catalog, model.value, upload.value if source["upload"] else (), item.value,
                              k.value, filters.value, garment.value, box.value, localise.value, colour.value)
         output.outputs = ()
-        if isinstance(shown, str):
-            output.append_stdout(shown + "\n")
-        else:
-            output.append_display_data(Image(data=figure_png(shown), format="png"))
+        if shown.text:
+            output.append_stdout(shown.text + "\n")
+        if shown.figure is not None:
+            output.append_display_data(Image(data=figure_png(shown.figure), format="png"))
 
     upload.observe(chose_upload, names="value")
     item.observe(chose_item, names="value")
