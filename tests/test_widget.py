@@ -81,6 +81,7 @@ from fashion_search.search.widget import index_panel
 panel = index_panel(sys.argv[1])
 upload, item, searched = panel.children[0].children
 filters, colour = panel.children[2].children
+garment, box, _ = panel.children[3].children
 button, output = panel.children[4:]
 def shown():
     button.click()
@@ -100,6 +101,11 @@ upload.value = ({"name": "up.jpg", "type": "image/jpeg", "size": 1,
                  "last_modified": datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc),
                  "content": memoryview(Path(sys.argv[2]).read_bytes())},)
 said["upload"] = shown()
+garment.value = 9   # a garment of the photo shown: searched without the button
+said["garment_9"] = "".join(o.get("text", "") for o in output.outputs)
+garment.value, box.value = 0, "0,0,20,30"
+said["box"] = "".join(o.get("text", "") for o in output.outputs)
+box.value = ""
 item.value = "112"  # picked after the upload: the item is searched, not the upload
 said["picked_after_upload"] = shown()
 colour.value = "purple-ish"
@@ -130,6 +136,8 @@ def test_the_panel_opens_any_index_by_its_path_in_its_own_process(photo_folder, 
     assert said["item"]["png"] and said["item"]["green"] > 0.002 and said["item"]["said"] == "searching item 104"
     assert said["upload"]["png"] and said["upload"]["said"] == "searching the uploaded photo up.jpg"
     assert said["upload"]["text"].startswith("the photo is ")   # its size and garments, above the grid
+    assert said["garment_9"].startswith("error: garment 9")   # searched on choosing it, no button pressed
+    assert "Searching your box 0,0,20,30" in said["box"]
     assert said["item"]["text"] == ""
     assert said["picked_after_upload"]["said"] == "searching item 112" and said["picked_after_upload"]["green"] > 0.002
     assert said["bad_colour"]["text"].startswith("error: ") and "purple-ish" in said["bad_colour"]["text"]

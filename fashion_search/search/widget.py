@@ -211,7 +211,8 @@ def _label_of(catalog: Catalog, item: str) -> str | None:
 def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
     """An ipywidgets panel: upload a photo or pick an item (whichever was chosen last is
     searched), choose model, k, filters and a colour to prefer, search. Each search replaces the
-    panel's output with a PNG of the grid, or the reason in words."""
+    panel's output with a PNG of the grid, or the reason in words. Once a photo is searched,
+    choosing another garment or typing a box searches again without the button."""
     import ipywidgets as widgets
     from IPython.display import Image
 
@@ -227,7 +228,8 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
     colour = widgets.Text(placeholder="red, navy or #1f3a93 (optional)", description="prefer colour", style=wide)
     garment = widgets.BoundedIntText(value=0, min=0, max=50, description="garment",
                                      tooltip="which garment of the photo to search: its number on the photo (0: the main one)")
-    box = widgets.Text(placeholder="x0,y0,x1,y1 (pixels; optional)", description="or box")
+    box = widgets.Text(placeholder="x0,y0,x1,y1 (pixels; optional)", description="or box",
+                       continuous_update=False)   # taken when Enter is pressed or the field is left
     localise = widgets.Checkbox(value=True, description="find the garment in the photo", style=wide)
     button = widgets.Button(description="Search", button_style="primary")
     output = widgets.Output()
@@ -251,8 +253,14 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
         if shown.figure is not None:
             output.append_display_data(Image(data=figure_png(shown.figure), format="png"))
 
+    def chose_part(_) -> None:
+        if source["upload"]:   # another garment or box of the photo shown: search it at once
+            run(None)
+
     upload.observe(chose_upload, names="value")
     item.observe(chose_item, names="value")
+    garment.observe(chose_part, names="value")
+    box.observe(chose_part, names="value")
     button.on_click(run)
     return widgets.VBox([widgets.HBox([upload, item, searched]), widgets.HBox([model, k]),
                          widgets.HBox([filters, colour]), widgets.HBox([garment, box, localise]), button, output])
