@@ -60,11 +60,13 @@ def test_the_provenance_is_the_trainers_recipe(record):
     finetune = record["finetune"]   # the target trains what shipped
     assert f"--tops {' '.join(finetune['tops'])} --top-epochs {finetune['top_epochs']}" in target
     from fashion_search.models import tuned
+    from fashion_search.backbone_specs import get_spec
     from fashion_search.pipeline import tuned_training
 
     assert record["top_layers"][0] == tuned.TOP_FROM[record["backbone"]][record["top"]]
     assert record["cache_block"] == tuned.CACHE_BLOCK[record["backbone"]]
-    assert (record["backbone"], record["image_size"]) == (tuned_training.BACKBONE, tuned_training.SIZE)
+    assert record["backbone"] == tuned_training.BACKBONE
+    assert record["image_size"] == get_spec(tuned_training.BACKBONE).default_size
     assert record["data"]["training_photos"] > 32228 and record["data"]["seed"] == 42
     assert record["data"]["evaluation"] == "fashion-products-dev"
 

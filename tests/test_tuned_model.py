@@ -48,6 +48,22 @@ def test_the_upper_part_of_the_lower_part_is_the_backbone(extractor):
         tuned.lower_part(extractor, "blocks_9_9")
 
 
+@pytest.mark.parametrize("backbone", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_a_larger_lite_is_cut_at_the_end_of_its_fifth_stage_and_trains_its_last_two(backbone):
+    """Lite1 and Lite2 have a block more in stage 5 and in stage 6 than Lite0: the same cut, by their names."""
+    keras.utils.set_random_seed(0)
+    larger = build_feature_extractor(backbone, "none", SIZE)[0]
+    images = np.random.default_rng(2).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+    cut = tuned.CACHE_BLOCK[backbone]
+    lower, upper = tuned.lower_part(larger, cut), tuned.upper_part(larger, cut)
+    cached = lower.predict(images, verbose=0)
+    assert cached.shape[-1] == larger.get_layer(f"{cut}_conv_pwl_bn").output.shape[-1]
+    np.testing.assert_allclose(upper.predict(cached, verbose=0)[0], larger.predict(images, verbose=0), atol=1e-5)
+    top = tuned.trained_layers(upper, tuned.TOP_FROM[backbone]["last-6-blocks"])
+    trained = {layer.name.split("_conv")[0] for layer in top}
+    assert {b for b in trained if b.startswith("blocks_")} == {*(f"blocks_5_{i}" for i in range(5)), "blocks_6_0"}
+
+
 def test_only_the_chosen_top_trains_and_batch_normalisation_never(extractor):
     upper = tuned.upper_part(extractor, CUT)
     first = tuned.TOP_FROM["efficientnet_lite0"]["last-block"]

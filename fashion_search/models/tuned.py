@@ -22,9 +22,13 @@ from fashion_search.models.recipes import CosFaceLoss, CosineClassifier
 # Per backbone: the block whose output is cached (its residual sum: Keras numbers ``add_<n>`` layers
 # by how many were built before in the process, so the sum is found after the block's last layer),
 # and where training may start (the first layer trained)
-CACHE_BLOCK = {"efficientnet_lite0": "blocks_4_2"}
+# (the end of stage 5; Lite1 and Lite2 have four blocks there and five in stage 6, Lite0 three and four)
+CACHE_BLOCK = {"efficientnet_lite0": "blocks_4_2", "efficientnet_lite1": "blocks_4_3",
+               "efficientnet_lite2": "blocks_4_3"}
 TOP_FROM = {"efficientnet_lite0": {"last-block": "blocks_6_0_conv_pw_conv2d",
-                                   "last-5-blocks": "blocks_5_0_conv_pw_conv2d"}}
+                                   "last-5-blocks": "blocks_5_0_conv_pw_conv2d"},
+            **{f"efficientnet_lite{v}": {"last-block": "blocks_6_0_conv_pw_conv2d",
+                                        "last-6-blocks": "blocks_5_0_conv_pw_conv2d"} for v in (1, 2)}}
 
 
 def block_output(extractor: keras.Model, block: str):

@@ -29,8 +29,7 @@ from fashion_search.models.callbacks import gallery_map
 from fashion_search.models.tuned_photos import COLOUR_COLUMN, LABEL_COLUMN, choosing_photos, training_photos
 
 COLOUR_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
-BACKBONE = "efficientnet_lite0"
-SIZE = 224
+BACKBONE = "efficientnet_lite0"   # the shipped model's; --backbone trains a larger Lite at its own size
 MONITOR_K = 10
 
 
@@ -99,17 +98,18 @@ def train(args: argparse.Namespace) -> dict:
     from fashion_search.pipeline.lower_cache import build_lower_cache
 
     started = time.time()
-    spec = get_spec(BACKBONE)
-    extractor, source = build_feature_extractor(BACKBONE, "imagenet", SIZE)
-    cache_block = tuned.CACHE_BLOCK[BACKBONE]
+    spec = get_spec(args.backbone)
+    size = spec.default_size
+    extractor, source = build_feature_extractor(args.backbone, "imagenet", size)
+    cache_block = tuned.CACHE_BLOCK[args.backbone]
     lower, upper = tuned.lower_part(extractor, cache_block), tuned.upper_part(extractor, cache_block)
     cells = grid_cells(extractor)
     photos = training_photos(args.small, args.dev, args.seed)
     choose, queries = choosing_photos(args.dev, args.seed)
-    model_key = f"{BACKBONE} {source.sha256} {cache_block}"
-    choose_cache = build_lower_cache(lower, model_key, choose.paths, args.cache / "choose", 1, SIZE, cells,
+    model_key = f"{args.backbone} {source.sha256} {cache_block}"
+    choose_cache = build_lower_cache(lower, model_key, choose.paths, args.cache / "choose", 1, size, cells,
                                      spec.preprocess, [], args.seed, "validation photos")
-    train_cache = build_lower_cache(lower, model_key, photos.paths, args.cache / "train", args.copies, SIZE, cells,
+    train_cache = build_lower_cache(lower, model_key, photos.paths, args.cache / "train", args.copies, size, cells,
                                     spec.preprocess, load_backgrounds("train"), args.seed, "training views")
     type_classes = sorted(photos.items[LABEL_COLUMN].astype(str).unique())
     colour_classes = sorted(photos.items[COLOUR_COLUMN].astype(str).unique())
@@ -146,7 +146,7 @@ def train(args: argparse.Namespace) -> dict:
                             len(colour_classes), params, args.seed)
         models = tuned.build_tuned(upper, heads, len(type_classes), len(colour_classes))
         stages = [(None, args.head_epochs, args.learning_rate),
-                  (tuned.TOP_FROM[BACKBONE][top], args.top_epochs, args.top_learning_rate)]
+                  (tuned.TOP_FROM[args.backbone][top], args.top_epochs, args.top_learning_rate)]
         epoch = 0
         for first, epochs, rate in stages:
             tuned.set_trainable(upper, first)
@@ -162,9 +162,9 @@ def train(args: argparse.Namespace) -> dict:
                          float(models.training.optimizer.learning_rate))
     best["models"].training.set_weights(best["weights"])
     model = fused_embedding_model(extractor, best["heads"], best["colour_weight"])
-    top_layers = [layer.name for layer in tuned.trained_layers(upper, tuned.TOP_FROM[BACKBONE][best["top"]])]
+    top_layers = [layer.name for layer in tuned.trained_layers(upper, tuned.TOP_FROM[args.backbone][best["top"]])]
     manifest = {
-        "backbone": BACKBONE, "recipe": "tuned", "image_size": SIZE, "preprocessing": spec.preprocessing,
+        "backbone": args.backbone, "recipe": "tuned", "image_size": size, "preprocessing": spec.preprocessing,
         "weights": "imagenet", "weights_sha256": source.sha256, "colour_weight": best["colour_weight"],
         "colour_column": COLOUR_COLUMN, "label_column": LABEL_COLUMN, "colour_dims": int(model.output_shape[-1])
         - params.embedding_dim, "top": best["top"], "top_layers": top_layers, "cache_block": cache_block,
@@ -188,6 +188,8 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fashion_search.models.tuned import CACHE_BLOCK
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=Path, default=Path("../shared/data/fashion-products-small"))
     parser.add_argument("--dev", type=Path, default=Path("../shared/data/fashion-products-dev"))
@@ -197,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--train-copies", type=int, default=0,
                         help="draw views from the first N cached copies only (1: the photos alone; 0: all)")
-    parser.add_argument("--tops", nargs="+", default=["last-block", "last-5-blocks"])
+    parser.add_argument("--backbone", choices=sorted(CACHE_BLOCK), default=BACKBONE,
+                        help="the EfficientNet-Lite to train, at its own input size")
+    parser.add_argument("--tops", nargs="+", default=["last-block", "last-5-blocks"],
+                        help="where training starts (Lite0: last-block, last-5-blocks; Lite1, Lite2: last-block, "
+                             "last-6-blocks, the same two stages)")
     parser.add_argument("--head-epochs", type=int, default=2)
     parser.add_argument("--top-epochs", type=int, default=5)
     parser.add_argument("--learning-rate", type=float, default=1e-3)

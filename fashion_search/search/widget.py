@@ -227,7 +227,7 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
     wide = {"description_width": "initial"}  # labels in full, not cut to the default width
     colour = widgets.Text(placeholder="red, navy or #1f3a93 (optional)", description="prefer colour", style=wide)
     garment = widgets.BoundedIntText(value=0, min=0, max=50, description="garment",
-                                     tooltip="which garment of the photo to search: its number on the photo (0: the main one)")
+                                     tooltip="the number of the garment to search, as drawn on the photo (0: the main one)")
     box = widgets.Text(placeholder="x0,y0,x1,y1 (pixels; optional)", description="or box",
                        continuous_update=False)   # taken when Enter is pressed or the field is left
     localise = widgets.Checkbox(value=True, description="find the garment in the photo", style=wide)
