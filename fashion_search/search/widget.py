@@ -1,7 +1,8 @@
 """The search panel for JupyterLab: upload a photo or pick an item, choose the model, k and
 filters, and see the results as an image grid (:func:`search_widget`). In an uploaded photo the
-garments found are drawn, numbered, the one searched in red; another is picked by its number,
-or by a box typed as ``x0,y0,x1,y1``. The grid is also what
+garments found are drawn, numbered, the one searched in red, and a line above the grid gives the
+photo's size and each garment's box; another is picked by its number, or by a box typed as
+``x0,y0,x1,y1``. The grid is also what
 stage 06 draws for its fixed example query (:mod:`fashion_search.pipeline.search_stage`).
 
 The grid is a matplotlib figure made without pyplot, and the panel shows it as a PNG it renders
