@@ -219,15 +219,16 @@ def test_the_trainer_writes_a_model_folder_the_engine_embeds_with(tmp_path, monk
     out = tmp_path / "model"
     assert tuned_training.main(["--small", str(tmp_path / "small"), "--dev", str(tmp_path / "dev"), "--out", str(out),
                                 "--cache", str(tmp_path / "cache"), "--copies", "2", "--tops", "last-block",
-                                "--head-epochs", "1", "--top-epochs", "1", "--top-schedule", "cosine",
+                                "--head-epochs", "1", "--top-epochs", "2", "--top-schedule", "cosine",
                                 "--batch-size", "8"]) == 0
     manifest = saved.read_manifest(out)
     assert manifest["recipe"] == "tuned" and manifest["top_layers"][0] == "blocks_6_0_conv_pw_conv2d"
     assert manifest["data"]["training_photos"] == 24 + 12   # the small photos and two thirds of the dev half
     history = pd.read_csv(out / "history.csv")
-    assert list(history["epoch"]) == [1, 2] and (out / "colour_weights.csv").is_file()
+    assert list(history["epoch"]) == [1, 2, 3] and (out / "colour_weights.csv").is_file()
     assert history["learning_rate_at_end"].iloc[0] == pytest.approx(1e-3)   # the heads alone: constant
-    assert history["learning_rate_at_end"].iloc[1] < 1e-9   # the top's cosine has fallen to zero
+    assert history["learning_rate_at_end"].iloc[1] == pytest.approx(5e-5, rel=0.02)   # half way down the cosine
+    assert history["learning_rate_at_end"].iloc[2] < 1e-9   # and at zero after the top's last epoch
     embedder = load_embedder(IndexParams(model=str(out), runtime="tensorflow"))
     photo = str(next((tmp_path / "dev" / "images").iterdir()))
     vectors = embed_photos(embedder, [photo], 1).vectors
@@ -239,6 +240,16 @@ def test_the_trainer_writes_a_model_folder_the_engine_embeds_with(tmp_path, monk
     again = embed_photos(type(embedder)(rebuilt, embedder.image_size, embedder.preprocess, embedder.identity),
                          [photo], 1).vectors
     np.testing.assert_allclose(again, vectors, atol=0.05)   # stored in int8 steps: close, not equal
+
+
+def test_a_top_the_backbone_does_not_have_is_refused_before_any_work(tmp_path, capsys):
+    from fashion_search.pipeline import tuned_training
+
+    with pytest.raises(SystemExit) as refused:
+        tuned_training.main(["--backbone", "efficientnet_lite1", "--tops", "last-5-blocks",
+                             "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "cache")])
+    assert refused.value.code == 2 and "its tops: last-block, last-6-blocks" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_folder_of_someone_elses_arrays_is_refused_not_overwritten(tmp_path, extractor):

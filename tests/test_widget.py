@@ -89,7 +89,8 @@ def shown():
     grids = [out for out in output.outputs if out["output_type"] != "stream"]
     if not grids:
         return {"text": text}
-    grey = np.asarray(Image.open(io.BytesIO(base64.b64decode(grids[0]["data"]["image/png"]))).convert("RGB")).astype(int)
+    png = base64.b64decode(grids[0]["data"]["image/png"])
+    grey = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     green = ((grey[..., 1] > 100) & (grey[..., 0] < 80) & (grey[..., 2] < 80)).mean()
     red = ((grey[..., 0] > 150) & (grey[..., 1] < 60) & (grey[..., 2] < 60)).mean()
     return {"png": True, "green": float(green), "red": float(red), "said": searched.value, "text": text}
@@ -108,6 +109,9 @@ said["box"] = "".join(o.get("text", "") for o in output.outputs)
 box.value = ""
 item.value = "112"  # picked after the upload: the item is searched, not the upload
 said["picked_after_upload"] = shown()
+before = list(output.outputs)
+garment.value = 3   # a garment number with an item searched: nothing to search again
+said["garment_with_item_unchanged"] = output.outputs == tuple(before) or list(output.outputs) == before
 colour.value = "purple-ish"
 said["bad_colour"] = shown()
 colour.value, filters.value = "blue", "colour=green"
@@ -137,6 +141,7 @@ def test_the_panel_opens_any_index_by_its_path_in_its_own_process(photo_folder, 
     assert said["upload"]["png"] and said["upload"]["said"] == "searching the uploaded photo up.jpg"
     assert said["upload"]["text"].startswith("the photo is ")   # its size and garments, above the grid
     assert said["garment_9"].startswith("error: garment 9")   # searched on choosing it, no button pressed
+    assert said["garment_with_item_unchanged"]
     assert "Searching your box 0,0,20,30" in said["box"]
     assert said["item"]["text"] == ""
     assert said["picked_after_upload"]["said"] == "searching item 112" and said["picked_after_upload"]["green"] > 0.002

@@ -38,6 +38,9 @@ STAGES: dict[str, tuple[str, ...]] = {
     "05_visualise": ("seed", "data", "backbones", "finetune", "features", "evaluate", "visualise"),
     "06_search": ("seed", "data", "backbones", "finetune", "features", "evaluate", "visualise", "index"),
 }
+# Parameters a stage has for a person's own use in JupyterLab, set back for a run (06's panel over
+# someone's own index would skip the run's sections)
+RUN_ONLY_PARAMETERS = {"06_search": {"panel_index": None}}
 
 
 class StageFailed(RuntimeError):
@@ -136,7 +139,8 @@ def run_stage(stage: str, paths: RunLayout, params: Params, verbose: bool = Fals
     try:
         papermill.execute_notebook(
             str(NOTEBOOKS_DIR / f"{stage}.ipynb"), str(executed),
-            parameters={"params_path": str(paths.params), "run_dir": str(paths.root)},
+            parameters={"params_path": str(paths.params), "run_dir": str(paths.root),
+                        **RUN_ONLY_PARAMETERS.get(stage, {})},
             kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
             stdout_file=sys.stdout, stderr_file=sys.stderr if verbose else None,
             kernel_manager_class=local_kernel_manager(),

@@ -129,7 +129,7 @@ def train(args: argparse.Namespace) -> dict:
         table = weight_table(type_part, colour_part, eval_type, eval_both, queries)
         row = table.loc[table["mean"].idxmax()]
         colour_off = float(table.loc[table["colour_weight"] == 0, "type report"].iloc[0])
-        history.append({"top": top, "epoch": epoch, "loss": loss, "learning_rate_at_end": f"{rate:.3g}",
+        history.append({"top": top, "epoch": epoch, "loss": loss, "learning_rate_at_end": float(f"{rate:.3g}"),
                         "seconds": round(time.time() - started, 1),
                         **{key: round(float(value), 4) for key, value in row.items()},
                         "type report, colour off": round(colour_off, 4)})
@@ -188,7 +188,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fashion_search.models.tuned import CACHE_BLOCK
+    from fashion_search.models.tuned import CACHE_BLOCK, TOP_FROM
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=Path, default=Path("../shared/data/fashion-products-small"))
@@ -201,9 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="draw views from the first N cached copies only (1: the photos alone; 0: all)")
     parser.add_argument("--backbone", choices=sorted(CACHE_BLOCK), default=BACKBONE,
                         help="the EfficientNet-Lite to train, at its own input size")
-    parser.add_argument("--tops", nargs="+", default=["last-block", "last-5-blocks"],
-                        help="where training starts (Lite0: last-block, last-5-blocks; Lite1, Lite2: last-block, "
-                             "last-6-blocks, the same two stages)")
+    parser.add_argument("--tops", nargs="+", help="where training starts, each tried (Lite0: last-block, "
+                        "last-5-blocks; Lite1, Lite2: last-block, last-6-blocks, the same two stages); default: all")
     parser.add_argument("--head-epochs", type=int, default=2)
     parser.add_argument("--top-epochs", type=int, default=5)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -213,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
+    args.tops = args.tops or list(TOP_FROM[args.backbone])
+    unknown = [top for top in args.tops if top not in TOP_FROM[args.backbone]]
+    if unknown:   # said now, not after the cache and a first top's training
+        parser.error(f"{args.backbone} has no top {', '.join(unknown)}; its tops: {', '.join(TOP_FROM[args.backbone])}")
     try:
         result = train(args)
     except FileExistsError as err:

@@ -129,11 +129,12 @@ def _grid_axes(tiles: int, large_query: bool) -> list:
         fig = Figure(figsize=(columns * 1.4, rows * 2.0))  # about 840 px wide: shown unscaled in a notebook
         axes = list(fig.subplots(rows, columns, squeeze=False).ravel())
     else:
-        rows = max(2, -(-(tiles - 1) // RESULT_COLUMNS))
-        fig = Figure(figsize=((RESULT_COLUMNS + 2) * 1.4, rows * 2.0))
-        grid = fig.add_gridspec(rows, RESULT_COLUMNS + 2)
+        columns = min(RESULT_COLUMNS, max(tiles - 1, 1))
+        rows = max(2, -(-(tiles - 1) // columns))
+        fig = Figure(figsize=((columns + 2) * 1.4, rows * 2.0))
+        grid = fig.add_gridspec(rows, columns + 2)
         axes = [fig.add_subplot(grid[:2, :2])] + [fig.add_subplot(grid[r, 2 + c]) for r in range(rows)
-                                                  for c in range(RESULT_COLUMNS)]
+                                                  for c in range(columns)]
     for ax in axes:
         ax.axis("off")
     return axes
@@ -160,7 +161,7 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
     photo, or the reason in words (an unreadable photo, an unknown item, a malformed or unknown
     filter or colour, a filter that matches nothing, a garment number or box the photo does not
     have). ``upload`` (empty: search the item) is searched when given; ``garment`` 0 is the main
-    one; ``colour`` a colour to prefer."""
+    one, and a box, when given, is searched instead; ``colour`` a colour to prefer."""
     engine = engines[model]
     wanted = [f.strip() for f in filters_text.split(",") if f.strip()]
     swatch = colour.strip() or None
@@ -168,9 +169,10 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
         if upload:
             pixels, size = decode_photo_and_size(bytes(upload[0]["content"]), engine.settings.max_image_pixels)
             box = parse_box(box_text) if box_text.strip() else None
-            query = engine.pixels_query(pixels, f"photo {upload[0]['name']}", garment=garment or None, box=box,
-                                        localise=localise, size=size)
-            image, label, shown_scale, note = pixels, None, pixels.shape[1] / size[0], garment_note(query, size)
+            query = engine.pixels_query(pixels, f"photo {upload[0]['name']}", garment=None if box else garment or None,
+                                        box=box, localise=localise, size=size)   # a box typed wins over a number
+            image, label, shown_scale = pixels, None, pixels.shape[1] / size[0]
+            note = garment_note(query, size, localise)
         else:
             query, image = engine.product_query(item.strip()), item_images(catalog, [item.strip()], engine)[0]
             label, shown_scale, note = _label_of(catalog, item.strip()), 1.0, ""
@@ -183,22 +185,24 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
     return PanelAnswer("\n".join(filter(None, [note, *(hints or ["no product matches these filters together"])])))
 
 
-def garment_note(query: Query, size: tuple[int, int]) -> str:
+def garment_note(query: Query, size: tuple[int, int], localised: bool = True) -> str:
     """The photo's size, the garments found in it with their boxes (in the photo's own pixels, as
     a box is typed), and which one is searched."""
     photo = f"the photo is {size[0]}×{size[1]} px"
-    searched = query.garment
+    searched, box_hint = query.garment, "type a box x0,y0,x1,y1 in the photo's pixels"
+    if searched is not None and searched.group == "drawn box":
+        return (f"{photo}. Searching your box {','.join(map(str, searched.box))}; clear the box to go back to "
+                "the garments found.")
     if searched is None or searched.group == "whole photo":
-        why = (" (it looks like a catalogue photo, or no garment stands out)" if query.garments else "")
-        return f"{photo}; searching the whole photo{why}. To search a part, type a box x0,y0,x1,y1 in its pixels."
-    found = [(i, g) for i, g in enumerate(query.garments, 1) if g.group not in ("whole photo", "drawn box")]
+        why = ("finding garments is turned off" if not localised else
+               "it looks like a catalogue photo, or one garment fills it, or none stands out")
+        return f"{photo}; searching the whole photo ({why}). To search a part, {box_hint}."
+    found = [(i, g) for i, g in enumerate(query.garments, 1) if g.group != "whole photo"]
     listed = "; ".join(f"{i} {g.group} at {','.join(map(str, g.box))}" for i, g in found)
-    garments = f"{len(found)} garment{'s' if len(found) != 1 else ''} found" + (f": {listed}" if found else "")
-    if searched.group == "drawn box":
-        return f"{photo}{'; ' + garments if found else ''}. Searching your box {','.join(map(str, searched.box))}."
     number = next(i for i, g in found if g is searched)
-    return (f"{photo}; {garments}. Searching {number} ({searched.group}): pick another by its number, "
-            "or type a box x0,y0,x1,y1 in the photo's pixels.")
+    pick = "pick another by its number, or " if len(found) > 1 else ""
+    return (f"{photo}; {len(found)} garment{'s' if len(found) > 1 else ''} found: {listed}. "
+            f"Searching {number} ({searched.group}): {pick}{box_hint}.")
 
 
 def _label_of(catalog: Catalog, item: str) -> str | None:
@@ -228,16 +232,16 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
     wide = {"description_width": "initial"}  # labels in full, not cut to the default width
     colour = widgets.Text(placeholder="red, navy or #1f3a93 (optional)", description="prefer colour", style=wide)
     garment = widgets.BoundedIntText(value=0, min=0, max=50, description="garment",
-                                     tooltip="the number of the garment to search, as drawn on the photo (0: the main one)")
+                                     tooltip="the garment to search, numbered as drawn on the photo (0: the main one)")
     box = widgets.Text(placeholder="x0,y0,x1,y1 (pixels; optional)", description="or box",
                        continuous_update=False)   # taken when Enter is pressed or the field is left
     localise = widgets.Checkbox(value=True, description="find the garment in the photo", style=wide)
     button = widgets.Button(description="Search", button_style="primary")
     output = widgets.Output()
-    source = {"upload": False}  # the last thing chosen: an uploaded photo, or an item
+    source = {"upload": False, "searched": None}  # the last thing chosen (a photo or an item); what was searched
 
     def chose_upload(change) -> None:
-        source["upload"] = bool(change["new"])
+        source["upload"], source["searched"] = bool(change["new"]), None
         if source["upload"]:
             searched.value = f"searching the uploaded photo {change['new'][0]['name']}"
 
@@ -245,7 +249,14 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
         source["upload"] = False
         searched.value = f"searching item {change['new']}"
 
+    def inputs() -> tuple:
+        return (model.value, source["upload"] and upload.value[0]["name"], item.value, k.value, filters.value,
+                garment.value, box.value, localise.value, colour.value)
+
     def run(_) -> None:
+        if source["searched"] == inputs():   # a field just searched on leaving it, then the button: once
+            return
+        source["searched"] = inputs()
         shown = panel_search(engines, catalog, model.value, upload.value if source["upload"] else (), item.value,
                              k.value, filters.value, garment.value, box.value, localise.value, colour.value)
         output.outputs = ()
@@ -255,13 +266,14 @@ def search_widget(engines: dict[str, SearchEngine], catalog: Catalog):
             output.append_display_data(Image(data=figure_png(shown.figure), format="png"))
 
     def chose_part(_) -> None:
-        if source["upload"]:   # another garment or box of the photo shown: search it at once
+        if source["upload"] and source["searched"] is not None:   # another part of the photo searched: at once
             run(None)
 
     upload.observe(chose_upload, names="value")
     item.observe(chose_item, names="value")
     garment.observe(chose_part, names="value")
     box.observe(chose_part, names="value")
+    localise.observe(chose_part, names="value")
     button.on_click(run)
     return widgets.VBox([widgets.HBox([upload, item, searched]), widgets.HBox([model, k]),
                          widgets.HBox([filters, colour]), widgets.HBox([garment, box, localise]), button, output])
