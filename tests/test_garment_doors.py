@@ -271,3 +271,5 @@ def test_the_jupyterlab_panel_draws_the_garments_and_takes_a_number_or_a_box(two
     boxed = panel_search({"m": engine}, catalog, "m", upload, "", 4, "", box_text="0,0,100,100")
     assert [t.get_text() for t in boxed.figure.axes[0].texts] == ["your box"]  # a drawn box: nothing to look for
     assert "Searching your box 0,0,100,100" in boxed.text
+    whole = panel_search({"m": engine}, catalog, "m", upload, "", 4, "", garment=2, localise=False)
+    assert whole.figure is not None and "finding garments is turned off" in whole.text   # the number left aside

@@ -111,7 +111,7 @@ def plot_search_grid(query: np.ndarray | str | None, results: pd.DataFrame, imag
         for (x0, y0, x1, y1), label, searched in (boxes or []) if not is_result else []:
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2 if searched else 1,
                                    color="red" if searched else "orange"))
-            ax.text(x0, y0, label, fontsize=7, color="white", va="top",
+            ax.text(x0, y0, label, fontsize=9, color="white", va="top",
                     bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
     fig = axes[0].figure
     fig.suptitle(title, fontsize=10)
@@ -161,7 +161,7 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
     photo, or the reason in words (an unreadable photo, an unknown item, a malformed or unknown
     filter or colour, a filter that matches nothing, a garment number or box the photo does not
     have). ``upload`` (empty: search the item) is searched when given; ``garment`` 0 is the main
-    one, and a box, when given, is searched instead; ``colour`` a colour to prefer."""
+    one, and is left aside when a box is given or finding garments is off; ``colour`` a colour to prefer."""
     engine = engines[model]
     wanted = [f.strip() for f in filters_text.split(",") if f.strip()]
     swatch = colour.strip() or None
@@ -169,8 +169,9 @@ def panel_search(engines: dict[str, SearchEngine], catalog: Catalog, model: str,
         if upload:
             pixels, size = decode_photo_and_size(bytes(upload[0]["content"]), engine.settings.max_image_pixels)
             box = parse_box(box_text) if box_text.strip() else None
-            query = engine.pixels_query(pixels, f"photo {upload[0]['name']}", garment=None if box else garment or None,
-                                        box=box, localise=localise, size=size)   # a box typed wins over a number
+            number = None if box or not localise else garment or None   # a box, or finding off, wins over it
+            query = engine.pixels_query(pixels, f"photo {upload[0]['name']}", garment=number, box=box,
+                                        localise=localise, size=size)
             image, label, shown_scale = pixels, None, pixels.shape[1] / size[0]
             note = garment_note(query, size, localise)
         else:
