@@ -97,3 +97,27 @@ def test_a_kernel_killed_mid_stage_is_a_message_not_a_traceback(params_file, tmp
     out, err = run.communicate(timeout=120)
     assert killed and run.returncode == 1, (out, err)
     assert "kernel died" in err and "lack of memory" in err and "Traceback" not in err
+
+
+def test_a_run_sets_the_panels_own_index_back_so_search_keeps_its_sections(tmp_path, monkeypatch):
+    """06's ``panel_index`` is for JupyterLab; a run passes it as None whatever the notebook's default."""
+    import shutil
+
+    import papermill
+
+    from fashion_search.params_file import load_params
+    from fashion_search.pipeline import runner
+
+    given = {}
+
+    def execute(source, executed, parameters, **_):
+        given.update(parameters)
+        shutil.copy(source, executed)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    layout = RunLayout(tmp_path / "run")
+    runner.run_stage("06_search", layout, load_params(runner.NOTEBOOKS_DIR.parent / "params.yaml"))
+    assert given["panel_index"] is None and given["run_dir"] == str(layout.root)
+    given.clear()
+    runner.run_stage("04_evaluate", layout, load_params(runner.NOTEBOOKS_DIR.parent / "params.yaml"))
+    assert "panel_index" not in given   # only the stage that has it
