@@ -76,10 +76,11 @@ data:
 	else echo "note: /usr/share/datasets/fashion-mnist is missing and apt-get needs root;" \
 		"run 'sudo apt-get install dataset-fashion-mnist', or the pipeline downloads it with keras"; fi
 
-## backgrounds: the photos products are pasted on to train and measure the localiser (three Debian packages)
-BACKGROUND_PACKAGES = mate-backgrounds gnome-backgrounds plasma-workspace-wallpapers
+## backgrounds: the photos products are pasted on to train and measure the localiser (seven Debian packages)
+BACKGROUND_PACKAGES = mate-backgrounds gnome-backgrounds plasma-workspace-wallpapers ukui-wallpapers \
+	lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mypaint-data-extras
 backgrounds:
-	@if [ -d /usr/share/backgrounds/mate ] && [ -d /usr/share/backgrounds/gnome ] && [ -d /usr/share/wallpapers ]; then :; \
+	@if dpkg -s $(BACKGROUND_PACKAGES) >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get install -y -qq $(BACKGROUND_PACKAGES) || (apt-get update -qq && apt-get install -y -qq $(BACKGROUND_PACKAGES))) >/dev/null; \
 	else echo "note: the localiser's backgrounds need: sudo apt-get install $(BACKGROUND_PACKAGES)"; fi

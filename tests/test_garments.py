@@ -161,9 +161,29 @@ def test_made_backgrounds_and_a_missing_background_package(monkeypatch, tmp_path
 def test_weights_of_another_head_are_refused_in_words():
     from fashion_search.models import localiser
 
-    head = localiser.build_head([(None, 56, 56, 24), (None, 28, 28, 40), (None, 14, 14, 112), (None, 7, 7, 320)])
-    arrays = localiser.head_arrays(head)
-    localiser.load_head_arrays(head, arrays)  # its own: taken
-    arrays.pop("classes/1")
+    shapes = [(None, 56, 56, 24), (None, 28, 28, 40), (None, 14, 14, 112), (None, 7, 7, 320)]
+    heads = [localiser.build_head(shapes, seed) for seed in (1, 2)]
+    arrays = localiser.head_arrays(heads)
+    again = localiser.heads_from_arrays(arrays, shapes)  # its own: taken, both heads
+    assert len(again) == 2 and np.array_equal(again[1].get_layer("classes").get_weights()[0],
+                                              heads[1].get_layer("classes").get_weights()[0])
+    arrays.pop("head1/classes/1")
     with pytest.raises(ValueError, match="another localiser head"):
-        localiser.load_head_arrays(head, arrays)
+        localiser.heads_from_arrays(arrays, shapes)
+
+
+def test_the_localiser_answers_the_mean_of_its_heads():
+    import keras
+
+    from fashion_search.models import localiser
+
+    inputs = keras.Input((224, 224, 3))
+    maps = [keras.layers.Conv2D(channels, 1)(keras.layers.AveragePooling2D(stride)(inputs))
+            for channels, stride in ((24, 4), (40, 8), (112, 16), (320, 32))]
+    extractor = keras.Model(inputs, maps)
+    heads = [localiser.build_head([tuple(t.shape) for t in extractor.outputs], seed, f"head_{seed}") for seed in (1, 2)]
+    photo = np.random.default_rng(0).normal(size=(1, 224, 224, 3)).astype("float32")
+    each = [np.asarray(keras.ops.softmax(head(extractor(photo)))) for head in heads]
+    both = np.asarray(localiser.build_localiser(extractor, heads)(photo))
+    assert both.shape == (1, 56, 56, localiser.CLASSES)
+    assert np.allclose(both, (each[0] + each[1]) / 2, atol=1e-5) and not np.allclose(each[0], each[1], atol=1e-3)

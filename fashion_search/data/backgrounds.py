@@ -1,8 +1,9 @@
 """Background photos to paste products on: real photos from pinned Debian packages, and made ones.
 
-Three sets that never share a photo: the localiser trains on the MATE and GNOME desktop
-backgrounds (nature close-ups, wood, textures, abstract art); half of the KDE Plasma wallpapers
-(landscapes, water, leaves, graphics) select its settings; the other half are the benchmark's.
+Three sets that never share a photo: the localiser trains on the MATE, GNOME, UKUI and Lomiri
+desktop backgrounds (nature, landscapes, rooms, wood, textures, abstract art) and MyPaint's paper
+and canvas textures; half of the KDE Plasma wallpapers (landscapes, water, leaves, graphics)
+select its settings; the other half are the benchmark's.
 scikit-image's sample photos are kept for evaluation only and are never used here.
 """
 from __future__ import annotations
@@ -17,7 +18,11 @@ PACKAGES = {  # Debian package: the folder it installs its photos in
     "gnome-backgrounds": Path("/usr/share/backgrounds/gnome"),
     "plasma-workspace-wallpapers": Path("/usr/share/wallpapers"),
 }
-ROLES = {"train": ("mate-backgrounds", "gnome-backgrounds"), "validation": ("plasma-workspace-wallpapers",),
+# Packages that share a folder with others: their photos are the ones dpkg lists as theirs.
+LISTED_PACKAGES = ("ukui-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "mypaint-data-extras")
+DPKG_LISTS = Path("/var/lib/dpkg/info")
+ROLES = {"train": ("mate-backgrounds", "gnome-backgrounds", *LISTED_PACKAGES),
+         "validation": ("plasma-workspace-wallpapers",),
          "benchmark": ("plasma-workspace-wallpapers",)}
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 LOAD_SIDE = 640  # backgrounds are kept at most this large; crops are resized from them
@@ -43,10 +48,23 @@ def _one_per_wallpaper(folder: Path) -> list[Path]:
     return chosen
 
 
+def _listed_photos(package: str, role: str) -> list[Path]:
+    """The photos an installed Debian package holds, by dpkg's list of its files."""
+    listed = DPKG_LISTS / f"{package}.list"
+    if not listed.is_file():
+        raise BackgroundsMissingError(f"the background photos of {role} come from the Debian package {package}, "
+                                      f"which is not installed: apt-get install {package}")
+    files = (Path(line) for line in listed.read_text().splitlines())
+    return sorted(p for p in files if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
 def background_paths(role: str) -> list[Path]:
     """The photos of one set (``train``, ``validation`` or ``benchmark``), in a fixed order."""
     paths = []
     for package in ROLES[role]:
+        if package in LISTED_PACKAGES:
+            paths += _listed_photos(package, role)
+            continue
         folder = PACKAGES[package]
         if not folder.is_dir():
             raise BackgroundsMissingError(f"the background photos of {role} come from the Debian package {package}, "

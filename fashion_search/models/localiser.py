@@ -3,9 +3,10 @@
 A small head on the frozen EfficientNet-Lite0 (ImageNet weights) reads its feature maps at
 strides 4, 8, 16 and 32 (like a feature pyramid: the coarse maps say *what*, the fine ones *where*)
 and gives, for each cell of a 56 × 56 grid over the 224-pixel square, the probability of
-background and of each garment group (:data:`fashion_search.data.cutouts.GROUPS`). The head
-alone is trained and shipped (``shipped/garment_localiser.npz``); the backbone's weights are
-the ones every Lite0 model here uses.
+background and of each garment group (:data:`fashion_search.data.cutouts.GROUPS`). Several such
+heads, trained alike from different seeds, are averaged: one head's answer depends on the chance
+of its training, their mean much less. The heads alone are trained and shipped
+(``shipped/garment_localiser.npz``); the backbone's weights are the ones every Lite0 model here uses.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def feature_extractor(weights: str = "imagenet") -> "keras.Model":
     return extractor
 
 
-def build_head(map_shapes: list[tuple], seed: int = 0) -> "keras.Model":
+def build_head(map_shapes: list[tuple], seed: int = 0, name: str = "localiser_head") -> "keras.Model":
     """Feature maps → per-cell class logits ``(56, 56, CLASSES)``: the coarse maps upsampled and
     added to the finer ones, one 3 × 3 convolution at each step."""
     import keras
@@ -66,41 +67,49 @@ def build_head(map_shapes: list[tuple], seed: int = 0) -> "keras.Model":
     x = layers.Conv2D(FINE_WIDTH, 3, padding="same", activation="relu", kernel_initializer=init,
                       name="merge_4")(layers.Add()([x, lateral(finest, "lateral_4", FINE_WIDTH)]))
     logits = layers.Conv2D(CLASSES, 1, kernel_initializer=init, name="classes")(x)
-    return keras.Model([finest, fine, middle, coarse], logits, name="localiser_head")
+    return keras.Model([finest, fine, middle, coarse], logits, name=name)
 
 
-def build_localiser(extractor: "keras.Model", head: "keras.Model") -> "keras.Model":
-    """Preprocessed photos ``(B, 224, 224, 3)`` → class probabilities ``(B, 56, 56, CLASSES)``."""
+def build_localiser(extractor: "keras.Model", heads: list["keras.Model"]) -> "keras.Model":
+    """Preprocessed photos ``(B, 224, 224, 3)`` → class probabilities ``(B, 56, 56, CLASSES)``,
+    the mean of the heads' (the backbone runs once)."""
     import keras
 
-    probabilities = keras.layers.Softmax(name="probabilities")(head(extractor(extractor.inputs)))
-    return keras.Model(extractor.inputs, probabilities, name="garment_localiser")
+    maps = extractor(extractor.inputs)
+    answers = [keras.layers.Softmax(name=f"probabilities_{k}")(head(maps)) for k, head in enumerate(heads)]
+    mean = keras.layers.Average(name="probabilities")(answers) if len(answers) > 1 else answers[0]
+    return keras.Model(extractor.inputs, mean, name="garment_localiser")
 
 
-def head_arrays(head: "keras.Model") -> dict[str, np.ndarray]:
-    """The head's weights by layer, for an ``.npz`` file."""
-    return {f"{layer.name}/{i}": np.asarray(w) for layer in head.layers for i, w in enumerate(layer.get_weights())}
+def head_arrays(heads: list["keras.Model"]) -> dict[str, np.ndarray]:
+    """The heads' weights by head and layer (``head0/merge_4/0``…), for an ``.npz`` file."""
+    return {f"head{k}/{layer.name}/{i}": np.asarray(w) for k, head in enumerate(heads)
+            for layer in head.layers for i, w in enumerate(layer.get_weights())}
 
 
-def load_head_arrays(head: "keras.Model", arrays: dict[str, np.ndarray]) -> None:
-    """Set the head's weights from :func:`head_arrays`' output; refuse arrays of another head."""
-    wanted = {f"{layer.name}/{i}" for layer in head.layers for i in range(len(layer.get_weights()))}
-    if set(arrays) != wanted:
+def heads_from_arrays(arrays: dict[str, np.ndarray], map_shapes: list[tuple]) -> list["keras.Model"]:
+    """As many heads as :func:`head_arrays`' output holds, their weights set; arrays of another head are refused."""
+    count = len({name.split("/")[0] for name in arrays})
+    heads = [build_head(map_shapes, name=f"localiser_head_{k}") for k in range(count)]
+    wanted = set(head_arrays(heads))
+    if not count or set(arrays) != wanted:
         raise ValueError(f"these weights are of another localiser head ({len(arrays)} arrays, not the "
-                         f"{len(wanted)} this head has); retrain it with `make localiser`")
-    for layer in head.layers:
-        count = len(layer.get_weights())
-        if count:
-            layer.set_weights([arrays[f"{layer.name}/{i}"] for i in range(count)])
+                         f"{len(wanted)} its {count} heads have); retrain it with `make localiser`")
+    for k, head in enumerate(heads):
+        for layer in head.layers:
+            weights = len(layer.get_weights())
+            if weights:
+                layer.set_weights([arrays[f"head{k}/{layer.name}/{i}"] for i in range(weights)])
+    return heads
 
 
-def save_head(head: "keras.Model", path: Path) -> None:
-    """The head's weights to ``path`` (``.npz``), written atomically."""
+def save_heads(heads: list["keras.Model"], path: Path) -> None:
+    """The heads' weights to ``path`` (``.npz``), written atomically."""
     from fashion_search.io import atomic_path
 
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
-            np.savez(handle, **head_arrays(head))
+            np.savez(handle, **head_arrays(heads))
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from fashion_search.data import evaluation_split
-from fashion_search.data.backgrounds import background_crop, load_backgrounds, made_background
+from fashion_search.data.backgrounds import ROLES, background_crop, load_backgrounds, made_background
 from fashion_search.data.cutouts import GROUPS, Cutout, read_cutouts
 from fashion_search.data.shopper_photos import Conditions, compose
 from fashion_search.images import fit_to_square
@@ -131,7 +131,7 @@ def batches(maps: list[np.ndarray], targets: np.ndarray, size: int, seed: int | 
 
 
 def train(args: argparse.Namespace) -> dict:
-    """Make the photos, train the head, keep the epoch with the lowest choosing loss; its record."""
+    """Make the photos, train a head from each seed (each kept at its epoch of lowest choosing loss); the record."""
     import keras
 
     started = time.time()
@@ -142,27 +142,31 @@ def train(args: argparse.Namespace) -> dict:
                         *cutouts_of(args.dev, dev_train, "dev cut-outs")]
     choosing_cutouts = cutouts_of(args.dev, dev_choose, "choosing cut-outs")
     extractor = localiser.feature_extractor()
-    train_maps, train_targets = made_set(rng, training_cutouts, load_backgrounds("train"), args.photos, extractor,
-                                         "training photos")
+    backgrounds = load_backgrounds("train")
+    train_maps, train_targets = made_set(rng, training_cutouts, backgrounds, args.photos, extractor, "training photos")
     choose_maps, choose_targets = made_set(rng, choosing_cutouts, load_backgrounds("validation"), args.photos // 8,
                                            extractor, "choosing photos")
-    keras.utils.set_random_seed(args.seed)
-    head = localiser.build_head([(None, *m.shape[1:]) for m in train_maps], args.seed)
-    head.compile(keras.optimizers.Adam(args.learning_rate),
-                 keras.losses.CategoricalCrossentropy(from_logits=True))
-    best = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
-    history = head.fit(batches(train_maps, train_targets, 64, args.seed),
-                       validation_data=batches(choose_maps, choose_targets, 64, None),
-                       epochs=args.epochs, callbacks=[best], verbose=2)
-    localiser.save_head(head, args.out)
-    losses = history.history["val_loss"]
+    heads, records = [], []
+    for k, seed in enumerate(args.head_seeds):
+        keras.utils.set_random_seed(seed)
+        head = localiser.build_head([(None, *m.shape[1:]) for m in train_maps], seed, f"localiser_head_{k}")
+        head.compile(keras.optimizers.Adam(args.learning_rate),
+                     keras.losses.CategoricalCrossentropy(from_logits=True))
+        best = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+        history = head.fit(batches(train_maps, train_targets, 64, seed),
+                           validation_data=batches(choose_maps, choose_targets, 64, None),
+                           epochs=args.epochs, callbacks=[best], verbose=2)
+        losses = history.history["val_loss"]
+        heads.append(head)
+        records.append({"seed": seed, "best_epoch": int(np.argmin(losses)) + 1,
+                        "choosing_loss": round(float(min(losses)), 4), "epochs_run": len(losses)})
+    localiser.save_heads(heads, args.out)
     return {"backbone": localiser.BACKBONE, "size": localiser.SIZE, "groups": list(GROUPS),
             "training_photos": args.photos, "small_photos": args.small_photos,
-            "training_cutouts": len(training_cutouts),
+            "training_cutouts": len(training_cutouts), "training_backgrounds": len(backgrounds),
             "choosing_photos": args.photos // 8, "choosing_cutouts": len(choosing_cutouts),
-            "best_epoch": int(np.argmin(losses)) + 1, "choosing_loss": round(float(min(losses)), 4),
-            "epochs_run": len(losses), "seed": args.seed, "seconds": round(time.time() - started, 1),
-            "backgrounds": {"train": "mate-backgrounds, gnome-backgrounds, made",
+            "heads": records, "seed": args.seed, "seconds": round(time.time() - started, 1),
+            "backgrounds": {"train": ", ".join(ROLES["train"]) + ", made",
                             "choosing": "plasma-workspace-wallpapers (alternate half)"}}
 
 
@@ -174,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=16000)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="draws the made photos")
+    parser.add_argument("--head-seeds", type=int, nargs="+", default=[42, 43, 44],
+                        help="one head is trained from each, on the same photos; the localiser averages them")
     parser.add_argument("--out", type=Path, default=SHIPPED)
     args = parser.parse_args(argv)
     record = train(args) | {"head_sha256": file_sha256(args.out), "command": "make localiser"}

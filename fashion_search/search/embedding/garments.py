@@ -162,12 +162,11 @@ class GarmentFinder:
             from fashion_search.models import localiser
 
             extractor = localiser.feature_extractor()
-            head = localiser.build_head([tuple(t.shape) for t in extractor.outputs])
             with np.load(io.BytesIO(checked_bytes(self.head, self.head_sha256, "make localiser"))) as arrays:
-                localiser.load_head_arrays(head, dict(arrays))
+                heads = localiser.heads_from_arrays(dict(arrays), [tuple(t.shape) for t in extractor.outputs])
             probe = [get_spec(BACKBONE).preprocess(np.random.default_rng(0).integers(
                 0, 256, (2, SIZE, SIZE, 3)).astype(np.float32))]
-            self._call, _ = model_call(localiser.build_localiser(extractor, head), self.runtime, probe, self.key)
+            self._call, _ = model_call(localiser.build_localiser(extractor, heads), self.runtime, probe, self.key)
         return self._call
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
