@@ -157,6 +157,25 @@ def test_made_backgrounds_and_a_missing_background_package(monkeypatch, tmp_path
         backgrounds.background_paths("train")
 
 
+def test_a_package_sharing_a_folder_gives_the_photos_dpkg_lists_as_its_own(monkeypatch, tmp_path):
+    for package in ("mate-backgrounds", "gnome-backgrounds"):
+        monkeypatch.setitem(backgrounds.PACKAGES, package, tmp_path / package)
+        (tmp_path / package).mkdir()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for name in ("ours.jpg", "theirs.jpg", "ours.xml"):
+        (shared / name).write_bytes(b"")
+    lists = tmp_path / "dpkg"
+    lists.mkdir()
+    monkeypatch.setattr(backgrounds, "DPKG_LISTS", lists)
+    for package in backgrounds.LISTED_PACKAGES[:-1]:
+        (lists / f"{package}.list").write_text(f"{shared}\n{shared / 'ours.jpg'}\n{shared / 'ours.xml'}\n")
+    with pytest.raises(backgrounds.BackgroundsMissingError, match=f"install {backgrounds.LISTED_PACKAGES[-1]}"):
+        backgrounds.background_paths("train")
+    (lists / f"{backgrounds.LISTED_PACKAGES[-1]}.list").write_text(f"{shared / 'gone.png'}\n")
+    assert backgrounds.background_paths("train") == [shared / "ours.jpg"] * (len(backgrounds.LISTED_PACKAGES) - 1)
+
+
 
 def test_weights_of_another_head_are_refused_in_words():
     from fashion_search.models import localiser

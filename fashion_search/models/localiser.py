@@ -116,12 +116,14 @@ def save_heads(heads: list["keras.Model"], path: Path) -> None:
 class Garment:
     """One product found in a photo: its box ``(x0, y0, x1, y1)`` in the photo's pixels (end
     exclusive), its group, a score (larger: more surely a product, and larger), and the mask it is
-    cut out by (within its box) over the photo at a reduced size (same aspect)."""
+    cut out by (within its box) over the photo at a reduced size (same aspect); from the localiser,
+    also the probability of a product at each pixel of that size (the mask is refined from it)."""
 
     box: tuple[int, int, int, int]
     group: str
     score: float
     mask: np.ndarray
+    foreground: np.ndarray | None = None
 
     def describe(self) -> dict:
         """The garment for JSON: box, group and score."""
@@ -132,7 +134,7 @@ class Garment:
         ``told_on`` (:func:`box_on`; the mask covers the whole photo, so it stays); itself when they agree."""
         if tuple(found_on) == tuple(told_on):
             return self
-        return Garment(box_on(self.box, found_on, told_on), self.group, self.score, self.mask)
+        return Garment(box_on(self.box, found_on, told_on), self.group, self.score, self.mask, self.foreground)
 
 
 def box_on(box: tuple[int, int, int, int], from_size: tuple[int, int], to_size: tuple[int, int]
@@ -184,6 +186,7 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
     labels, foreground = planes.argmax(axis=-1), 1.0 - planes[..., 0]
     products = foreground > 0.5   # the mask each garment is cut out by: a product split between groups stays whole
     products.setflags(write=False)   # one array, shared by every garment found
+    foreground.setflags(write=False)
     found = []
     reach = max(1, round(max(planes.shape[:2]) / CELLS * JOIN_CELLS))   # JOIN_CELLS in the planes' pixels
     for group in range(1, planes.shape[-1]):
@@ -198,5 +201,6 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
                 full[rows, cols] = mask
                 box = box_on((cols.start, rows.start, cols.stop, rows.stop), (planes.shape[1], planes.shape[0]),
                              (width, height))
-                found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), products))
+                found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), products,
+                                     foreground))
     return sorted(found, key=lambda g: -g.score)
