@@ -3,9 +3,8 @@
 Each product of the dev validation half's last third is made into a shopper-like photo on a real
 background and one with every condition at once (on the validation backgrounds, as
 ``shopper_photos.py --queries choosing`` makes them), and 200 two-garment photos. Each localiser
-(a head file, or several averaged: ``name=a.npz+b.npz``) finds the garment, which is searched with
-the shipped model against all 2,946 dev photos, with its mask refined by colour (what the engine
-does) and, with ``--plain-masks``, as the localiser gave it. The true mask is the ceiling.
+(a head file, or several files' heads averaged: ``name=a.npz+b.npz``) finds the garment, which is
+searched with the shipped model against all 2,946 dev photos. The true mask is the ceiling.
 
     python benchmarks/localiser_heads.py shipped=fashion_search/models/shipped/garment_localiser.npz
 
@@ -14,6 +13,7 @@ Writes benchmarks/results/localiser_heads.{json,md} (``--out`` to change).
 from __future__ import annotations
 
 import argparse
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from fashion_search.params import IndexParams
 from fashion_search.pipeline import shopper_queries as sq
 from fashion_search.pipeline.tables import markdown_table
 from fashion_search.progress import progress
-from fashion_search.search.embedding import garments
 from fashion_search.search.embedding.garments import GarmentFinder
 from fashion_search.search.engine import SearchEngine, build_index
 
@@ -57,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("localisers", nargs="+", help="name=head.npz, or name=a.npz+b.npz (averaged)")
     parser.add_argument("--photos", type=Path, default=ROOT.parent.parent / "shared/data/fashion-products-dev")
-    parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--plain-masks", action="store_true", help="also search each localiser's mask unrefined")
+    parser.add_argument("--pairs", type=int, default=200, help="two-garment photos (at least 1)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "localiser_heads")
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     catalog = list_catalogue("photo_folder", args.photos)
     items = catalog.items.assign(id=catalog.items["id"].astype(str)).set_index("id", drop=False)
     chosen = items.loc[dev_thirds(args.photos, args.seed)[1]["id"].astype(str)]
@@ -70,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     queries = [q for q in sq.made_queries(cutouts, backgrounds, args.seed) if q.condition in CONDITIONS]
     pairs = sq.two_garment_queries(cutouts, backgrounds, args.seed, args.pairs)
     rows, pair_table = [], []
-    refine = garments.refined_mask
     with tempfile.TemporaryDirectory() as folder:
         build_index(catalog, Path(folder) / "index", IndexParams())
         engine = SearchEngine.open(Path(folder) / "index", IndexParams())
@@ -78,19 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             results, _, _ = sq.search(engine, made.photo.pixels, "true mask", made.photo.masks[0])
             rows.append({"localiser": "true mask", "condition": made.condition,
                          **sq.scores(results, made.products[0], items)})
-        ways = [(spec, False) for spec in args.localisers] + [(spec, True) for spec in args.localisers
-                                                              if args.plain_masks]
-        for spec, plain in ways:
+        for spec in args.localisers:
             name, heads = spec.split("=", 1)
-            name += ", mask unrefined" if plain else ""
             engine._garment_finder = Averaged([Path(h) for h in heads.split("+")])
-            garments.refined_mask = (lambda pixels, garment: garment.mask) if plain else refine
             for made in progress(queries, name, "photo"):
                 results, _, _ = sq.search(engine, made.photo.pixels, "localiser")
                 rows.append({"localiser": name, "condition": made.condition,
                              **sq.scores(results, made.products[0], items)})
             pair_table += pair_rows(engine, name, pairs, items)
-        garments.refined_mask = refine
     table = (pd.DataFrame(rows).groupby(["condition", "localiser"], sort=False)
              .agg(queries=("type_ap", "size"), type_map10=("type_ap", "mean"),
                   type_colour_map10=("type_colour_ap", "mean"), product_top10=("product_top10", "mean"),
@@ -100,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                            "mean"))
            .round(3).reset_index())
     markdown = (f"# Garment localisers on the choosing third\n\n`python benchmarks/localiser_heads.py "
-                f"{' '.join(args.localisers)}{' --plain-masks' if args.plain_masks else ''}`: {len(cutouts)} "
+                f"{shlex.join(args.localisers)}`: {len(cutouts)} "
                 f"products of the localiser's choosing third (never the test half) on the validation backgrounds, "
                 f"searched against all {len(items):,} dev photos with the shipped model.\n\n"
                 f"{markdown_table(table)}\n\nTwo-garment photos:\n\n{markdown_table(two)}\n")

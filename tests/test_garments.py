@@ -186,6 +186,8 @@ def test_weights_of_another_head_are_refused_in_words():
     again = localiser.heads_from_arrays(arrays, shapes)  # its own: taken, both heads
     assert len(again) == 2 and np.array_equal(again[1].get_layer("classes").get_weights()[0],
                                               heads[1].get_layer("classes").get_weights()[0])
+    alone = {name.split("/", 1)[1]: values for name, values in arrays.items() if name.startswith("head0/")}
+    assert len(localiser.heads_from_arrays(alone, shapes)) == 1   # one head, as saved before heads were averaged
     arrays.pop("head1/classes/1")
     with pytest.raises(ValueError, match="another localiser head"):
         localiser.heads_from_arrays(arrays, shapes)

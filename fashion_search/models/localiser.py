@@ -88,7 +88,10 @@ def head_arrays(heads: list["keras.Model"]) -> dict[str, np.ndarray]:
 
 
 def heads_from_arrays(arrays: dict[str, np.ndarray], map_shapes: list[tuple]) -> list["keras.Model"]:
-    """As many heads as :func:`head_arrays`' output holds, their weights set; arrays of another head are refused."""
+    """As many heads as :func:`head_arrays`' output holds, their weights set (a file of one head saved
+    before heads were averaged is read as one); arrays of another head are refused."""
+    if not any(name.startswith("head") for name in arrays):
+        arrays = {f"head0/{name}": values for name, values in arrays.items()}
     count = len({name.split("/")[0] for name in arrays})
     heads = [build_head(map_shapes, name=f"localiser_head_{k}") for k in range(count)]
     wanted = set(head_arrays(heads))
@@ -116,14 +119,12 @@ def save_heads(heads: list["keras.Model"], path: Path) -> None:
 class Garment:
     """One product found in a photo: its box ``(x0, y0, x1, y1)`` in the photo's pixels (end
     exclusive), its group, a score (larger: more surely a product, and larger), and the mask it is
-    cut out by (within its box) over the photo at a reduced size (same aspect); from the localiser,
-    also the probability of a product at each pixel of that size (the mask is refined from it)."""
+    cut out by (within its box) over the photo at a reduced size (same aspect)."""
 
     box: tuple[int, int, int, int]
     group: str
     score: float
     mask: np.ndarray
-    foreground: np.ndarray | None = None
 
     def describe(self) -> dict:
         """The garment for JSON: box, group and score."""
@@ -134,7 +135,7 @@ class Garment:
         ``told_on`` (:func:`box_on`; the mask covers the whole photo, so it stays); itself when they agree."""
         if tuple(found_on) == tuple(told_on):
             return self
-        return Garment(box_on(self.box, found_on, told_on), self.group, self.score, self.mask, self.foreground)
+        return Garment(box_on(self.box, found_on, told_on), self.group, self.score, self.mask)
 
 
 def box_on(box: tuple[int, int, int, int], from_size: tuple[int, int], to_size: tuple[int, int]
@@ -186,7 +187,6 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
     labels, foreground = planes.argmax(axis=-1), 1.0 - planes[..., 0]
     products = foreground > 0.5   # the mask each garment is cut out by: a product split between groups stays whole
     products.setflags(write=False)   # one array, shared by every garment found
-    foreground.setflags(write=False)
     found = []
     reach = max(1, round(max(planes.shape[:2]) / CELLS * JOIN_CELLS))   # JOIN_CELLS in the planes' pixels
     for group in range(1, planes.shape[-1]):
@@ -201,6 +201,5 @@ def garments_from(probabilities: np.ndarray, height: int, width: int, min_share:
                 full[rows, cols] = mask
                 box = box_on((cols.start, rows.start, cols.stop, rows.stop), (planes.shape[1], planes.shape[0]),
                              (width, height))
-                found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), products,
-                                     foreground))
+                found.append(Garment(box, GROUPS[group - 1], float(foreground[full].mean() * np.sqrt(share)), products))
     return sorted(found, key=lambda g: -g.score)

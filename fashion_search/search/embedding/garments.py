@@ -24,7 +24,6 @@ from fashion_search.images import fit_to_square
 from fashion_search.models.localiser import BACKBONE, SHIPPED_HEAD, SIZE, Garment, box_on, garments_from
 from fashion_search.models.localiser_sha256 import HEAD_SHA256
 from fashion_search.models.shipped import checked_bytes
-from fashion_search.search.embedding.mask_refinement import refined_mask
 from fashion_search.search.embedding.runtime import model_call, remembered_call
 
 PAGE_SHARE = 0.2     # a photo whose plain border region covers this share of it is a catalogue photo
@@ -110,8 +109,7 @@ def drawn_box(size: tuple[int, int], box: tuple[int, int, int, int]) -> Garment:
 
 
 def garment_pixels(pixels: np.ndarray, garment: Garment) -> np.ndarray:
-    """The photo cropped to the garment's box (a margin around it) with what lies outside its mask
-    (refined by the garment's colours, for a garment the localiser found) whitened."""
+    """The photo cropped to the garment's box (a margin around it) with what lies outside its mask whitened."""
     height, width = pixels.shape[:2]
     x0, y0, x1, y1 = garment.box
     pad_x, pad_y = int((x1 - x0) * MARGIN), int((y1 - y0) * MARGIN)
@@ -119,9 +117,8 @@ def garment_pixels(pixels: np.ndarray, garment: Garment) -> np.ndarray:
     if x1 <= x0 or y1 <= y0:
         raise GarmentError(f"the box {list(garment.box)} holds no pixel of the photo")
     crop = pixels[y0:y1, x0:x1].copy()
-    kept = refined_mask(pixels, garment)
-    if kept.size > 1:
-        mask = Image.fromarray(kept.astype(np.uint8) * 255).resize((width, height), Image.BILINEAR)
+    if garment.mask.size > 1:
+        mask = Image.fromarray(garment.mask.astype(np.uint8) * 255).resize((width, height), Image.BILINEAR)
         inside = np.asarray(mask.crop((x0, y0, x1, y1))) >= MASK_KEEP
         crop[~inside] = 255
     return crop
