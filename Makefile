@@ -17,7 +17,7 @@ shipped-model: setup backgrounds
 		--tops last-5-blocks --top-epochs 10 --out outputs/tuned/model
 	$(PY) -m fashion_search.models.shipped outputs/tuned/model
 
-## localiser: retrain the shipped garment localiser (its head) on made shopper photos; ~11 minutes on 2 cores
+## localiser: retrain the shipped garment localiser (its three heads) on made shopper photos; ~30 minutes on 2 cores
 localiser: setup backgrounds
 	$(PY) -m fashion_search.models.localiser_training --small ../shared/data/fashion-products-small --dev $(PHOTOS)
 

@@ -1,9 +1,10 @@
-"""Training the garment localiser's head on made shopper photos: ``make localiser``.
+"""Training the garment localiser's heads on made shopper photos: ``make localiser``.
 
 Cut-outs come from ``fashion-products-small`` and two thirds of the dev photos' validation half;
 the last third of that half, pasted on the validation backgrounds, chooses the epoch. The dev
 photos' test half and the benchmark backgrounds are never seen here. Each made photo is
-described once by the frozen backbone, so the epochs train the head alone, on cached maps.
+described once by the frozen backbone, so the epochs train the heads alone, on cached maps: one
+head from each seed of ``--head-seeds``, on the same photos.
 
     python -m fashion_search.models.localiser_training --small ../shared/data/fashion-products-small \\
         --dev ../shared/data/fashion-products-dev
