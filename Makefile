@@ -80,7 +80,8 @@ data:
 BACKGROUND_PACKAGES = mate-backgrounds gnome-backgrounds plasma-workspace-wallpapers ukui-wallpapers \
 	lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mypaint-data-extras
 backgrounds:
-	@if dpkg -s $(BACKGROUND_PACKAGES) >/dev/null 2>&1; then :; \
+	@if [ "$$(dpkg-query -W -f='$${db:Status-Abbrev}\n' $(BACKGROUND_PACKAGES) 2>/dev/null | grep -c '^ii')" \
+		= "$(words $(BACKGROUND_PACKAGES))" ]; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get install -y -qq $(BACKGROUND_PACKAGES) || (apt-get update -qq && apt-get install -y -qq $(BACKGROUND_PACKAGES))) >/dev/null; \
 	else echo "note: the localiser's backgrounds need: sudo apt-get install $(BACKGROUND_PACKAGES)"; fi

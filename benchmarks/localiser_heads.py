@@ -3,7 +3,8 @@
 Each product of the dev validation half's last third is made into a shopper-like photo on a real
 background and one with every condition at once (on the validation backgrounds, as
 ``shopper_photos.py --queries choosing`` makes them), and 200 two-garment photos. Each localiser
-(a head file, or several files' heads averaged: ``name=a.npz+b.npz``) finds the garment, which is
+(a head file, its heads averaged; or several files, each file's answer weighing the same:
+``name=a.npz+b.npz``) finds the garment, which is
 searched with the shipped model against all 2,946 dev photos. The true mask is the ceiling.
 
     python benchmarks/localiser_heads.py shipped=fashion_search/models/shipped/garment_localiser.npz
@@ -37,7 +38,7 @@ CONDITIONS = ("on a real-photo background", "all together")
 
 
 class Averaged(GarmentFinder):
-    """The engine's finder with the answers of several head files averaged."""
+    """The engine's finder (its page rules) with the answers of several head files averaged, file by file."""
 
     def __init__(self, heads: list[Path]):
         super().__init__()

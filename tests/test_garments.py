@@ -173,7 +173,11 @@ def test_a_package_sharing_a_folder_gives_the_photos_dpkg_lists_as_its_own(monke
     with pytest.raises(backgrounds.BackgroundsMissingError, match=f"install {backgrounds.LISTED_PACKAGES[-1]}"):
         backgrounds.background_paths("train")
     (lists / f"{backgrounds.LISTED_PACKAGES[-1]}.list").write_text(f"{shared / 'gone.png'}\n")
-    assert backgrounds.background_paths("train") == [shared / "ours.jpg"] * (len(backgrounds.LISTED_PACKAGES) - 1)
+    with pytest.raises(backgrounds.BackgroundsMissingError, match="lists no photo that is on disk"):
+        backgrounds.background_paths("train")
+    (lists / f"{backgrounds.LISTED_PACKAGES[-1]}.list").write_text(f"{shared / 'gone.png'}\n{shared / 'theirs.jpg'}\n")
+    assert backgrounds.background_paths("train") == [shared / "ours.jpg"] * (len(backgrounds.LISTED_PACKAGES) - 1) + [
+        shared / "theirs.jpg"]
 
 
 
@@ -193,6 +197,21 @@ def test_weights_of_another_head_are_refused_in_words():
         localiser.heads_from_arrays(arrays, shapes)
 
 
+def test_the_shipped_localiser_holds_three_heads_that_load():
+    import io
+
+    from fashion_search.models import localiser
+    from fashion_search.models.localiser_sha256 import HEAD_SHA256
+    from fashion_search.models.shipped import checked_bytes
+
+    shapes = [(None, 56, 56, 24), (None, 28, 28, 40), (None, 14, 14, 112), (None, 7, 7, 320)]
+    with np.load(io.BytesIO(checked_bytes(localiser.SHIPPED_HEAD, HEAD_SHA256, "make localiser"))) as arrays:
+        heads = localiser.heads_from_arrays(dict(arrays), shapes)
+    assert len(heads) == 3
+    kernels = [head.get_layer("classes").get_weights()[0] for head in heads]
+    assert not np.allclose(kernels[0], kernels[1]) and not np.allclose(kernels[1], kernels[2])
+
+
 def test_the_localiser_answers_the_mean_of_its_heads():
     import keras
 
@@ -202,9 +221,11 @@ def test_the_localiser_answers_the_mean_of_its_heads():
     maps = [keras.layers.Conv2D(channels, 1)(keras.layers.AveragePooling2D(stride)(inputs))
             for channels, stride in ((24, 4), (40, 8), (112, 16), (320, 32))]
     extractor = keras.Model(inputs, maps)
-    heads = [localiser.build_head([tuple(t.shape) for t in extractor.outputs], seed, f"head_{seed}") for seed in (1, 2)]
+    heads = [localiser.build_head([tuple(t.shape) for t in extractor.outputs], seed) for seed in (1, 2)]
     photo = np.random.default_rng(0).normal(size=(1, 224, 224, 3)).astype("float32")
     each = [np.asarray(keras.ops.softmax(head(extractor(photo)))) for head in heads]
     both = np.asarray(localiser.build_localiser(extractor, heads)(photo))
     assert both.shape == (1, 56, 56, localiser.CLASSES)
     assert np.allclose(both, (each[0] + each[1]) / 2, atol=1e-5) and not np.allclose(each[0], each[1], atol=1e-3)
+    alone = np.asarray(localiser.build_localiser(extractor, heads[:1])(photo))
+    assert np.allclose(alone, each[0], atol=1e-5)

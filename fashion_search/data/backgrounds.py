@@ -55,7 +55,11 @@ def _listed_photos(package: str, role: str) -> list[Path]:
         raise BackgroundsMissingError(f"the background photos of {role} come from the Debian package {package}, "
                                       f"which is not installed: apt-get install {package}")
     files = (Path(line) for line in listed.read_text().splitlines())
-    return sorted(p for p in files if p.suffix.lower() in SUFFIXES and p.is_file())
+    photos = sorted(p for p in files if p.suffix.lower() in SUFFIXES and p.is_file())
+    if not photos:
+        raise BackgroundsMissingError(f"the Debian package {package} lists no photo that is on disk (its files were "
+                                      f"removed?): apt-get install --reinstall {package}")
+    return photos
 
 
 def background_paths(role: str) -> list[Path]:

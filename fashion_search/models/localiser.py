@@ -10,6 +10,7 @@ of its training, their mean much less. The heads alone are trained and shipped
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def feature_extractor(weights: str = "imagenet") -> "keras.Model":
     return extractor
 
 
-def build_head(map_shapes: list[tuple], seed: int = 0, name: str = "localiser_head") -> "keras.Model":
+def build_head(map_shapes: list[tuple], seed: int = 0, name: str | None = None) -> "keras.Model":
     """Feature maps → per-cell class logits ``(56, 56, CLASSES)``: the coarse maps upsampled and
-    added to the finer ones, one 3 × 3 convolution at each step."""
+    added to the finer ones, one 3 × 3 convolution at each step (``name``: unique unless given)."""
     import keras
     from keras import layers
 
@@ -90,7 +91,7 @@ def head_arrays(heads: list["keras.Model"]) -> dict[str, np.ndarray]:
 def heads_from_arrays(arrays: dict[str, np.ndarray], map_shapes: list[tuple]) -> list["keras.Model"]:
     """As many heads as :func:`head_arrays`' output holds, their weights set (a file of one head saved
     before heads were averaged is read as one); arrays of another head are refused."""
-    if not any(name.startswith("head") for name in arrays):
+    if not any(re.match(r"head\d+/", name) for name in arrays):
         arrays = {f"head0/{name}": values for name, values in arrays.items()}
     count = len({name.split("/")[0] for name in arrays})
     heads = [build_head(map_shapes, name=f"localiser_head_{k}") for k in range(count)]

@@ -184,10 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="one head is trained from each, on the same photos; the localiser averages them")
     parser.add_argument("--out", type=Path, default=SHIPPED)
     args = parser.parse_args(argv)
+    if len(set(args.head_seeds)) < len(args.head_seeds):
+        parser.error(f"--head-seeds {' '.join(map(str, args.head_seeds))}: each seed once (the same seed trains "
+                     "the same head again)")
     record = train(args) | {"head_sha256": file_sha256(args.out), "command": "make localiser"}
     write_json(args.out.with_suffix(".json"), record)
     if args.out.resolve() == SHIPPED.resolve():
-        docstring = ("The SHA-256 of the shipped garment localiser's head (garment_localiser.npz), written with it\n"
+        docstring = ("The SHA-256 of the shipped garment localiser's heads (garment_localiser.npz), written with it\n"
                      "by ``make localiser``: the loader refuses any other file. Not to be edited by hand.")
         sha256 = record["head_sha256"]
         write_text_atomic(HASH_MODULE, f'"""{docstring}"""\nHEAD_SHA256 = "{sha256}"\n')

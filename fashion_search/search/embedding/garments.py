@@ -151,7 +151,7 @@ class GarmentFinder:
 
     @property
     def key(self) -> str:
-        """What the localiser computes, named by its head's checksum (under it the conversion is remembered)."""
+        """What the localiser computes, named by its heads' file's checksum (under it the conversion is remembered)."""
         return "garment-localiser-" + self.head_sha256[:24]
 
     def ready(self) -> Callable:
