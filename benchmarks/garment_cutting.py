@@ -95,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=ROOT.parent.parent / "shared/data/fashion-products-dev")
     parser.add_argument("--products", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="draws the made photos (not the split)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "garment_cutting")
     args = parser.parse_args(argv)
     catalog = list_catalogue("photo_folder", args.photos)
     items = catalog.items.assign(id=catalog.items["id"].astype(str)).set_index("id", drop=False)
     backgrounds = load_backgrounds("validation")
-    chosen = items.loc[dev_thirds(args.photos, args.seed)[1]["id"].astype(str)]
+    chosen = items.loc[dev_thirds(args.photos)[1]["id"].astype(str)]
     sample = chosen.sample(args.products, random_state=args.seed)
     cutouts = read_cutouts(sample["id"].tolist(), sample["path"].tolist(), sample["subCategory"].tolist(),
                            "cutting out products")

@@ -58,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("localisers", nargs="+", help="name=head.npz, or name=a.npz+b.npz (averaged)")
     parser.add_argument("--photos", type=Path, default=ROOT.parent.parent / "shared/data/fashion-products-dev")
     parser.add_argument("--pairs", type=int, default=200, help="two-garment photos (at least 1)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="draws the made photos (not the split)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "localiser_heads")
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
     catalog = list_catalogue("photo_folder", args.photos)
     items = catalog.items.assign(id=catalog.items["id"].astype(str)).set_index("id", drop=False)
-    chosen = items.loc[dev_thirds(args.photos, args.seed)[1]["id"].astype(str)]
+    chosen = items.loc[dev_thirds(args.photos)[1]["id"].astype(str)]
     cutouts = read_cutouts(chosen["id"].tolist(), chosen["path"].tolist(), chosen["subCategory"].tolist(), "cutting")
     backgrounds = load_backgrounds("validation")
     queries = [q for q in sq.made_queries(cutouts, backgrounds, args.seed) if q.condition in CONDITIONS]

@@ -28,7 +28,7 @@ import pandas as pd
 from fashion_search.data import evaluation_split, list_catalogue
 from fashion_search.data.backgrounds import load_backgrounds
 from fashion_search.io import write_results
-from fashion_search.models.localiser_training import dev_thirds
+from fashion_search.models.localiser_training import SPLIT_SEED, dev_thirds
 from fashion_search.params import IndexParams
 from fashion_search.pipeline import shopper_queries as sq
 from fashion_search.pipeline.shopper_figure import example_figure
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", default="../shared/data/fashion-products-dev")
     parser.add_argument("--products", type=int, default=150)
     parser.add_argument("--pairs", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="draws the products and their photos (not the split)")
     parser.add_argument("--queries", choices=["test", "choosing"], default="test",
                         help="test: the dev test half on the benchmark backgrounds (the report); choosing: the "
                              "third of the validation half the localiser was chosen on, on the validation "
@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     catalog = list_catalogue("photo_folder", args.photos)
     items = catalog.items.assign(id=catalog.items["id"].astype(str)).set_index("id", drop=False)
     if args.queries == "test":
-        halves = evaluation_split(items["articleType"].to_numpy(), 0.5, args.seed)
+        halves = evaluation_split(items["articleType"].to_numpy(), 0.5, SPLIT_SEED)   # never moved by --seed
         chosen = items[halves == "test"]
     else:
-        chosen = items.loc[dev_thirds(Path(args.photos), args.seed)[1]["id"].astype(str)]
+        chosen = items.loc[dev_thirds(Path(args.photos))[1]["id"].astype(str)]
     backgrounds = load_backgrounds("benchmark" if args.queries == "test" else "validation")
     with tempfile.TemporaryDirectory() as folder:
         engines = {}

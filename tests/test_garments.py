@@ -229,3 +229,19 @@ def test_the_localiser_answers_the_mean_of_its_heads():
     assert np.allclose(both, (each[0] + each[1]) / 2, atol=1e-5) and not np.allclose(each[0], each[1], atol=1e-3)
     alone = np.asarray(localiser.build_localiser(extractor, heads[:1])(photo))
     assert np.allclose(alone, each[0], atol=1e-5)
+
+
+def test_the_localisers_thirds_come_from_the_validation_half_whatever_the_seeds(tmp_path):
+    import pandas as pd
+
+    from fashion_search.data import evaluation_split
+    from fashion_search.models.localiser_training import SPLIT_SEED, dev_thirds
+
+    types = [f"type{i % 6}" for i in range(300)]
+    pd.DataFrame({"id": [str(i) for i in range(300)], "articleType": types}).to_csv(tmp_path / "labels.csv",
+                                                                                  index=False)
+    training, choosing = dev_thirds(tmp_path)
+    halves = evaluation_split(np.array(types), 0.5, SPLIT_SEED)
+    test_half = {str(i) for i in np.flatnonzero(halves == "test")}
+    assert test_half and not test_half & (set(training["id"]) | set(choosing["id"]))
+    assert not set(training["id"]) & set(choosing["id"]) and len(training) == 2 * len(choosing)

@@ -32,6 +32,7 @@ from fashion_search.progress import progress
 SHIPPED = localiser.SHIPPED_HEAD
 HASH_MODULE = Path(__file__).with_name("localiser_sha256.py")  # the shipped head's SHA-256, as code
 CELL = localiser.SIZE // localiser.CELLS
+SPLIT_SEED = 42  # the dev photos' halves (as every benchmark splits them) and the validation half's thirds
 
 
 def cutouts_of(root: Path, labels: pd.DataFrame, title: str) -> list[Cutout]:
@@ -40,11 +41,12 @@ def cutouts_of(root: Path, labels: pd.DataFrame, title: str) -> list[Cutout]:
     return list(read_cutouts(labels["id"].tolist(), paths, labels["subCategory"].tolist(), title).values())
 
 
-def dev_thirds(dev: Path, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The dev photos' validation half, split into a training two thirds and a choosing third."""
+def dev_thirds(dev: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dev photos' validation half, split into a training two thirds and a choosing third, always
+    by :data:`SPLIT_SEED`: no other seed may move a choosing or a test photo into training."""
     labels = pd.read_csv(dev / "labels.csv", dtype={"id": str})
-    halves = evaluation_split(labels["articleType"].to_numpy(), 0.5, seed)
-    validation = labels[halves == "validation"].sample(frac=1.0, random_state=seed)
+    halves = evaluation_split(labels["articleType"].to_numpy(), 0.5, SPLIT_SEED)
+    validation = labels[halves == "validation"].sample(frac=1.0, random_state=SPLIT_SEED)
     cut = len(validation) * 2 // 3
     return validation.iloc[:cut], validation.iloc[cut:]
 
@@ -138,7 +140,7 @@ def train(args: argparse.Namespace) -> dict:
     started = time.time()
     rng = np.random.default_rng(args.seed)
     small = pd.read_csv(args.small / "labels.csv", dtype={"id": str}).sample(args.small_photos, random_state=args.seed)
-    dev_train, dev_choose = dev_thirds(args.dev, args.seed)
+    dev_train, dev_choose = dev_thirds(args.dev)
     training_cutouts = [*cutouts_of(args.small, small, "small cut-outs"),
                         *cutouts_of(args.dev, dev_train, "dev cut-outs")]
     choosing_cutouts = cutouts_of(args.dev, dev_choose, "choosing cut-outs")
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=16000)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=42, help="draws the made photos")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="draws the small photos used and the made photos (never the dev photos' split)")
     parser.add_argument("--head-seeds", type=int, nargs="+", default=[42, 43, 44],
                         help="one head is trained from each, on the same photos; the localiser averages them")
     parser.add_argument("--out", type=Path, default=SHIPPED)
