@@ -62,6 +62,18 @@ def test_our_own_lite_database_failing_for_good_is_said_as_such_not_as_another_p
     assert "Too many pings" in said and f"tried {milvus_index.CONNECT_TRIES} times" in said and "resumes" in said
 
 
+def test_a_lite_database_let_go_between_a_failed_open_and_the_look_is_opened_on_the_next_try(tmp_path, monkeypatch):
+    import pymilvus
+
+    flaky = Flaky(pymilvus.MilvusClient, failures=1)   # its holder let go just after our first try
+    monkeypatch.setattr(pymilvus, "MilvusClient", flaky)
+    uri = str(tmp_path / "milvus.db")
+    assert connect(uri, wait_s=10).list_collections() == [] and flaky.tries == 2
+    monkeypatch.setattr(pymilvus, "MilvusClient", Flaky(pymilvus.MilvusClient, failures=1))
+    with pytest.raises(Exception, match="cannot open Milvus"):   # without a wait, the first failure is told
+        connect(str(tmp_path / "other.db"))
+
+
 def test_a_collection_whose_writing_failed_is_written_anew(tmp_path, monkeypatch):
     monkeypatch.setattr(milvus_index, "RETRY_PAUSE_S", 0.01)
     real, calls = milvus_index.MilvusVectors.create, []

@@ -109,6 +109,9 @@ def connect(uri: str, wait_s: float = 0.0):
                                      "stop it (e.g. 'fashion-search serve'), or use a Milvus server (index.uri: "
                                      "http://host:19530)") from None
             tries += 1
+            if not holders and not is_server(uri) and time.monotonic() < deadline and tries < CONNECT_TRIES:
+                time.sleep(0.2)   # its holder let go between our try and the look: try again
+                continue
             if os.getpid() in holders and tries < CONNECT_TRIES:  # our own Lite database: its connection failed
                 time.sleep(RETRY_PAUSE_S * tries)
                 continue
