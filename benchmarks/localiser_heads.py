@@ -9,6 +9,10 @@ searched with the shipped model against all 2,946 dev photos. The true mask is t
 
     python benchmarks/localiser_heads.py shipped=fashion_search/models/shipped/garment_localiser.npz
 
+The results file compares the one head shipped before, read from git (a file of one head still loads):
+
+    git show d79791f:fashion_search/models/shipped/garment_localiser.npz > /tmp/exp/localiser_before.npz
+
 Writes benchmarks/results/localiser_heads.{json,md} (``--out`` to change).
 """
 from __future__ import annotations
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                          **sq.scores(results, made.products[0], items)})
         for spec in args.localisers:
             name, heads = spec.split("=", 1)
-            engine._garment_finder = Averaged([Path(h) for h in heads.split("+")])
+            engine.garment_finder = Averaged([Path(h) for h in heads.split("+")])
             for made in progress(queries, name, "photo"):
                 results, _, _ = sq.search(engine, made.photo.pixels, "localiser")
                 rows.append({"localiser": name, "condition": made.condition,

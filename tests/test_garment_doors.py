@@ -132,7 +132,7 @@ def serve_two_garments(photo_folder: Path, folder: Path, settings=SETTINGS, rela
     """A server whose localiser finds the two garments of :func:`scene`: its address, the server and its engine."""
     build_index(list_photo_folder(photo_folder), folder, settings, embedder=pixel_embedder())
     engine = SearchEngine(open_index(folder, settings), settings, pixel_embedder())
-    engine._garment_finder = TwoGarments(relative)
+    engine.garment_finder = TwoGarments(relative)
     return (*serve(create_app(engine)), engine)
 
 
@@ -181,7 +181,7 @@ class BottomStrip:
 def test_boxes_move_between_the_decode_and_the_photo_by_each_sides_own_ratio(two_garment_service):
     """A 1125 x 5000 photo decodes to 282 x 1250: the sides shrink by 3.99 and 4 (each rounds up on its own)."""
     _, engine = two_garment_service
-    engine._garment_finder = BottomStrip()
+    engine.garment_finder = BottomStrip()
     pixels = np.zeros((1250, 282, 3), np.uint8)
     found, chosen, searched = engine.locate(pixels, size=(1125, 5000))
     assert found[0] is chosen and chosen.box == (0, 4800, 1125, 5000) and searched.size

@@ -152,6 +152,10 @@ class SearchEngine:
             self._garment_finder = GarmentFinder(self.settings.runtime)
         return self._garment_finder
 
+    @garment_finder.setter
+    def garment_finder(self, finder: GarmentFinder) -> None:
+        self._garment_finder = finder   # another localiser, for a benchmark that compares them
+
     def locate(self, pixels: np.ndarray, garment: int | None = None, box: tuple | None = None, localise: bool = True,
                size: tuple[int, int] | None = None) -> tuple[list[Garment], Garment, np.ndarray]:
         """The garments the localiser finds in a photo (none when ``localise`` is off or a ``box``
