@@ -245,3 +245,26 @@ def test_the_localisers_thirds_come_from_the_validation_half_whatever_the_seeds(
     test_half = {str(i) for i in np.flatnonzero(halves == "test")}
     assert test_half and not test_half & (set(training["id"]) | set(choosing["id"]))
     assert not set(training["id"]) & set(choosing["id"]) and len(training) == 2 * len(choosing)
+
+
+def test_heads_of_another_width_load_as_wide_as_they_were_saved():
+    from fashion_search.models import localiser
+
+    shapes = [(None, 56, 56, 24), (None, 28, 28, 40), (None, 14, 14, 112), (None, 7, 7, 320)]
+    heads = [localiser.build_head(shapes, 1, "wide", width=96, fine_width=48), localiser.build_head(shapes, 2)]
+    again = localiser.heads_from_arrays(localiser.head_arrays(heads), shapes)
+    assert [h.get_layer("merge_8").filters for h in again] == [96, localiser.HEAD_WIDTH]
+    assert [h.get_layer("merge_4").filters for h in again] == [48, localiser.FINE_WIDTH]
+    assert np.array_equal(again[0].get_layer("merge_4").get_weights()[0], heads[0].get_layer("merge_4").get_weights()[0])
+
+
+@pytest.mark.parametrize("options, says", [(["--head-seeds", "3", "3"], "each seed once"),
+                                           (["--width", "0"], "at least 1 channel")])
+def test_the_localiser_trainer_refuses_impossible_options_before_any_work(tmp_path, options, says):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "fashion_search.models.localiser_training", *options,
+                           "--out", str(tmp_path / "heads.npz")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "heads.npz").exists()

@@ -46,27 +46,29 @@ def feature_extractor(weights: str = "imagenet") -> "keras.Model":
     return extractor
 
 
-def build_head(map_shapes: list[tuple], seed: int = 0, name: str | None = None) -> "keras.Model":
+def build_head(map_shapes: list[tuple], seed: int = 0, name: str | None = None, width: int = HEAD_WIDTH,
+               fine_width: int = FINE_WIDTH) -> "keras.Model":
     """Feature maps → per-cell class logits ``(56, 56, CLASSES)``: the coarse maps upsampled and
-    added to the finer ones, one 3 × 3 convolution at each step (``name``: unique unless given)."""
+    added to the finer ones, one 3 × 3 convolution at each step, ``width`` channels down to stride 8
+    and ``fine_width`` at stride 4 (``name``: unique unless given)."""
     import keras
     from keras import layers
 
     init = keras.initializers.GlorotUniform(seed)
     finest, fine, middle, coarse = (keras.Input(shape[1:]) for shape in map_shapes)
 
-    def lateral(x, name, width=HEAD_WIDTH):
-        return layers.Conv2D(width, 1, activation="relu", kernel_initializer=init, name=name)(x)
+    def lateral(x, name, channels=width):
+        return layers.Conv2D(channels, 1, activation="relu", kernel_initializer=init, name=name)(x)
 
     x = layers.UpSampling2D(2, interpolation="bilinear")(lateral(coarse, "lateral_32"))
-    x = layers.Conv2D(HEAD_WIDTH, 3, padding="same", activation="relu", kernel_initializer=init,
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=init,
                       name="merge_16")(layers.Add()([x, lateral(middle, "lateral_16")]))
     x = layers.UpSampling2D(2, interpolation="bilinear")(x)
-    x = layers.Conv2D(HEAD_WIDTH, 3, padding="same", activation="relu", kernel_initializer=init,
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=init,
                       name="merge_8")(layers.Add()([x, lateral(fine, "lateral_8")]))
-    x = layers.UpSampling2D(2, interpolation="bilinear")(lateral(x, "narrow_8", FINE_WIDTH))
-    x = layers.Conv2D(FINE_WIDTH, 3, padding="same", activation="relu", kernel_initializer=init,
-                      name="merge_4")(layers.Add()([x, lateral(finest, "lateral_4", FINE_WIDTH)]))
+    x = layers.UpSampling2D(2, interpolation="bilinear")(lateral(x, "narrow_8", fine_width))
+    x = layers.Conv2D(fine_width, 3, padding="same", activation="relu", kernel_initializer=init,
+                      name="merge_4")(layers.Add()([x, lateral(finest, "lateral_4", fine_width)]))
     logits = layers.Conv2D(CLASSES, 1, kernel_initializer=init, name="classes")(x)
     return keras.Model([finest, fine, middle, coarse], logits, name=name)
 
@@ -89,12 +91,17 @@ def head_arrays(heads: list["keras.Model"]) -> dict[str, np.ndarray]:
 
 
 def heads_from_arrays(arrays: dict[str, np.ndarray], map_shapes: list[tuple]) -> list["keras.Model"]:
-    """As many heads as :func:`head_arrays`' output holds, their weights set (a file of one head saved
-    before heads were averaged is read as one); arrays of another head are refused."""
+    """As many heads as :func:`head_arrays`' output holds, each as wide as its arrays say, their
+    weights set (a file of one head saved before heads were averaged is read as one); arrays of
+    another head are refused."""
     if not any(re.match(r"head\d+/", name) for name in arrays):
         arrays = {f"head0/{name}": values for name, values in arrays.items()}
     count = len({name.split("/")[0] for name in arrays})
-    heads = [build_head(map_shapes, name=f"localiser_head_{k}") for k in range(count)]
+    widths = [(arrays[f"head{k}/merge_16/1"].shape[0], arrays[f"head{k}/merge_4/1"].shape[0])
+              if f"head{k}/merge_16/1" in arrays and f"head{k}/merge_4/1" in arrays else (HEAD_WIDTH, FINE_WIDTH)
+              for k in range(count)]
+    heads = [build_head(map_shapes, name=f"localiser_head_{k}", width=w, fine_width=f)
+             for k, (w, f) in enumerate(widths)]
     wanted = set(head_arrays(heads))
     if not count or set(arrays) != wanted:
         raise ValueError(f"these weights are of another localiser head ({len(arrays)} arrays, not the "

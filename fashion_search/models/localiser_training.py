@@ -152,7 +152,8 @@ def train(args: argparse.Namespace) -> dict:
     heads, records = [], []
     for k, seed in enumerate(args.head_seeds):
         keras.utils.set_random_seed(seed)
-        head = localiser.build_head([(None, *m.shape[1:]) for m in train_maps], seed, f"localiser_head_{k}")
+        head = localiser.build_head([(None, *m.shape[1:]) for m in train_maps], seed, f"localiser_head_{k}",
+                                    args.width, args.fine_width)
         head.compile(keras.optimizers.Adam(args.learning_rate),
                      keras.losses.CategoricalCrossentropy(from_logits=True))
         best = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
@@ -168,7 +169,8 @@ def train(args: argparse.Namespace) -> dict:
             "training_photos": args.photos, "small_photos": args.small_photos,
             "training_cutouts": len(training_cutouts), "training_backgrounds": len(backgrounds),
             "choosing_photos": args.photos // 8, "choosing_cutouts": len(choosing_cutouts),
-            "heads": records, "seed": args.seed, "seconds": round(time.time() - started, 1),
+            "heads": records, "head_width": args.width, "fine_width": args.fine_width, "seed": args.seed,
+            "seconds": round(time.time() - started, 1),
             "backgrounds": {"train": ", ".join(ROLES["train"]) + ", made",
                             "choosing": "plasma-workspace-wallpapers (alternate half)"}}
 
@@ -185,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="draws the small photos used and the made photos (never the dev photos' split)")
     parser.add_argument("--head-seeds", type=int, nargs="+", default=[42, 43, 44],
                         help="one head is trained from each, on the same photos; the localiser averages them")
+    parser.add_argument("--width", type=int, default=localiser.HEAD_WIDTH,
+                        help="each head's channels at strides 32 to 8")
+    parser.add_argument("--fine-width", type=int, default=localiser.FINE_WIDTH, help="its channels at stride 4")
     parser.add_argument("--out", type=Path, default=SHIPPED)
     args = parser.parse_args(argv)
+    if min(args.width, args.fine_width) < 1:
+        parser.error(f"--width {args.width} --fine-width {args.fine_width}: each at least 1 channel")
     if len(set(args.head_seeds)) < len(args.head_seeds):
         parser.error(f"--head-seeds {' '.join(map(str, args.head_seeds))}: each seed once (the same seed trains "
                      "the same head again)")
