@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
+    for spec in args.localisers:
+        name, _, heads = spec.partition("=")
+        missing = [h for h in heads.split("+") if not Path(h).is_file()]
+        if not name or not heads or missing:
+            parser.error(f"{spec!r}: give name=heads.npz or name=a.npz+b.npz, of files that exist"
+                         + (f" ({', '.join(missing)} is not one)" if heads and missing else ""))
     catalog = list_catalogue("photo_folder", args.photos)
     items = catalog.items.assign(id=catalog.items["id"].astype(str)).set_index("id", drop=False)
     chosen = items.loc[dev_thirds(args.photos)[1]["id"].astype(str)]

@@ -268,3 +268,30 @@ def test_the_localiser_trainer_refuses_impossible_options_before_any_work(tmp_pa
                            "--out", str(tmp_path / "heads.npz")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "heads.npz").exists()
+
+
+def test_the_localiser_trainer_never_overwrites_a_file_that_is_not_a_localiser_s(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from fashion_search.models import localiser
+    from fashion_search.models.localiser_training import foreign_output
+
+    notes = tmp_path / "heads.json"
+    notes.write_text('{"mine": "a user\'s notes"}')
+    done = subprocess.run([sys.executable, "-m", "fashion_search.models.localiser_training", "--out",
+                           str(tmp_path / "heads.npz")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "heads.json exists and is not a localiser's" in done.stderr
+    assert notes.read_text() == '{"mine": "a user\'s notes"}' and not (tmp_path / "heads.npz").exists()
+
+    photo = tmp_path / "photo.npz"
+    np.savez(photo, pixels=np.zeros(3))
+    assert foreign_output(photo) == photo   # an .npz of someone else's
+    (tmp_path / "photo.npz").write_bytes(b"not an npz")
+    assert foreign_output(photo) == photo
+    shapes = [(None, 56, 56, 24), (None, 28, 28, 40), (None, 14, 14, 112), (None, 7, 7, 320)]
+    localiser.save_heads([localiser.build_head(shapes)], tmp_path / "own.npz")
+    (tmp_path / "own.json").write_text(json.dumps({"head_sha256": "0" * 64}))
+    assert foreign_output(tmp_path / "own.npz") is None and foreign_output(tmp_path / "new.npz") is None
+    assert foreign_output(localiser.SHIPPED_HEAD) is None

@@ -97,11 +97,12 @@ def heads_from_arrays(arrays: dict[str, np.ndarray], map_shapes: list[tuple]) ->
     if not any(re.match(r"head\d+/", name) for name in arrays):
         arrays = {f"head0/{name}": values for name, values in arrays.items()}
     count = len({name.split("/")[0] for name in arrays})
-    widths = [(arrays[f"head{k}/merge_16/1"].shape[0], arrays[f"head{k}/merge_4/1"].shape[0])
-              if f"head{k}/merge_16/1" in arrays and f"head{k}/merge_4/1" in arrays else (HEAD_WIDTH, FINE_WIDTH)
-              for k in range(count)]
-    heads = [build_head(map_shapes, name=f"localiser_head_{k}", width=w, fine_width=f)
-             for k, (w, f) in enumerate(widths)]
+    def width(k: int, layer: str, default: int) -> int:   # a layer's channels: the length of its saved bias
+        bias = arrays.get(f"head{k}/{layer}/1")
+        return default if bias is None else len(bias)
+
+    heads = [build_head(map_shapes, name=f"localiser_head_{k}", width=width(k, "merge_16", HEAD_WIDTH),
+                        fine_width=width(k, "merge_4", FINE_WIDTH)) for k in range(count)]
     wanted = set(head_arrays(heads))
     if not count or set(arrays) != wanted:
         raise ValueError(f"these weights are of another localiser head ({len(arrays)} arrays, not the "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from fashion_search.data.backgrounds import ROLES, background_crop, load_backgro
 from fashion_search.data.cutouts import GROUPS, Cutout, read_cutouts
 from fashion_search.data.shopper_photos import Conditions, compose
 from fashion_search.images import fit_to_square
-from fashion_search.io import file_sha256, write_json, write_text_atomic
+from fashion_search.io import file_sha256, read_json, write_json, write_text_atomic
 from fashion_search.models import localiser
 from fashion_search.progress import progress
 
@@ -175,6 +176,24 @@ def train(args: argparse.Namespace) -> dict:
                             "choosing": "plasma-workspace-wallpapers (alternate half)"}}
 
 
+def is_localisers(path: Path) -> bool:
+    """Whether a file is a localiser's heads file (``.npz``) or its record (``.json``)."""
+    try:
+        if path.suffix == ".json":
+            record = read_json(path)
+            return isinstance(record, dict) and "head_sha256" in record
+        with np.load(path) as arrays:
+            return any(name.endswith("classes/0") for name in arrays.files)
+    except (OSError, ValueError, TypeError, AttributeError):   # unreadable, not JSON, not an .npz
+        return False
+
+
+def foreign_output(out: Path) -> Path | None:
+    """The heads file ``out`` or its record beside it when it exists and is not a localiser's (training
+    would overwrite someone's file); None when both are new or the trainer's own."""
+    return next((path for path in (out, out.with_suffix(".json")) if path.exists() and not is_localisers(path)), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=Path, default=Path("../shared/data/fashion-products-small"))
@@ -197,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(args.head_seeds)) < len(args.head_seeds):
         parser.error(f"--head-seeds {' '.join(map(str, args.head_seeds))}: each seed once (the same seed trains "
                      "the same head again)")
-    record = train(args) | {"head_sha256": file_sha256(args.out), "command": "make localiser"}
+    foreign = foreign_output(args.out)
+    if foreign is not None:
+        parser.error(f"{foreign} exists and is not a localiser's heads file or record: give --out a new name")
+    record = train(args) | {"head_sha256": file_sha256(args.out), "command": "make localiser",
+                            "arguments": sys.argv[1:] if argv is None else list(argv)}
     write_json(args.out.with_suffix(".json"), record)
     if args.out.resolve() == SHIPPED.resolve():
         docstring = ("The SHA-256 of the shipped garment localiser's heads (garment_localiser.npz), written with it\n"
