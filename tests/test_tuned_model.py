@@ -101,6 +101,62 @@ def test_training_from_cached_maps_moves_the_top_and_the_whole_model_embeds_alik
     np.testing.assert_allclose(whole, np.hstack([type_part, 0.5 * colour_part]), atol=1e-4)
 
 
+def test_the_paired_loss_is_low_when_each_view_is_nearest_its_own_photo_and_high_when_not():
+    rng = np.random.default_rng(3)
+    type_part = rng.normal(size=(6, 8)).astype(np.float32)
+    colour_part = rng.normal(size=(6, 4)).astype(np.float32)
+    layer = tuned.PairedViewLoss(0.1)
+    matched = np.asarray(layer([np.vstack([type_part, type_part]), np.vstack([colour_part, colour_part])]))
+    swapped = np.asarray(layer([np.vstack([type_part, type_part[::-1]]), np.vstack([colour_part, colour_part[::-1]])]))
+    assert matched.shape == (12,)
+    assert matched.mean() < 0.1 < 1.0 < swapped.mean()
+
+
+def test_paired_batches_hold_each_photo_then_one_of_its_views():
+    from fashion_search.pipeline.tuned_training import CachedBatches
+
+    copies, photos = 3, 10
+    maps = np.arange(copies * photos, dtype=np.float16).reshape(copies, photos, 1, 1, 1)   # value: copy·10 + photo
+    cache = type("Cache", (), {"maps": maps, "grids": maps, "__len__": lambda self: photos})()
+    codes = np.arange(photos) * 100
+    batches = CachedBatches(cache, codes, codes + 1, 8, np.random.default_rng(0), copies, paired=True)
+    assert len(batches) == 3   # 4 photos a batch
+    seen = []
+    for batch in range(len(batches)):
+        (batch_maps, _), targets = batches[batch]
+        values = batch_maps.reshape(-1).astype(int)
+        half = len(values) // 2
+        photo, view = values[:half], values[half:]
+        assert (photo < photos).all() and (view // photos >= 1).all()   # copy 0, then a view
+        np.testing.assert_array_equal(view % photos, photo)
+        np.testing.assert_array_equal(targets["type"], np.concatenate([photo, photo]) * 100)
+        assert len(targets["pair"]) == len(values)
+        seen.extend(photo)
+    assert sorted(seen) == list(range(photos))
+
+
+def test_training_with_the_paired_loss_pulls_views_to_their_photos():
+    rng = np.random.default_rng(4)
+    keras.utils.set_random_seed(0)
+    extractor = build_feature_extractor("efficientnet_lite0", "imagenet", SIZE)[0]   # random weights give alike features
+    lower, upper = tuned.lower_part(extractor, CUT), tuned.upper_part(extractor, CUT)
+    cells = grid_cells(extractor)
+    params = FinetuneParams(embedding_dim=8, type_hidden=0, dropout=0.0)
+    heads = build_heads(int(upper.outputs[0].shape[-1]), tuple(upper.outputs[1].shape[1:]), 8, 8, params, 0)
+    models = tuned.build_tuned(upper, heads, 8, 8, pair_temperature=0.1)
+    tuned.set_trainable(upper, tuned.TOP_FROM["efficientnet_lite0"]["last-block"])
+    tuned.compile_tuned(models.training, 3e-4, params.scale, params.margin, pair_weight=1.0)
+    images = np.kron(rng.uniform(-1, 1, (8, 4, 4, 3)), np.ones((1, SIZE // 4, SIZE // 4, 1))).astype(np.float32)
+    views = np.clip(images + rng.normal(0, 0.3, images.shape), -1, 1).astype(np.float32)
+    maps = lower.predict(np.vstack([images, views]), verbose=0)
+    grids = rng.random((16, cells, cells, 245)).astype(np.float32)
+    codes = np.tile(np.arange(8), 2)
+    targets = {"type": codes, "colour": codes, "pair": np.zeros(16)}
+    before = models.training.evaluate((maps, grids), targets, batch_size=16, verbose=0, return_dict=True)
+    fit = models.training.fit((maps, grids), targets, batch_size=16, epochs=40, verbose=0, shuffle=False)
+    assert fit.history["pair_loss"][-1] < 0.5 * before["pair_loss"]
+
+
 def saved_photos(folder: Path, count: int, seed: int) -> list[Path]:
     """``count`` catalogue-like photos written as JPEG files in ``folder``."""
     rng = np.random.default_rng(seed)
@@ -249,6 +305,17 @@ def test_a_top_the_backbone_does_not_have_is_refused_before_any_work(tmp_path, c
         tuned_training.main(["--backbone", "efficientnet_lite1", "--tops", "last-5-blocks",
                              "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "cache")])
     assert refused.value.code == 2 and "its tops: last-block, last-6-blocks" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("options", [["--pair-weight", "1", "--copies", "1"], ["--pair-weight", "1", "--train-copies", "1"],
+                                     ["--pair-weight", "-1"], ["--pair-temperature", "0"]])
+def test_a_paired_loss_without_views_or_with_a_bad_value_is_refused_before_any_work(tmp_path, capsys, options):
+    from fashion_search.pipeline import tuned_training
+
+    with pytest.raises(SystemExit) as refused:
+        tuned_training.main([*options, "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "cache")])
+    assert refused.value.code == 2 and "--pair-" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
 
 

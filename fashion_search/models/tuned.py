@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+from keras import ops
 
 from fashion_search.models.fused import Heads, feature_map_of
 from fashion_search.models.recipes import CosFaceLoss, CosineClassifier
@@ -79,8 +80,39 @@ class TunedModels:
     embedding: keras.Model
 
 
-def build_tuned(upper: keras.Model, heads: Heads, type_classes: int, colour_classes: int) -> TunedModels:
-    """The training and validation models around ``upper`` and the fused ``heads``."""
+class PairedViewLoss(keras.layers.Layer):
+    """Each row's InfoNCE loss for a batch whose first half are catalogue photos and second half
+    shopper-like views of them, in the same order: a view must find its own photo among the
+    batch's photos, and a photo its own view, by the cosine of the fused vectors (colour weight 1)."""
+
+    def __init__(self, temperature: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.temperature = temperature
+
+    def call(self, parts):
+        fused = ops.concatenate(parts, axis=-1)
+        fused = fused / ops.maximum(ops.norm(fused, axis=-1, keepdims=True), 1e-12)
+        half = ops.shape(fused)[0] // 2
+        photos, views = fused[:half], fused[half:]
+        logits = ops.matmul(photos, ops.transpose(views)) / self.temperature
+        own = ops.arange(half)
+        return ops.concatenate([
+            keras.losses.sparse_categorical_crossentropy(own, logits, from_logits=True),
+            keras.losses.sparse_categorical_crossentropy(own, ops.transpose(logits), from_logits=True)])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def row_losses(_, losses):
+    """A loss that is the model's own output (``PairedViewLoss``): its mean is minimised."""
+    return losses
+
+
+def build_tuned(upper: keras.Model, heads: Heads, type_classes: int, colour_classes: int,
+                pair_temperature: float | None = None) -> TunedModels:
+    """The training and validation models around ``upper`` and the fused ``heads``; with
+    ``pair_temperature``, the training model also gives ``PairedViewLoss`` as output ``pair``."""
     cached = keras.Input(upper.input_shape[1:], name="cached_map")
     grid = keras.Input(heads.colour_embedding.inputs[1].shape[1:], name="colour_grid")
     pooled, maps = upper(cached)
@@ -88,11 +120,16 @@ def build_tuned(upper: keras.Model, heads: Heads, type_classes: int, colour_clas
     colour_part = heads.colour_embedding([maps, grid])
     outputs = {"type": CosineClassifier(type_classes, name="type")(type_part),
                "colour": CosineClassifier(colour_classes, name="colour")(colour_part)}
+    if pair_temperature:
+        outputs["pair"] = PairedViewLoss(pair_temperature, name="pair")([type_part, colour_part])
     return (TunedModels(keras.Model([cached, grid], outputs, name="tuned_training"),
                         keras.Model([cached, grid], [type_part, colour_part], name="tuned_embedding")))
 
 
-def compile_tuned(training: keras.Model, learning_rate, scale: float, margin: float) -> None:
-    """Adam on both CosFace losses, summed."""
-    training.compile(keras.optimizers.Adam(learning_rate),
-                     loss={"type": CosFaceLoss(scale, margin), "colour": CosFaceLoss(scale, margin)})
+def compile_tuned(training: keras.Model, learning_rate, scale: float, margin: float, pair_weight: float = 0.0) -> None:
+    """Adam on both CosFace losses, summed, plus ``pair_weight`` × the paired views' loss where the model has one."""
+    losses = {"type": CosFaceLoss(scale, margin), "colour": CosFaceLoss(scale, margin)}
+    weights = {"type": 1.0, "colour": 1.0}
+    if "pair" in training.output_names:
+        losses["pair"], weights["pair"] = row_losses, pair_weight
+    training.compile(keras.optimizers.Adam(learning_rate), loss=losses, loss_weights=weights)

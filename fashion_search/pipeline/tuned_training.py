@@ -40,18 +40,21 @@ def codes_of(values: pd.Series, classes: list[str]) -> np.ndarray:
 
 
 class CachedBatches:
-    """Batches of one view per training photo, drawn from its first ``copies`` cached copies, with both labels."""
+    """Batches of one view per training photo, drawn from its first ``copies`` cached copies, with both
+    labels; ``paired``: half a batch of photos, each as its catalogue photo (copy 0) and then as one of
+    its views, with the target of the ``pair`` output."""
 
     def __new__(cls, *args, **kwargs):
         import keras
 
         class _Batches(keras.utils.PyDataset):
-            def __init__(self, cache, type_codes, colour_codes, batch_size, rng, copies):
+            def __init__(self, cache, type_codes, colour_codes, batch_size, rng, copies, paired=False):
                 super().__init__()
-                self.cache, self.batch_size = cache, batch_size
+                self.cache, self.paired = cache, paired
+                self.batch_size = batch_size // 2 if paired else batch_size
                 self.type_codes, self.colour_codes = type_codes, colour_codes
                 self.order = rng.permutation(len(cache))
-                self.copy = rng.integers(0, copies, len(cache))
+                self.copy = rng.integers(1, copies, len(cache)) if paired else rng.integers(0, copies, len(cache))
 
             def __len__(self):
                 return -(-len(self.order) // self.batch_size)
@@ -59,9 +62,14 @@ class CachedBatches:
             def __getitem__(self, batch):
                 rows = np.sort(self.order[batch * self.batch_size:(batch + 1) * self.batch_size])
                 copies = self.copy[rows]
+                if self.paired:
+                    copies, rows = np.concatenate([np.zeros_like(copies), copies]), np.concatenate([rows, rows])
                 maps = np.stack([self.cache.maps[c, r] for c, r in zip(copies, rows)]).astype(np.float32)
                 grids = np.stack([self.cache.grids[c, r] for c, r in zip(copies, rows)]).astype(np.float32)
-                return (maps, grids), {"type": self.type_codes[rows], "colour": self.colour_codes[rows]}
+                targets = {"type": self.type_codes[rows], "colour": self.colour_codes[rows]}
+                if self.paired:
+                    targets["pair"] = np.zeros(len(rows), np.float32)
+                return (maps, grids), targets
 
         return _Batches(*args, **kwargs)
 
@@ -144,7 +152,8 @@ def train(args: argparse.Namespace) -> dict:
         upper.set_weights(initial)
         heads = build_heads(int(upper.outputs[0].shape[-1]), tuple(upper.outputs[1].shape[1:]), len(type_classes),
                             len(colour_classes), params, args.seed)
-        models = tuned.build_tuned(upper, heads, len(type_classes), len(colour_classes))
+        models = tuned.build_tuned(upper, heads, len(type_classes), len(colour_classes),
+                                   args.pair_temperature if args.pair_weight else None)
         stages = [(None, args.head_epochs, args.learning_rate),
                   (tuned.TOP_FROM[args.backbone][top], args.top_epochs, args.top_learning_rate)]
         epoch = 0
@@ -152,11 +161,11 @@ def train(args: argparse.Namespace) -> dict:
             tuned.set_trainable(upper, first)
             if first is not None and args.top_schedule == "cosine":
                 rate = cosine_rate(rate, epochs * -(-len(train_cache) // args.batch_size))
-            tuned.compile_tuned(models.training, rate, params.scale, params.margin)
+            tuned.compile_tuned(models.training, rate, params.scale, params.margin, args.pair_weight)
             for _ in range(epochs):
                 epoch += 1
                 batches = CachedBatches(train_cache, type_codes, colour_codes, args.batch_size, rng,
-                                        args.train_copies or args.copies)
+                                        args.train_copies or args.copies, paired=args.pair_weight > 0)
                 fit = models.training.fit(batches, epochs=1, verbose=0)
                 evaluate(models, heads, top, epoch, float(fit.history["loss"][-1]),
                          float(models.training.optimizer.learning_rate))
@@ -209,10 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-learning-rate", type=float, default=1e-4)
     parser.add_argument("--top-schedule", choices=["constant", "cosine"], default="constant",
                         help="the top stage's learning rate: constant, or falling to zero along half a cosine")
+    parser.add_argument("--pair-weight", type=float, default=0.0,
+                        help="weight of a loss that pulls each photo's view to the photo itself (0: off); "
+                        "an epoch then sees every photo twice, as itself and as a view")
+    parser.add_argument("--pair-temperature", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     args.tops = args.tops or list(TOP_FROM[args.backbone])
+    if args.pair_weight and (args.copies < 2 or args.train_copies == 1):
+        parser.error("--pair-weight needs views: --copies 2 or more, and --train-copies not 1")
+    if args.pair_weight < 0 or args.pair_temperature <= 0:
+        parser.error("--pair-weight must be 0 or more and --pair-temperature above 0")
     unknown = [top for top in args.tops if top not in TOP_FROM[args.backbone]]
     if unknown:   # said now, not after the cache and a first top's training
         parser.error(f"{args.backbone} has no top {', '.join(unknown)}; its tops: {', '.join(TOP_FROM[args.backbone])}")
