@@ -145,15 +145,15 @@ def test_training_with_the_paired_loss_pulls_views_to_their_photos():
     heads = build_heads(int(upper.outputs[0].shape[-1]), tuple(upper.outputs[1].shape[1:]), 8, 8, params, 0)
     models = tuned.build_tuned(upper, heads, 8, 8, pair_temperature=0.1)
     tuned.set_trainable(upper, tuned.TOP_FROM["efficientnet_lite0"]["last-block"])
-    tuned.compile_tuned(models.training, 3e-4, params.scale, params.margin, pair_weight=1.0)
+    tuned.compile_tuned(models.paired, 3e-4, params.scale, params.margin, pair_weight=1.0)
     images = np.kron(rng.uniform(-1, 1, (8, 4, 4, 3)), np.ones((1, SIZE // 4, SIZE // 4, 1))).astype(np.float32)
     views = np.clip(images + rng.normal(0, 0.3, images.shape), -1, 1).astype(np.float32)
     maps = lower.predict(np.vstack([images, views]), verbose=0)
     grids = rng.random((16, cells, cells, 245)).astype(np.float32)
     codes = np.tile(np.arange(8), 2)
     targets = {"type": codes, "colour": codes, "pair": np.zeros(16)}
-    before = models.training.evaluate((maps, grids), targets, batch_size=16, verbose=0, return_dict=True)
-    fit = models.training.fit((maps, grids), targets, batch_size=16, epochs=40, verbose=0, shuffle=False)
+    before = models.paired.evaluate((maps, grids), targets, batch_size=16, verbose=0, return_dict=True)
+    fit = models.paired.fit((maps, grids), targets, batch_size=16, epochs=40, verbose=0, shuffle=False)
     assert fit.history["pair_loss"][-1] < 0.5 * before["pair_loss"]
 
 
@@ -276,15 +276,17 @@ def test_the_trainer_writes_a_model_folder_the_engine_embeds_with(tmp_path, monk
     assert tuned_training.main(["--small", str(tmp_path / "small"), "--dev", str(tmp_path / "dev"), "--out", str(out),
                                 "--cache", str(tmp_path / "cache"), "--copies", "2", "--tops", "last-block",
                                 "--head-epochs", "1", "--top-epochs", "2", "--top-schedule", "cosine",
-                                "--batch-size", "8"]) == 0
+                                "--paired-epochs", "1", "--batch-size", "8"]) == 0
     manifest = saved.read_manifest(out)
     assert manifest["recipe"] == "tuned" and manifest["top_layers"][0] == "blocks_6_0_conv_pw_conv2d"
     assert manifest["data"]["training_photos"] == 24 + 12   # the small photos and two thirds of the dev half
     history = pd.read_csv(out / "history.csv")
-    assert list(history["epoch"]) == [1, 2, 3] and (out / "colour_weights.csv").is_file()
+    assert list(history["epoch"]) == [1, 2, 3, 4] and (out / "colour_weights.csv").is_file()
+    assert manifest["choices"]["epoch"] == 4   # with paired epochs, one of them is kept
     assert history["learning_rate_at_end"].iloc[0] == pytest.approx(1e-3)   # the heads alone: constant
     assert history["learning_rate_at_end"].iloc[1] == pytest.approx(5e-5, rel=0.02)   # half way down the cosine
     assert history["learning_rate_at_end"].iloc[2] < 1e-9   # and at zero after the top's last epoch
+    assert history["learning_rate_at_end"].iloc[3] < 1e-9   # the paired epoch: a cosine of its own
     embedder = load_embedder(IndexParams(model=str(out), runtime="tensorflow"))
     photo = str(next((tmp_path / "dev" / "images").iterdir()))
     vectors = embed_photos(embedder, [photo], 1).vectors
@@ -308,14 +310,15 @@ def test_a_top_the_backbone_does_not_have_is_refused_before_any_work(tmp_path, c
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("options", [["--pair-weight", "1", "--copies", "1"], ["--pair-weight", "1", "--train-copies", "1"],
-                                     ["--pair-weight", "-1"], ["--pair-temperature", "0"]])
+@pytest.mark.parametrize("options", [["--paired-epochs", "1", "--copies", "1"],
+                                     ["--paired-epochs", "1", "--train-copies", "1"], ["--paired-epochs", "-1"],
+                                     ["--pair-weight", "0"], ["--pair-temperature", "0"]])
 def test_a_paired_loss_without_views_or_with_a_bad_value_is_refused_before_any_work(tmp_path, capsys, options):
     from fashion_search.pipeline import tuned_training
 
     with pytest.raises(SystemExit) as refused:
         tuned_training.main([*options, "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "cache")])
-    assert refused.value.code == 2 and "--pair-" in capsys.readouterr().err
+    assert refused.value.code == 2 and "--pair" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
 
 

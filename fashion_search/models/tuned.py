@@ -73,11 +73,13 @@ def set_trainable(upper: keras.Model, first: str | None) -> None:
 
 @dataclass
 class TunedModels:
-    """The model that trains (cached map and colour grid → type and colour cosines) and the one
-    that embeds for validation (→ type embedding and colour embedding)."""
+    """The model that trains (cached map and colour grid → type and colour cosines), the one that
+    embeds for validation (→ type embedding and colour embedding) and, where asked for, the training
+    model that also gives the paired views' loss (output ``pair``; the same layers)."""
 
     training: keras.Model
     embedding: keras.Model
+    paired: keras.Model | None = None
 
 
 class PairedViewLoss(keras.layers.Layer):
@@ -111,8 +113,8 @@ def row_losses(_, losses):
 
 def build_tuned(upper: keras.Model, heads: Heads, type_classes: int, colour_classes: int,
                 pair_temperature: float | None = None) -> TunedModels:
-    """The training and validation models around ``upper`` and the fused ``heads``; with
-    ``pair_temperature``, the training model also gives ``PairedViewLoss`` as output ``pair``."""
+    """The models around ``upper`` and the fused ``heads``; with ``pair_temperature``, also the paired
+    training model, whose output ``pair`` is the ``PairedViewLoss`` of its batch."""
     cached = keras.Input(upper.input_shape[1:], name="cached_map")
     grid = keras.Input(heads.colour_embedding.inputs[1].shape[1:], name="colour_grid")
     pooled, maps = upper(cached)
@@ -120,10 +122,12 @@ def build_tuned(upper: keras.Model, heads: Heads, type_classes: int, colour_clas
     colour_part = heads.colour_embedding([maps, grid])
     outputs = {"type": CosineClassifier(type_classes, name="type")(type_part),
                "colour": CosineClassifier(colour_classes, name="colour")(colour_part)}
+    paired = None
     if pair_temperature:
-        outputs["pair"] = PairedViewLoss(pair_temperature, name="pair")([type_part, colour_part])
-    return (TunedModels(keras.Model([cached, grid], outputs, name="tuned_training"),
-                        keras.Model([cached, grid], [type_part, colour_part], name="tuned_embedding")))
+        pair = PairedViewLoss(pair_temperature, name="pair")([type_part, colour_part])
+        paired = keras.Model([cached, grid], {**outputs, "pair": pair}, name="tuned_paired_training")
+    return TunedModels(keras.Model([cached, grid], outputs, name="tuned_training"),
+                       keras.Model([cached, grid], [type_part, colour_part], name="tuned_embedding"), paired)
 
 
 def compile_tuned(training: keras.Model, learning_rate, scale: float, margin: float, pair_weight: float = 0.0) -> None:

@@ -5,10 +5,12 @@
    their outputs are cached on disk as float16.
 2. The heads train alone for ``head_epochs`` (the top frozen), then the top blocks from each
    candidate layer of ``--tops`` train with them for ``top_epochs`` (at a constant learning rate, or
-   one falling along half a cosine), every photo seen as one of its cached views drawn at random each epoch.
+   one falling along half a cosine), every photo seen as one of its cached views drawn at random each
+   epoch; then, for ``paired_epochs``, with a loss that also pulls each photo's view to the photo
+   itself (:class:`~fashion_search.models.tuned.PairedViewLoss`).
 3. After every epoch each validation photo searches the dev validation half; the score is the
    best mean over colour weights of type and type+colour mAP@10 (both definitions). The best
-   epoch of the best top, and its colour weight, are kept.
+   epoch of the best top (of the paired epochs, where there are any), and its colour weight, are kept.
 
     python -m fashion_search.pipeline.tuned_training --small ../shared/data/fashion-products-small \\
         --dev ../shared/data/fashion-products-dev --out outputs/tuned/model
@@ -130,7 +132,8 @@ def train(args: argparse.Namespace) -> dict:
     best: dict = {"score": -1.0}
     initial = [w.copy() for w in upper.get_weights()]
 
-    def evaluate(models: tuned.TunedModels, heads, top: str, epoch: int, loss: float, rate: float) -> None:
+    def evaluate(models: tuned.TunedModels, heads, top: str, epoch: int, loss: float, rate: float,
+                 candidate: bool) -> None:
         type_part, colour_part = models.embedding.predict(
             [np.asarray(choose_cache.maps[0], np.float32), np.asarray(choose_cache.grids[0], np.float32)],
             batch_size=128, verbose=0)
@@ -142,7 +145,7 @@ def train(args: argparse.Namespace) -> dict:
                         **{key: round(float(value), 4) for key, value in row.items()},
                         "type report, colour off": round(colour_off, 4)})
         print(json.dumps(history[-1]), flush=True)
-        if row["mean"] > best["score"]:
+        if candidate and row["mean"] > best["score"]:
             best.update(score=float(row["mean"]), top=top, epoch=epoch, colour_weight=float(row["colour_weight"]),
                         table=table, models=models, heads=heads,
                         weights=[w.copy() for w in models.training.get_weights()])
@@ -153,22 +156,28 @@ def train(args: argparse.Namespace) -> dict:
         heads = build_heads(int(upper.outputs[0].shape[-1]), tuple(upper.outputs[1].shape[1:]), len(type_classes),
                             len(colour_classes), params, args.seed)
         models = tuned.build_tuned(upper, heads, len(type_classes), len(colour_classes),
-                                   args.pair_temperature if args.pair_weight else None)
-        stages = [(None, args.head_epochs, args.learning_rate),
-                  (tuned.TOP_FROM[args.backbone][top], args.top_epochs, args.top_learning_rate)]
+                                   args.pair_temperature if args.paired_epochs else None)
+        first_top = tuned.TOP_FROM[args.backbone][top]
+        stages = [(None, args.head_epochs, args.learning_rate, False),
+                  (first_top, args.top_epochs, args.top_learning_rate, False),
+                  (first_top, args.paired_epochs, args.top_learning_rate, True)]
         epoch = 0
-        for first, epochs, rate in stages:
+        for first, epochs, rate, paired in stages:
+            if not epochs:
+                continue
             tuned.set_trainable(upper, first)
+            training = models.paired if paired else models.training
+            photos_a_batch = args.batch_size // 2 if paired else args.batch_size
             if first is not None and args.top_schedule == "cosine":
-                rate = cosine_rate(rate, epochs * -(-len(train_cache) // args.batch_size))
-            tuned.compile_tuned(models.training, rate, params.scale, params.margin, args.pair_weight)
+                rate = cosine_rate(rate, epochs * -(-len(train_cache) // photos_a_batch))
+            tuned.compile_tuned(training, rate, params.scale, params.margin, args.pair_weight if paired else 0.0)
             for _ in range(epochs):
                 epoch += 1
                 batches = CachedBatches(train_cache, type_codes, colour_codes, args.batch_size, rng,
-                                        args.train_copies or args.copies, paired=args.pair_weight > 0)
-                fit = models.training.fit(batches, epochs=1, verbose=0)
+                                        args.train_copies or args.copies, paired=paired)
+                fit = training.fit(batches, epochs=1, verbose=0)
                 evaluate(models, heads, top, epoch, float(fit.history["loss"][-1]),
-                         float(models.training.optimizer.learning_rate))
+                         float(training.optimizer.learning_rate), paired or not args.paired_epochs)
     best["models"].training.set_weights(best["weights"])
     model = fused_embedding_model(extractor, best["heads"], best["colour_weight"])
     top_layers = [layer.name for layer in tuned.trained_layers(upper, tuned.TOP_FROM[args.backbone][best["top"]])]
@@ -218,18 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-learning-rate", type=float, default=1e-4)
     parser.add_argument("--top-schedule", choices=["constant", "cosine"], default="constant",
                         help="the top stage's learning rate: constant, or falling to zero along half a cosine")
-    parser.add_argument("--pair-weight", type=float, default=0.0,
-                        help="weight of a loss that pulls each photo's view to the photo itself (0: off); "
-                        "an epoch then sees every photo twice, as itself and as a view")
+    parser.add_argument("--paired-epochs", type=int, default=0,
+                        help="top epochs after --top-epochs that add a loss pulling each photo's view to the photo "
+                        "itself; such an epoch sees every photo twice, as itself and as a view")
+    parser.add_argument("--pair-weight", type=float, default=1.0, help="that loss's weight")
     parser.add_argument("--pair-temperature", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     args.tops = args.tops or list(TOP_FROM[args.backbone])
-    if args.pair_weight and (args.copies < 2 or args.train_copies == 1):
-        parser.error("--pair-weight needs views: --copies 2 or more, and --train-copies not 1")
-    if args.pair_weight < 0 or args.pair_temperature <= 0:
-        parser.error("--pair-weight must be 0 or more and --pair-temperature above 0")
+    if args.paired_epochs and (args.copies < 2 or args.train_copies == 1):
+        parser.error("--paired-epochs needs views: --copies 2 or more, and --train-copies not 1")
+    if args.paired_epochs < 0 or args.pair_weight <= 0 or args.pair_temperature <= 0:
+        parser.error("--paired-epochs must be 0 or more, --pair-weight and --pair-temperature above 0")
     unknown = [top for top in args.tops if top not in TOP_FROM[args.backbone]]
     if unknown:   # said now, not after the cache and a first top's training
         parser.error(f"{args.backbone} has no top {', '.join(unknown)}; its tops: {', '.join(TOP_FROM[args.backbone])}")
