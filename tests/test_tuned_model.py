@@ -310,15 +310,17 @@ def test_a_top_the_backbone_does_not_have_is_refused_before_any_work(tmp_path, c
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("options", [["--paired-epochs", "1", "--copies", "1"],
-                                     ["--paired-epochs", "1", "--train-copies", "1"], ["--paired-epochs", "-1"],
-                                     ["--pair-weight", "0"], ["--pair-temperature", "0"]])
-def test_a_paired_loss_without_views_or_with_a_bad_value_is_refused_before_any_work(tmp_path, capsys, options):
+@pytest.mark.parametrize("options, said", [
+    (["--paired-epochs", "1", "--copies", "1"], "needs views"), (["--paired-epochs", "1", "--train-copies", "1"], "needs views"),
+    (["--paired-epochs", "-1"], "0 or more"), (["--pair-weight", "0"], "above 0"), (["--pair-temperature", "0"], "above 0"),
+    (["--top-epochs", "-1"], "0 or more"), (["--head-epochs", "0", "--top-epochs", "0"], "nothing to train")])
+def test_a_paired_loss_without_views_or_a_bad_value_or_nothing_to_train_is_refused_before_any_work(tmp_path, capsys,
+                                                                                                   options, said):
     from fashion_search.pipeline import tuned_training
 
     with pytest.raises(SystemExit) as refused:
         tuned_training.main([*options, "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "cache")])
-    assert refused.value.code == 2 and "--pair" in capsys.readouterr().err
+    assert refused.value.code == 2 and said in capsys.readouterr().err.splitlines()[-1]
     assert not (tmp_path / "cache").exists()
 
 

@@ -238,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     args.tops = args.tops or list(TOP_FROM[args.backbone])
     if args.paired_epochs and (args.copies < 2 or args.train_copies == 1):
         parser.error("--paired-epochs needs views: --copies 2 or more, and --train-copies not 1")
-    if args.paired_epochs < 0 or args.pair_weight <= 0 or args.pair_temperature <= 0:
-        parser.error("--paired-epochs must be 0 or more, --pair-weight and --pair-temperature above 0")
+    if min(args.head_epochs, args.top_epochs, args.paired_epochs) < 0 or args.pair_weight <= 0 \
+            or args.pair_temperature <= 0:
+        parser.error("epochs must be 0 or more, --pair-weight and --pair-temperature above 0")
+    if not args.head_epochs + args.top_epochs + args.paired_epochs:
+        parser.error("nothing to train: --head-epochs, --top-epochs and --paired-epochs are all 0")
     unknown = [top for top in args.tops if top not in TOP_FROM[args.backbone]]
     if unknown:   # said now, not after the cache and a first top's training
         parser.error(f"{args.backbone} has no top {', '.join(unknown)}; its tops: {', '.join(TOP_FROM[args.backbone])}")
