@@ -121,3 +121,35 @@ def test_a_run_sets_the_panels_own_index_back_so_search_keeps_its_sections(tmp_p
     given.clear()
     runner.run_stage("04_evaluate", layout, load_params(runner.NOTEBOOKS_DIR.parent / "params.yaml"))
     assert "panel_index" not in given   # only the stage that has it
+
+
+def test_each_kernel_talks_over_sockets_of_its_own_and_leaves_nothing_in_the_current_folder(tmp_path, monkeypatch):
+    """Two runs started from one folder must not share a kernel's sockets (they read each other's messages)."""
+    import asyncio
+    import os
+    from pathlib import Path
+
+    from fashion_search.pipeline.runner import local_kernel_manager
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+
+    async def two_kernels() -> list[tuple[str, list[int]]]:
+        managers = [local_kernel_manager()(kernel_name="python3") for _ in range(2)]
+        await asyncio.gather(*(km.start_kernel() for km in managers))
+        try:
+            for km in managers:
+                client = km.client()
+                client.start_channels()
+                await client.wait_for_ready(timeout=60)
+                client.stop_channels()
+            return [(km.ip, [km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port])
+                    for km in managers]
+        finally:
+            await asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers))
+
+    (first, _), (second, _) = asyncio.run(two_kernels())
+    assert first != second
+    assert all(Path(ip).parent == tmp_path / "runtime" for ip in (first, second))
+    assert len(first) + len("-5") < 107   # a Unix socket's path limit
+    assert os.listdir(tmp_path) == ["runtime"]

@@ -103,14 +103,27 @@ def ensure_kernel() -> str:
 
 def local_kernel_manager() -> type:
     """A kernel manager whose kernels talk over Unix sockets in Jupyter's runtime folder
-    (private to this user) instead of TCP ports on loopback, which ipykernel warns about."""
+    (private to this user) instead of TCP ports on loopback, which ipykernel warns about.
+
+    Each kernel's sockets get a name of their own there: jupyter_client would otherwise name them
+    ``kernel-ipc-1`` … in the current folder, where two runs started from one folder take the same
+    sockets and read each other's messages."""
+    import uuid
+
     from jupyter_client import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets import default
 
     class LocalKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self) -> str:
             return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            folder = Path(jupyter_runtime_dir())
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return str(folder / f"fs-{uuid.uuid4().hex[:12]}")   # short: a socket's path has at most 107 bytes
 
     return LocalKernelManager
 
